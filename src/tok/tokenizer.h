@@ -1,0 +1,57 @@
+/* tokenizer.h: a Hugging Face tokenizer.json, encoded and decoded exactly as
+ * the tokenizers library does, for the BPE families of GPT-2, Llama 3,
+ * Qwen2 (byte-level) and Llama 2 (SentencePiece-style, byte fallback). */
+#ifndef SFT_TOK_TOKENIZER_H
+#define SFT_TOK_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io/err.h"
+
+typedef struct sft_tokenizer sft_tokenizer;
+
+/* Loads DIR/tokenizer.json (and, for the special-token names,
+ * DIR/tokenizer_config.json when present). */
+sft_tokenizer *sft_tokenizer_load(const char *dir, sft_err *err);
+sft_tokenizer *sft_tokenizer_load_file(const char *tokenizer_json_path, sft_err *err);
+void sft_tokenizer_free(sft_tokenizer *tok);
+
+/* The result of an encoding; owned by the caller (sft_encoding_free). */
+typedef struct sft_encoding {
+    int32_t *ids;
+    size_t count;
+    /* offsets[2*i], offsets[2*i+1]: byte range of token i in the input text
+     * (the tokenizers library reports character offsets in Python; we report
+     * byte offsets into the UTF-8 input; added post-processor tokens get 0,0). */
+    size_t *offsets;
+    size_t capacity;
+} sft_encoding;
+
+/* Encodes text (len bytes, need not be NUL-terminated nor valid UTF-8).
+ * add_special: apply the post-processor (BOS for Llama). */
+int sft_tokenizer_encode(const sft_tokenizer *tok, const char *text, size_t len, int add_special,
+                         sft_encoding *out, sft_err *err);
+void sft_encoding_free(sft_encoding *enc);
+
+/* Decodes ids to a malloc'ed NUL-terminated string (*len bytes), as
+ * tokenizers' decode(ids, skip_special_tokens=skip_special). */
+int sft_tokenizer_decode(const sft_tokenizer *tok, const int32_t *ids, size_t count, int skip_special,
+                         char **text, size_t *len, sft_err *err);
+
+size_t sft_tokenizer_vocab_size(const sft_tokenizer *tok); /* including added tokens */
+/* The token string of an id (NULL when out of range). */
+const char *sft_tokenizer_id_to_token(const sft_tokenizer *tok, int32_t id);
+/* -1 when absent. */
+int32_t sft_tokenizer_token_to_id(const sft_tokenizer *tok, const char *token);
+
+/* Special tokens named by tokenizer_config.json (bos_token, eos_token,
+ * pad_token, unk_token): the string, or NULL when absent. */
+const char *sft_tokenizer_bos_token(const sft_tokenizer *tok);
+const char *sft_tokenizer_eos_token(const sft_tokenizer *tok);
+/* The chat template from DIR/chat_template.jinja or tokenizer_config.json's
+ * chat_template (a string, or the "default" of a list of named templates);
+ * NULL when none. */
+const char *sft_tokenizer_chat_template(const sft_tokenizer *tok);
+
+#endif
