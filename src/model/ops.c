@@ -1,0 +1,519 @@
+/* ops.c: the float32 CPU kernels declared in ops.h (forward/backward pairs
+ * after llm.c's train_gpt2.c; numerics after transformers' eager float32
+ * path). Parallel loops use OpenMP with static schedules and fixed reduction
+ * orders, so a result depends only on the thread count, never on timing;
+ * matrix products go through OpenBLAS's cblas_sgemm, called from serial code. */
+#include "model/ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- threads */
+
+static int sft_threads = 0;
+
+void sft_set_threads(int n) {
+    if (n <= 0) n = omp_get_num_procs();
+    sft_threads = n;
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
+int sft_get_threads(void) { return sft_threads > 0 ? sft_threads : omp_get_max_threads(); }
+
+/* -------------------------------------------------------------- embedding */
+
+void sft_embedding_forward(float *out, const int32_t *tokens, const int32_t *pos, const float *wte,
+                           const float *wpe, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *o = out + (size_t)n * C;
+        const float *te = wte + (size_t)tokens[n] * C;
+        if (wpe) {
+            const float *pe = wpe + (size_t)pos[n] * C;
+            for (int c = 0; c < C; c++) o[c] = te[c] + pe[c];
+        } else {
+            memcpy(o, te, (size_t)C * sizeof(float));
+        }
+    }
+}
+
+/* Serial on purpose: two tokens may share a row of wte (a scatter-add), and
+ * the fixed order keeps the sums bitwise reproducible. N*C is small next to
+ * the matrix products. */
+void sft_embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
+                            const int32_t *pos, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *d = dout + (size_t)n * C;
+        if (dwte) {
+            float *g = dwte + (size_t)tokens[n] * C;
+            for (int c = 0; c < C; c++) g[c] += d[c];
+        }
+        if (dwpe) {
+            float *g = dwpe + (size_t)pos[n] * C;
+            for (int c = 0; c < C; c++) g[c] += d[c];
+        }
+    }
+}
+
+/* ------------------------------------------------------- column reductions */
+
+/* acc [C] += sum over rows of src [N, C] (times `mul` [N, C] when not NULL):
+ * parallel over column blocks, each summing its rows in order. */
+static void column_sums(float *acc, const float *src, const float *mul, int N, int C) {
+    const int block = 64;
+    int nblocks = (C + block - 1) / block;
+#pragma omp parallel for schedule(static)
+    for (int bi = 0; bi < nblocks; bi++) {
+        int c0 = bi * block, c1 = c0 + block < C ? c0 + block : C;
+        float local[64];
+        for (int c = c0; c < c1; c++) local[c - c0] = 0.0f;
+        for (int n = 0; n < N; n++) {
+            const float *s = src + (size_t)n * C;
+            if (mul) {
+                const float *m = mul + (size_t)n * C;
+                for (int c = c0; c < c1; c++) local[c - c0] += s[c] * m[c];
+            } else {
+                for (int c = c0; c < c1; c++) local[c - c0] += s[c];
+            }
+        }
+        for (int c = c0; c < c1; c++) acc[c] += local[c - c0];
+    }
+}
+
+/* -------------------------------------------------------------- layernorm */
+
+void sft_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                           const float *bias, int N, int C, float eps) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        double m = 0.0;
+        for (int c = 0; c < C; c++) m += x[c];
+        m /= C;
+        double v = 0.0;
+        for (int c = 0; c < C; c++) {
+            double d = x[c] - m;
+            v += d * d;
+        }
+        v /= C;
+        float s = (float)(1.0 / sqrt(v + eps));
+        float mf = (float)m;
+        for (int c = 0; c < C; c++) o[c] = (x[c] - mf) * s * weight[c] + bias[c];
+        mean[n] = mf;
+        rstd[n] = s;
+    }
+}
+
+void sft_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                            const float *weight, const float *mean, const float *rstd, int N, int C) {
+    if (dinp) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+            float *dx = dinp + (size_t)n * C;
+            float m = mean[n], s = rstd[n];
+            double dnorm_mean = 0.0, dnorm_norm_mean = 0.0;
+            for (int c = 0; c < C; c++) {
+                float norm = (x[c] - m) * s;
+                float dnorm = weight[c] * d[c];
+                dnorm_mean += dnorm;
+                dnorm_norm_mean += (double)dnorm * norm;
+            }
+            float a = (float)(dnorm_mean / C), b = (float)(dnorm_norm_mean / C);
+            for (int c = 0; c < C; c++) {
+                float norm = (x[c] - m) * s;
+                dx[c] += (weight[c] * d[c] - a - norm * b) * s;
+            }
+        }
+    }
+    if (dweight || dbias) {
+        const int block = 64;
+        int nblocks = (C + block - 1) / block;
+#pragma omp parallel for schedule(static)
+        for (int bi = 0; bi < nblocks; bi++) {
+            int c0 = bi * block, c1 = c0 + block < C ? c0 + block : C;
+            float dw[64] = {0}, db[64] = {0};
+            for (int n = 0; n < N; n++) {
+                const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+                float m = mean[n], s = rstd[n];
+                for (int c = c0; c < c1; c++) {
+                    dw[c - c0] += (x[c] - m) * s * d[c];
+                    db[c - c0] += d[c];
+                }
+            }
+            for (int c = c0; c < c1; c++) {
+                if (dweight) dweight[c] += dw[c - c0];
+                if (dbias) dbias[c] += db[c - c0];
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- rmsnorm */
+
+void sft_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N, int C, float eps) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        double ss = 0.0;
+        for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
+        float s = (float)(1.0 / sqrt(ss / C + eps));
+        for (int c = 0; c < C; c++) o[c] = weight[c] * (x[c] * s);
+        rstd[n] = s;
+    }
+}
+
+void sft_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
+                          const float *rstd, int N, int C) {
+    if (dinp) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+            float *dx = dinp + (size_t)n * C;
+            float s = rstd[n];
+            double dot = 0.0;
+            for (int c = 0; c < C; c++) dot += (double)weight[c] * d[c] * x[c] * s;
+            float b = (float)(dot / C);
+            for (int c = 0; c < C; c++) dx[c] += s * (weight[c] * d[c] - x[c] * s * b);
+        }
+    }
+    if (dweight) {
+        const int block = 64;
+        int nblocks = (C + block - 1) / block;
+#pragma omp parallel for schedule(static)
+        for (int bi = 0; bi < nblocks; bi++) {
+            int c0 = bi * block, c1 = c0 + block < C ? c0 + block : C;
+            float dw[64] = {0};
+            for (int n = 0; n < N; n++) {
+                const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+                float s = rstd[n];
+                for (int c = c0; c < c1; c++) dw[c - c0] += x[c] * s * d[c];
+            }
+            for (int c = c0; c < c1; c++) dweight[c] += dw[c - c0];
+        }
+    }
+}
+
+/* ----------------------------------------------------------------- matmul */
+
+void sft_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C,
+                        int OC, int w_in_out) {
+    if (w_in_out)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C, 1.0f, inp, C, weight, OC, 0.0f, out, OC);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
+    if (bias) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            float *o = out + (size_t)n * OC;
+            for (int c = 0; c < OC; c++) o[c] += bias[c];
+        }
+    }
+}
+
+void sft_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                         const float *weight, int N, int C, int OC, int w_in_out) {
+    if (dinp) {
+        if (w_in_out) /* W [C, OC]: dinp += dout @ W^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, C, OC, 1.0f, dout, OC, weight, OC, 1.0f, dinp,
+                        C);
+        else /* W [OC, C]: dinp += dout @ W */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp,
+                        C);
+    }
+    if (dweight) {
+        if (w_in_out) /* dW [C, OC] += inp^T @ dout */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dweight,
+                        OC);
+        else /* dW [OC, C] += dout^T @ inp */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight,
+                        C);
+    }
+    if (dbias) column_sums(dbias, dout, NULL, N, OC);
+}
+
+/* ------------------------------------------------------------ activations */
+
+#define GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi) */
+
+void sft_gelu_forward(float *out, const float *inp, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float cube = 0.044715f * x * x * x;
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + cube)));
+    }
+}
+
+void sft_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float cube = 0.044715f * x * x * x;
+        float arg = GELU_SCALE * (x + cube);
+        float t = tanhf(arg);
+        float sech2 = 1.0f - t * t;
+        float grad = 0.5f * (1.0f + t) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] += grad * dout[i];
+    }
+}
+
+void sft_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        float silu = g / (1.0f + expf(-g));
+        out[i] = silu * up[i];
+    }
+}
+
+void sft_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                         size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        float sig = 1.0f / (1.0f + expf(-g));
+        float silu = g * sig;
+        if (dup) dup[i] += silu * dout[i];
+        if (dgate) dgate[i] += up[i] * dout[i] * sig * (1.0f + g * (1.0f - sig));
+    }
+}
+
+/* ------------------------------------------------------------------- rope */
+
+/* Float32 throughout, as transformers computes it: exponent 2i/d in float,
+ * base ** exponent in float, and the llama3 blend in float. */
+void sft_rope_inv_freq(float *inv_freq, const sft_rope_params *rp) {
+    int half = rp->head_dim / 2;
+    float base = (float)rp->theta;
+    for (int i = 0; i < half; i++) {
+        float exponent = (float)(2 * i) / (float)rp->head_dim;
+        inv_freq[i] = 1.0f / powf(base, exponent);
+    }
+    if (!rp->llama3) return;
+    /* modeling_rope_utils._compute_llama3_parameters: long wavelengths are
+     * divided by `factor`, short ones kept, the band between blended. */
+    float factor = (float)rp->factor;
+    float low = (float)rp->low_freq_factor, high = (float)rp->high_freq_factor;
+    float old_context = (float)rp->original_max_position;
+    float low_freq_wavelen = (float)(rp->original_max_position / rp->low_freq_factor);
+    float high_freq_wavelen = (float)(rp->original_max_position / rp->high_freq_factor);
+    for (int i = 0; i < half; i++) {
+        float f = inv_freq[i];
+        float wavelen = (float)(2.0 * M_PI) / f;
+        float scaled = wavelen > low_freq_wavelen ? f / factor : f;
+        float smooth = (old_context / wavelen - low) / (high - low);
+        float smoothed = (1.0f - smooth) * scaled / factor + smooth * scaled;
+        int medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
+        inv_freq[i] = medium ? smoothed : scaled;
+    }
+}
+
+void sft_rope_tables(float *cos_t, float *sin_t, const float *inv_freq, const int32_t *pos, int N, int HD) {
+    int half = HD / 2;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float p = (float)pos[n];
+        for (int i = 0; i < half; i++) {
+            float angle = inv_freq[i] * p; /* one float32 product, as torch's matmul of [d/2,1] @ [1,T] */
+            cos_t[(size_t)n * half + i] = (float)cos((double)angle);
+            sin_t[(size_t)n * half + i] = (float)sin((double)angle);
+        }
+    }
+}
+
+void sft_rope_forward(float *x, const float *cos_t, const float *sin_t, int N, int H, int HD, int stride) {
+    int half = HD / 2;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *cs = cos_t + (size_t)n * half, *sn = sin_t + (size_t)n * half;
+        for (int h = 0; h < H; h++) {
+            float *v = x + (size_t)n * stride + (size_t)h * HD;
+            for (int i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half];
+                v[i] = a * cs[i] - b * sn[i];
+                v[i + half] = b * cs[i] + a * sn[i];
+            }
+        }
+    }
+}
+
+void sft_rope_backward(float *dx, const float *cos_t, const float *sin_t, int N, int H, int HD, int stride) {
+    int half = HD / 2;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *cs = cos_t + (size_t)n * half, *sn = sin_t + (size_t)n * half;
+        for (int h = 0; h < H; h++) {
+            float *v = dx + (size_t)n * stride + (size_t)h * HD;
+            for (int i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half];
+                v[i] = a * cs[i] + b * sn[i];
+                v[i + half] = b * cs[i] - a * sn[i];
+            }
+        }
+    }
+}
+
+/* -------------------------------------------------------------- attention */
+
+void sft_attention_forward(float *out, float *att, const float *q, int q_stride, const float *k, int k_stride,
+                           const float *v, int v_stride, const int32_t *seq, int B, int T, int NH, int NKV,
+                           int HD) {
+    const float scale = 1.0f / sqrtf((float)HD);
+    const int group = NH / NKV;
+#pragma omp parallel for collapse(3) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            for (int i = 0; i < T; i++) {
+                int kvh = h / group;
+                size_t ti = (size_t)b * T + i;
+                const float *qi = q + ti * q_stride + (size_t)h * HD;
+                float *row = att + (((size_t)b * NH + h) * T + i) * T;
+                int32_t si = seq[ti];
+                float maxv = -INFINITY;
+                for (int j = 0; j <= i; j++) {
+                    size_t tj = (size_t)b * T + j;
+                    if (seq[tj] != si) {
+                        row[j] = -INFINITY;
+                        continue;
+                    }
+                    const float *kj = k + tj * k_stride + (size_t)kvh * HD;
+                    float dot = 0.0f;
+                    for (int d = 0; d < HD; d++) dot += qi[d] * kj[d];
+                    row[j] = dot * scale;
+                    if (row[j] > maxv) maxv = row[j];
+                }
+                double sum = 0.0;
+                for (int j = 0; j <= i; j++) {
+                    float e = row[j] == -INFINITY ? 0.0f : expf(row[j] - maxv);
+                    row[j] = e;
+                    sum += e;
+                }
+                float inv = (float)(1.0 / sum);
+                for (int j = 0; j <= i; j++) row[j] *= inv;
+                for (int j = i + 1; j < T; j++) row[j] = 0.0f;
+                float *o = out + ti * (size_t)NH * HD + (size_t)h * HD;
+                for (int d = 0; d < HD; d++) o[d] = 0.0f;
+                for (int j = 0; j <= i; j++) {
+                    float p = row[j];
+                    if (p == 0.0f) continue;
+                    const float *vj = v + ((size_t)b * T + j) * v_stride + (size_t)kvh * HD;
+                    for (int d = 0; d < HD; d++) o[d] += p * vj[d];
+                }
+            }
+        }
+    }
+}
+
+/* Parallel over (batch row, KV head): the query heads that share a KV head
+ * accumulate into the same dk/dv rows, so they run in one thread, in order. */
+void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
+                            int q_stride, const float *k, int k_stride, const float *v, int v_stride, int B, int T,
+                            int NH, int NKV, int HD) {
+    const float scale = 1.0f / sqrtf((float)HD);
+    const int group = NH / NKV;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int kvh = 0; kvh < NKV; kvh++) {
+            for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+                for (int i = 0; i < T; i++) {
+                    size_t ti = (size_t)b * T + i;
+                    const float *row = att + (((size_t)b * NH + h) * T + i) * T;
+                    const float *doi = dout + ti * (size_t)NH * HD + (size_t)h * HD;
+                    const float *qi = q + ti * q_stride + (size_t)h * HD;
+                    float *dqi = dq + ti * q_stride + (size_t)h * HD;
+                    /* dP_j = dout_i . v_j; dS_j = P_ij (dP_j - sum_j P_ij dP_j) */
+                    double weighted = 0.0;
+                    for (int j = 0; j <= i; j++) {
+                        if (row[j] == 0.0f) continue;
+                        const float *vj = v + ((size_t)b * T + j) * v_stride + (size_t)kvh * HD;
+                        float dp = 0.0f;
+                        for (int d = 0; d < HD; d++) dp += doi[d] * vj[d];
+                        weighted += (double)row[j] * dp;
+                    }
+                    float wsum = (float)weighted;
+                    for (int j = 0; j <= i; j++) {
+                        float p = row[j];
+                        if (p == 0.0f) continue;
+                        size_t tj = (size_t)b * T + j;
+                        const float *vj = v + tj * v_stride + (size_t)kvh * HD;
+                        const float *kj = k + tj * k_stride + (size_t)kvh * HD;
+                        float *dkj = dk + tj * k_stride + (size_t)kvh * HD;
+                        float *dvj = dv + tj * v_stride + (size_t)kvh * HD;
+                        float dp = 0.0f;
+                        for (int d = 0; d < HD; d++) dp += doi[d] * vj[d];
+                        float ds = p * (dp - wsum) * scale;
+                        for (int d = 0; d < HD; d++) {
+                            dqi[d] += ds * kj[d];
+                            dkj[d] += ds * qi[d];
+                            dvj[d] += p * doi[d];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------- cross-entropy */
+
+double sft_cross_entropy_forward(float *lse, const float *logits, const int32_t *targets, int N, int V) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *z = logits + (size_t)n * V;
+        float maxv = -INFINITY;
+        for (int i = 0; i < V; i++)
+            if (z[i] > maxv) maxv = z[i];
+        double sum = 0.0;
+        for (int i = 0; i < V; i++) sum += expf(z[i] - maxv);
+        lse[n] = (float)(maxv + log(sum));
+    }
+    /* Serial sum in row order: bitwise the same for every thread count. */
+    double total = 0.0;
+    for (int n = 0; n < N; n++) {
+        if (targets[n] == SFT_IGNORE_INDEX) continue;
+        total += (double)lse[n] - logits[(size_t)n * V + targets[n]];
+    }
+    return total;
+}
+
+void sft_cross_entropy_backward(float *logits, const float *lse, const int32_t *targets, int N, int V,
+                                float scale) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *z = logits + (size_t)n * V;
+        if (targets[n] == SFT_IGNORE_INDEX) {
+            memset(z, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        float l = lse[n];
+        for (int i = 0; i < V; i++) z[i] = expf(z[i] - l) * scale;
+        z[targets[n]] -= scale;
+    }
+}
+
+const sft_kernels sft_kernels_cpu = {
+    .embedding_forward = sft_embedding_forward,
+    .embedding_backward = sft_embedding_backward,
+    .layernorm_forward = sft_layernorm_forward,
+    .layernorm_backward = sft_layernorm_backward,
+    .rmsnorm_forward = sft_rmsnorm_forward,
+    .rmsnorm_backward = sft_rmsnorm_backward,
+    .matmul_forward = sft_matmul_forward,
+    .matmul_backward = sft_matmul_backward,
+    .gelu_forward = sft_gelu_forward,
+    .gelu_backward = sft_gelu_backward,
+    .swiglu_forward = sft_swiglu_forward,
+    .swiglu_backward = sft_swiglu_backward,
+    .rope_forward = sft_rope_forward,
+    .rope_backward = sft_rope_backward,
+    .attention_forward = sft_attention_forward,
+    .attention_backward = sft_attention_backward,
+    .cross_entropy_forward = sft_cross_entropy_forward,
+    .cross_entropy_backward = sft_cross_entropy_backward,
+};

@@ -1,0 +1,146 @@
+/* ops.h: the float32 building blocks of the transformer, as forward/backward
+ * pairs in the style of llm.c (train_gpt2.c): every op takes plain arrays and
+ * sizes, states its shapes, and its backward ACCUMULATES (+=) into the input
+ * and weight gradients, so a residual stream or a tied weight just adds up.
+ * A gradient pointer may be NULL when nothing upstream needs it (a frozen
+ * weight, the token ids).
+ *
+ * Conventions: N = number of tokens (B*T), C = channels, V = vocabulary,
+ * NH = query heads, NKV = key/value heads, HD = head dim. Rows are tokens.
+ * The numerics follow transformers' float32 eager code path (modeling_gpt2,
+ * modeling_llama, modeling_rope_utils), which `sft parity` checks.
+ *
+ * The model calls the ops through a table (sft_kernels), so that a bf16 or
+ * GPU backend can replace one op without touching the model code. */
+#ifndef SFT_MODEL_OPS_H
+#define SFT_MODEL_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Token (+ learned position) embedding.
+ * out [N, C] = wte[tokens[n]] (+ wpe[pos[n]] when wpe is not NULL).
+ * wte [V, C], wpe [P, C]. */
+void sft_embedding_forward(float *out, const int32_t *tokens, const int32_t *pos, const float *wte,
+                           const float *wpe, int N, int C);
+/* dwte [V, C] += scatter of dout rows by token; dwpe [P, C] likewise by pos. */
+void sft_embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
+                            const int32_t *pos, int N, int C);
+
+/* LayerNorm (biased variance, eps inside the square root, as torch).
+ * out [N, C], mean [N], rstd [N] (kept for backward), inp [N, C], weight/bias [C]. */
+void sft_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                           const float *bias, int N, int C, float eps);
+void sft_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                            const float *weight, const float *mean, const float *rstd, int N, int C);
+
+/* RMSNorm as LlamaRMSNorm: out = weight * (x * rsqrt(mean(x^2) + eps)).
+ * out [N, C], rstd [N], inp [N, C], weight [C]. */
+void sft_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N, int C, float eps);
+void sft_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
+                          const float *rstd, int N, int C);
+
+/* Linear layer through BLAS: out [N, OC] = inp [N, C] @ W^T + bias.
+ * W is [OC, C] (torch nn.Linear) or, when w_in_out, [C, OC] (GPT-2 Conv1D).
+ * bias [OC] or NULL. */
+void sft_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C,
+                        int OC, int w_in_out);
+/* dinp [N, C] += dout @ W; dweight (same layout as W) += dout^T @ inp; dbias [OC] += column sums. */
+void sft_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                         const float *weight, int N, int C, int OC, int w_in_out);
+
+/* GELU, tanh approximation (transformers' gelu_new / NewGELUActivation).
+ * out [n] from inp [n]; dinp [n] += gelu'(inp) * dout. */
+void sft_gelu_forward(float *out, const float *inp, size_t n);
+void sft_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+
+/* SwiGLU gate of the Llama MLP: out [n] = silu(gate) * up.
+ * dgate, dup [n] += their gradients. */
+void sft_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
+void sft_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                         size_t n);
+
+/* Rotary position embedding (RoFormer; transformers' rotate_half layout:
+ * dimension i pairs with i + HD/2).
+ * sft_rope_inv_freq fills inv_freq [HD/2] exactly as modeling_rope_utils
+ * (rope_type "default", and "llama3" when factor > 0: the Llama 3.1 scaling
+ * with low/high frequency factors and the original context length).
+ * sft_rope_tables fills cos, sin [N, HD/2] for per-token positions. */
+typedef struct sft_rope_params {
+    double theta;
+    int head_dim;
+    int llama3; /* 0: default */
+    double factor, low_freq_factor, high_freq_factor;
+    int original_max_position;
+} sft_rope_params;
+void sft_rope_inv_freq(float *inv_freq, const sft_rope_params *rp);
+void sft_rope_tables(float *cos_t, float *sin_t, const float *inv_freq, const int32_t *pos, int N, int HD);
+/* In place on x [N, H, HD] with row stride `stride` floats between tokens. */
+void sft_rope_forward(float *x, const float *cos_t, const float *sin_t, int N, int H, int HD, int stride);
+/* In place on dx (same layout): applies the transposed rotation. */
+void sft_rope_backward(float *dx, const float *cos_t, const float *sin_t, int N, int H, int HD, int stride);
+
+/* Causal self-attention with grouped KV heads and packed rows.
+ * q [B*T, NH, HD] (row stride q_stride), k and v [B*T, NKV, HD] (row strides
+ * k_stride, v_stride); query token i of a row attends key j when j <= i and
+ * seq[j] == seq[i] (seq [B*T]: the record a token belongs to, so that packed
+ * records never see each other). Query head h reads KV head h / (NH / NKV).
+ * out [B*T, NH, HD] contiguous; att [B, NH, T, T] keeps the probabilities for
+ * the backward (zero where masked). Scale 1/sqrt(HD). */
+void sft_attention_forward(float *out, float *att, const float *q, int q_stride, const float *k, int k_stride,
+                           const float *v, int v_stride, const int32_t *seq, int B, int T, int NH, int NKV,
+                           int HD);
+/* dq, dk, dv (same layouts and strides as q, k, v) += their gradients. */
+void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
+                            int q_stride, const float *k, int k_stride, const float *v, int v_stride, int B, int T,
+                            int NH, int NKV, int HD);
+
+/* Cross-entropy fused with the softmax, ignore index -100.
+ * logits [N, V]; targets [N]. Writes lse [N] (log-sum-exp of every row) and
+ * returns the SUM of -log p(target) over the rows whose target is not -100
+ * (in double). The probabilities are never stored. */
+#define SFT_IGNORE_INDEX (-100)
+double sft_cross_entropy_forward(float *lse, const float *logits, const int32_t *targets, int N, int V);
+/* Overwrites logits with d(loss)/d(logits) where loss = scale * sum:
+ * row n gets scale * (softmax - onehot(target)), or zeros when ignored. */
+void sft_cross_entropy_backward(float *logits, const float *lse, const int32_t *targets, int N, int V,
+                                float scale);
+
+/* The dispatch table the model calls through; sft_kernels_cpu is the float32
+ * CPU backend above. */
+typedef struct sft_kernels {
+    void (*embedding_forward)(float *, const int32_t *, const int32_t *, const float *, const float *, int, int);
+    void (*embedding_backward)(float *, float *, const float *, const int32_t *, const int32_t *, int, int);
+    void (*layernorm_forward)(float *, float *, float *, const float *, const float *, const float *, int, int,
+                              float);
+    void (*layernorm_backward)(float *, float *, float *, const float *, const float *, const float *,
+                               const float *, const float *, int, int);
+    void (*rmsnorm_forward)(float *, float *, const float *, const float *, int, int, float);
+    void (*rmsnorm_backward)(float *, float *, const float *, const float *, const float *, const float *, int,
+                             int);
+    void (*matmul_forward)(float *, const float *, const float *, const float *, int, int, int, int);
+    void (*matmul_backward)(float *, float *, float *, const float *, const float *, const float *, int, int, int,
+                            int);
+    void (*gelu_forward)(float *, const float *, size_t);
+    void (*gelu_backward)(float *, const float *, const float *, size_t);
+    void (*swiglu_forward)(float *, const float *, const float *, size_t);
+    void (*swiglu_backward)(float *, float *, const float *, const float *, const float *, size_t);
+    void (*rope_forward)(float *, const float *, const float *, int, int, int, int);
+    void (*rope_backward)(float *, const float *, const float *, int, int, int, int);
+    void (*attention_forward)(float *, float *, const float *, int, const float *, int, const float *, int,
+                              const int32_t *, int, int, int, int, int);
+    void (*attention_backward)(float *, float *, float *, const float *, const float *, const float *, int,
+                               const float *, int, const float *, int, int, int, int, int, int);
+    double (*cross_entropy_forward)(float *, const float *, const int32_t *, int, int);
+    void (*cross_entropy_backward)(float *, const float *, const int32_t *, int, int, float);
+} sft_kernels;
+
+extern const sft_kernels sft_kernels_cpu;
+
+/* Threads for the parallel loops (OpenMP) and for BLAS. The two never run at
+ * the same time: BLAS is called from serial code only, so each may use every
+ * core. n <= 0 picks the number of cores. */
+void sft_set_threads(int n);
+int sft_get_threads(void);
+
+#endif
