@@ -34,6 +34,10 @@ typedef struct sft_safetensors sft_safetensors;
 sft_safetensors *sft_safetensors_open(const char *path, sft_err *err);
 /* DIR/model.safetensors, or DIR/model.safetensors.index.json with its shards. */
 sft_safetensors *sft_safetensors_open_dir(const char *dir, sft_err *err);
+/* Parses a safetensors image already in memory (validated exactly as a
+ * file); `name` names it in errors. The tensors point into `data`, which
+ * the caller keeps alive and unchanged until sft_safetensors_close. */
+sft_safetensors *sft_safetensors_open_buffer(const void *data, size_t len, const char *name, sft_err *err);
 void sft_safetensors_close(sft_safetensors *st);
 
 size_t sft_safetensors_count(const sft_safetensors *st);
