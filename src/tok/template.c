@@ -1,0 +1,611 @@
+/* template.c: the built-in chat-template renderers and their detection from a
+ * model's Jinja template text (see template.h for the contract).
+ *
+ * Each renderer writes exactly the characters the family's real templates
+ * produce under transformers (Jinja2, whose `| trim` and Python's
+ * str.strip() remove the code points of Python's str.isspace()), and records
+ * the byte range of every assistant turn that the `{% generation %}` blocks
+ * of the HF fixture templates enclose. References: the templates in
+ * tests/fixtures/hf (written by generate.py) and the upstream ones of
+ * Qwen2/Qwen2.5 Instruct, SmolLM/SmolLM2 Instruct, Meta Llama 3 / 3.1
+ * Instruct and Llama 2 chat. */
+#include "tok/template.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/suggest.h"
+
+typedef enum { FAMILY_CHATML, FAMILY_LLAMA3, FAMILY_LLAMA2, FAMILY_ALPACA } template_family;
+
+typedef struct {
+    const char *name;
+    template_family family;
+    /* chatml: the system turn the template writes when messages[0] is not
+     * a system message (Qwen2, Qwen2.5, SmolLM2); NULL for none. */
+    const char *default_system;
+    /* llama3.1: the system header with "Cutting Knowledge Date" always written. */
+    int llama31;
+    /* llama2: Meta's template (strip over system block + first user content,
+     * roles must alternate) rather than the per-message `| trim` one. */
+    int llama2_meta;
+} renderer;
+
+static const renderer renderers[] = {
+    {"chatml", FAMILY_CHATML, NULL, 0, 0},
+    {"qwen2", FAMILY_CHATML, "You are a helpful assistant.", 0, 0},
+    {"qwen2.5", FAMILY_CHATML, "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.", 0, 0},
+    {"smollm2", FAMILY_CHATML, "You are a helpful AI assistant named SmolLM, trained by Hugging Face", 0, 0},
+    {"llama3", FAMILY_LLAMA3, NULL, 0, 0},
+    {"llama3.1", FAMILY_LLAMA3, NULL, 1, 0},
+    {"llama2", FAMILY_LLAMA2, NULL, 0, 1},
+    {"llama2-trim", FAMILY_LLAMA2, NULL, 0, 0},
+    {"alpaca", FAMILY_ALPACA, NULL, 0, 0},
+};
+#define RENDERER_COUNT (sizeof renderers / sizeof renderers[0])
+
+static const char *renderer_names[RENDERER_COUNT] = {
+    "chatml", "qwen2", "qwen2.5", "smollm2", "llama3", "llama3.1", "llama2", "llama2-trim", "alpaca",
+};
+
+/* Llama 3.1's system header, with the template's default date_string. */
+#define LLAMA31_SYSTEM_PREAMBLE "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+
+struct sft_chat_template {
+    const renderer *r;
+    char *bos_token, *eos_token;
+};
+
+const char *const *sft_chat_template_names(size_t *count) {
+    *count = RENDERER_COUNT;
+    return renderer_names;
+}
+
+/* "chatml, qwen2, ..." for error messages, into buf. */
+static const char *names_list(char *buf, size_t cap) {
+    size_t used = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < RENDERER_COUNT && used < cap; i++)
+        used += (size_t)snprintf(buf + used, cap - used, "%s%s", i ? ", " : "", renderer_names[i]);
+    return buf;
+}
+
+static const char *const role_names[] = {"system", "user", "assistant"};
+
+const char *sft_chat_role_name(sft_chat_role role) {
+    return (unsigned)role < 3 ? role_names[role] : "?";
+}
+
+int sft_chat_role_parse(const char *name, sft_chat_role *role, sft_err *err) {
+    for (int i = 0; i < 3; i++) {
+        if (!strcmp(name, role_names[i])) {
+            *role = (sft_chat_role)i;
+            return 0;
+        }
+    }
+    return sft_errf(err, "unknown role '%s' (expected system, user or assistant)", name);
+}
+
+/* ---- UTF-8 and Python whitespace ---------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no
+ * surrogates, at most U+10FFFF), 0 when invalid. */
+static size_t utf8_valid_len(const unsigned char *s, size_t avail) {
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    size_t n;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c == 0xE0) n = 3, lo = 0xA0;
+    else if (c == 0xED) n = 3, hi = 0x9F;
+    else if (c >= 0xE1 && c <= 0xEF) n = 3;
+    else if (c == 0xF0) n = 4, lo = 0x90;
+    else if (c >= 0xF1 && c <= 0xF3) n = 4;
+    else if (c == 0xF4) n = 4, hi = 0x8F;
+    else return 0;
+    if (avail < n) return 0;
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    return n;
+}
+
+/* Byte index of the first invalid sequence, or len when s is valid UTF-8. */
+static size_t utf8_invalid_at(const char *s, size_t len) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        if (u[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n = utf8_valid_len(u + i, len - i);
+        if (!n) return i;
+        i += n;
+    }
+    return len;
+}
+
+static unsigned utf8_decode(const unsigned char *s, size_t n) {
+    if (n == 1) return s[0];
+    unsigned cp = s[0] & (0x7F >> n);
+    for (size_t i = 1; i < n; i++) cp = (cp << 6) | (s[i] & 0x3F);
+    return cp;
+}
+
+/* Python's str.isspace(): Unicode White_Space minus U+180E... exactly the 29
+ * code points for which CPython 3 returns True (bidi class WS/B/S or Zs). */
+static int py_isspace(unsigned cp) {
+    if (cp <= 0x20) return cp == 0x20 || (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x1F);
+    if (cp < 0x85) return 0;
+    switch (cp) {
+    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000:
+        return 1;
+    default:
+        return cp >= 0x2000 && cp <= 0x200A;
+    }
+}
+
+/* str.strip() on valid UTF-8: narrows [*start, *start + *len). */
+static void py_strip(const char *s, size_t *start, size_t *len) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t b = *start, e = *start + *len;
+    while (b < e) {
+        size_t n = utf8_valid_len(u + b, e - b);
+        if (!n || !py_isspace(utf8_decode(u + b, n))) break;
+        b += n;
+    }
+    while (e > b) {
+        size_t c = e - 1;
+        while (c > b && (u[c] & 0xC0) == 0x80) c--;
+        size_t n = e - c;
+        if (utf8_valid_len(u + c, n) != n || !py_isspace(utf8_decode(u + c, n))) break;
+        e = c;
+    }
+    *start = b;
+    *len = e - b;
+}
+
+/* ---- output buffer ------------------------------------------------------ */
+
+static int out_reserve(sft_chat_render *out, size_t more, sft_err *err) {
+    size_t need = out->len + more + 1;
+    if (need <= out->text_cap) return 0;
+    size_t cap = out->text_cap ? out->text_cap : 256;
+    while (cap < need) cap *= 2;
+    char *p = realloc(out->text, cap);
+    if (!p) return sft_errf(err, "out of memory rendering a chat of %zu bytes", need);
+    out->text = p;
+    out->text_cap = cap;
+    return 0;
+}
+
+static int put(sft_chat_render *out, const char *s, size_t n, sft_err *err) {
+    if (out_reserve(out, n, err)) return -1;
+    memcpy(out->text + out->len, s, n);
+    out->len += n;
+    out->text[out->len] = 0;
+    return 0;
+}
+
+static int puts_(sft_chat_render *out, const char *s, sft_err *err) {
+    return put(out, s, strlen(s), err);
+}
+
+static int put_trimmed(sft_chat_render *out, const sft_chat_message *m, sft_err *err) {
+    size_t start = 0, len = m->content_len;
+    py_strip(m->content, &start, &len);
+    return put(out, m->content + start, len, err);
+}
+
+static int span_add(sft_chat_render *out, size_t start, size_t end, sft_err *err) {
+    if (out->span_count == out->span_cap) {
+        size_t cap = out->span_cap ? out->span_cap * 2 : 8;
+        sft_chat_span *p = realloc(out->spans, cap * sizeof *p);
+        if (!p) return sft_errf(err, "out of memory");
+        out->spans = p;
+        out->span_cap = cap;
+    }
+    out->spans[out->span_count++] = (sft_chat_span){start, end};
+    return 0;
+}
+
+void sft_chat_render_free(sft_chat_render *render) {
+    free(render->text);
+    free(render->spans);
+    memset(render, 0, sizeof *render);
+}
+
+/* ---- renderers ---------------------------------------------------------- */
+
+/* {% for m in messages %}<|im_start|>{{role}}\n{{content}}<|im_end|>\n, the
+ * assistant's content + <|im_end|> in a generation block; variants with a
+ * default system prompt write it when messages[0] is not a system message. */
+static int render_chatml(const sft_chat_template *t, const sft_chat_message *m, size_t n, int gen_prompt,
+                         sft_chat_render *out, sft_err *err) {
+    if (t->r->default_system && m[0].role != SFT_ROLE_SYSTEM) {
+        if (puts_(out, "<|im_start|>system\n", err) || puts_(out, t->r->default_system, err) ||
+            puts_(out, "<|im_end|>\n", err))
+            return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (puts_(out, "<|im_start|>", err) || puts_(out, role_names[m[i].role], err) || puts_(out, "\n", err))
+            return -1;
+        size_t start = out->len;
+        if (put(out, m[i].content, m[i].content_len, err) || puts_(out, "<|im_end|>", err)) return -1;
+        if (m[i].role == SFT_ROLE_ASSISTANT && span_add(out, start, out->len, err)) return -1;
+        if (puts_(out, "\n", err)) return -1;
+    }
+    if (gen_prompt && puts_(out, "<|im_start|>assistant\n", err)) return -1;
+    return 0;
+}
+
+/* bos, then <|start_header_id|>{{role}}<|end_header_id|>\n\n{{content|trim}}<|eot_id|>
+ * per message (Llama 3.1: a system header with the knowledge/today dates
+ * and the first system message, trimmed, always comes first). */
+static int render_llama3(const sft_chat_template *t, const sft_chat_message *m, size_t n, int gen_prompt,
+                         sft_chat_render *out, sft_err *err) {
+    if (puts_(out, t->bos_token, err)) return -1;
+    size_t first = 0;
+    if (t->r->llama31) {
+        if (puts_(out, "<|start_header_id|>system<|end_header_id|>\n\n" LLAMA31_SYSTEM_PREAMBLE, err)) return -1;
+        if (m[0].role == SFT_ROLE_SYSTEM) {
+            if (put_trimmed(out, &m[0], err)) return -1;
+            first = 1;
+        }
+        if (puts_(out, "<|eot_id|>", err)) return -1;
+    }
+    for (size_t i = first; i < n; i++) {
+        if (puts_(out, "<|start_header_id|>", err) || puts_(out, role_names[m[i].role], err) ||
+            puts_(out, "<|end_header_id|>\n\n", err))
+            return -1;
+        size_t start = out->len;
+        if (put_trimmed(out, &m[i], err) || puts_(out, "<|eot_id|>", err)) return -1;
+        if (m[i].role == SFT_ROLE_ASSISTANT && span_add(out, start, out->len, err)) return -1;
+    }
+    if (gen_prompt && puts_(out, "<|start_header_id|>assistant<|end_header_id|>\n\n", err)) return -1;
+    return 0;
+}
+
+/* Llama 2 chat: bos [INST] <<SYS>>\n{{system}}\n<</SYS>>\n\n{{user}} [/INST] {{assistant}} eos.
+ * Meta's template strips the system block and the first user message
+ * together (content.strip()) and raises unless roles alternate user,
+ * assistant, ...; the `| trim` variant trims each message alone and renders
+ * every non-user message as an assistant turn. Neither writes a generation
+ * prompt. */
+static int render_llama2(const sft_chat_template *t, const sft_chat_message *m, size_t n, int gen_prompt,
+                         sft_chat_render *out, sft_err *err) {
+    (void)gen_prompt;
+    size_t first = m[0].role == SFT_ROLE_SYSTEM ? 1 : 0;
+    for (size_t i = first; i < n; i++) {
+        size_t k = i - first; /* loop.index0 */
+        if (m[i].role == SFT_ROLE_SYSTEM)
+            return sft_errf(err, "messages[%zu]: a system message is only accepted first by the %s template", i,
+                            t->r->name);
+        if (t->r->llama2_meta && (m[i].role == SFT_ROLE_USER) != (k % 2 == 0))
+            return sft_errf(err,
+                            "messages[%zu] is a %s message: the %s template needs roles alternating "
+                            "user/assistant/user/... (after an optional first system message)",
+                            i, role_names[m[i].role], t->r->name);
+        if (m[i].role == SFT_ROLE_USER) {
+            if (puts_(out, t->bos_token, err) || puts_(out, "[INST] ", err)) return -1;
+            if (k == 0 && first) {
+                /* The system block goes into the first user turn (Meta:
+                 * loop.index0 == 0; trim variant: loop.first). */
+                size_t block_start = out->len;
+                if (puts_(out, "<<SYS>>\n", err) || put(out, m[0].content, m[0].content_len, err) ||
+                    puts_(out, "\n<</SYS>>\n\n", err))
+                    return -1;
+                if (t->r->llama2_meta) {
+                    /* (block + content).strip(): the block starts with '<', so
+                     * only the end is stripped, through the block when the
+                     * content is all whitespace. */
+                    if (put(out, m[i].content, m[i].content_len, err)) return -1;
+                    size_t start = block_start, len = out->len - block_start;
+                    py_strip(out->text, &start, &len);
+                    out->len = start + len;
+                    out->text[out->len] = 0;
+                } else if (put_trimmed(out, &m[i], err)) {
+                    return -1;
+                }
+            } else if (put_trimmed(out, &m[i], err)) {
+                return -1;
+            }
+            if (puts_(out, " [/INST]", err)) return -1;
+        } else {
+            size_t start = out->len;
+            if (puts_(out, " ", err) || put_trimmed(out, &m[i], err) || puts_(out, " ", err) ||
+                puts_(out, t->eos_token, err))
+                return -1;
+            if (span_add(out, start, out->len, err)) return -1;
+        }
+    }
+    return 0;
+}
+
+/* {{system}}\n\n  ### Instruction:\n{{user}}\n\n### Response:\n  {{assistant}}{{eos}}\n\n;
+ * the generation prompt is empty (the last user turn already ends with
+ * "### Response:\n"). */
+static int render_alpaca(const sft_chat_template *t, const sft_chat_message *m, size_t n, int gen_prompt,
+                         sft_chat_render *out, sft_err *err) {
+    (void)gen_prompt;
+    for (size_t i = 0; i < n; i++) {
+        switch (m[i].role) {
+        case SFT_ROLE_SYSTEM:
+            if (put(out, m[i].content, m[i].content_len, err) || puts_(out, "\n\n", err)) return -1;
+            break;
+        case SFT_ROLE_USER:
+            if (puts_(out, "### Instruction:\n", err) || put(out, m[i].content, m[i].content_len, err) ||
+                puts_(out, "\n\n### Response:\n", err))
+                return -1;
+            break;
+        case SFT_ROLE_ASSISTANT: {
+            size_t start = out->len;
+            if (put(out, m[i].content, m[i].content_len, err) || puts_(out, t->eos_token, err)) return -1;
+            if (span_add(out, start, out->len, err) || puts_(out, "\n\n", err)) return -1;
+            break;
+        }
+        }
+    }
+    return 0;
+}
+
+int sft_chat_render_messages(const sft_chat_template *tmpl, const sft_chat_message *messages, size_t count,
+                             int add_generation_prompt, sft_chat_render *out, sft_err *err) {
+    out->len = 0;
+    out->span_count = 0;
+    if (out_reserve(out, 0, err)) return -1;
+    out->text[0] = 0;
+    if (!count) return sft_errf(err, "no messages to render");
+    for (size_t i = 0; i < count; i++) {
+        if ((unsigned)messages[i].role > SFT_ROLE_ASSISTANT)
+            return sft_errf(err, "messages[%zu]: invalid role %d", i, (int)messages[i].role);
+        if (!messages[i].content && messages[i].content_len)
+            return sft_errf(err, "messages[%zu]: no content", i);
+        size_t bad = utf8_invalid_at(messages[i].content, messages[i].content_len);
+        if (bad != messages[i].content_len)
+            return sft_errf(err, "messages[%zu] (%s): content is not valid UTF-8 at byte %zu", i,
+                            role_names[messages[i].role], bad);
+    }
+    int rc;
+    switch (tmpl->r->family) {
+    case FAMILY_CHATML: rc = render_chatml(tmpl, messages, count, add_generation_prompt, out, err); break;
+    case FAMILY_LLAMA3: rc = render_llama3(tmpl, messages, count, add_generation_prompt, out, err); break;
+    case FAMILY_LLAMA2: rc = render_llama2(tmpl, messages, count, add_generation_prompt, out, err); break;
+    default: rc = render_alpaca(tmpl, messages, count, add_generation_prompt, out, err); break;
+    }
+    if (rc) {
+        out->len = 0;
+        out->span_count = 0;
+        out->text[0] = 0;
+    }
+    return rc;
+}
+
+/* ---- detection ---------------------------------------------------------- */
+
+static const renderer *renderer_by_name(const char *name) {
+    for (size_t i = 0; i < RENDERER_COUNT; i++)
+        if (!strcmp(renderers[i].name, name)) return &renderers[i];
+    return NULL;
+}
+
+static int refuse(sft_err *err, const char *why) {
+    char names[256];
+    return sft_errf(err, "%s; choose a built-in template with --template NAME (one of: %s)", why,
+                    names_list(names, sizeof names));
+}
+
+/* The default system prompt a ChatML template writes itself: the literal
+ * after '<|im_start|>system\n' up to <|im_end|> inside one Jinja string
+ * (Qwen2: '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n').
+ * Occurrences followed by a quote (the system message's own content) are
+ * skipped. *found = 0 when there is none; -1 when one cannot be read. */
+static int chatml_default_system(const char *text, char *buf, size_t cap, int *found, sft_err *err) {
+    static const char marker[] = "<|im_start|>system\\n";
+    *found = 0;
+    for (const char *p = strstr(text, marker); p; p = strstr(p + 1, marker)) {
+        const char *s = p + sizeof marker - 1;
+        const char *end = strstr(s, "<|im_end|>");
+        const char *quote = strpbrk(s, "'\"");
+        if (!end || (quote && quote < end) || end == s) continue;
+        size_t n = 0;
+        for (const char *c = s; c < end; c++) {
+            char ch = *c;
+            if (ch == '\\') {
+                c++;
+                ch = *c == 'n' ? '\n' : *c == 't' ? '\t' : *c;
+            }
+            if (n + 1 >= cap) return refuse(err, "the ChatML template's default system prompt is too long to read");
+            buf[n++] = ch;
+        }
+        buf[n] = 0;
+        *found = 1;
+        return 0;
+    }
+    return 0;
+}
+
+static const renderer *detect(const char *text, sft_err *err) {
+    int chatml = strstr(text, "<|im_start|>") != NULL;
+    int llama3 = strstr(text, "<|start_header_id|>") != NULL;
+    int inst = strstr(text, "[INST]") != NULL;
+    int alpaca = strstr(text, "### Instruction:") && strstr(text, "### Response:");
+    if (chatml + llama3 + inst + alpaca > 1) {
+        refuse(err, "the chat template mixes the markers of several families (<|im_start|>, <|start_header_id|>, "
+                    "[INST], ### Instruction:)");
+        return NULL;
+    }
+    if (chatml) {
+        if (strstr(text, "<think>")) {
+            refuse(err, "the ChatML template handles <think> reasoning blocks (Qwen3 style), which no built-in "
+                        "renderer reproduces");
+            return NULL;
+        }
+        if (strstr(text, "bos_token") || strstr(text, "trim") || strstr(text, "strip")) {
+            refuse(err, "the ChatML template writes bos_token or trims messages, which the built-in chatml "
+                        "renderers do not");
+            return NULL;
+        }
+        char sys[512];
+        int found;
+        if (chatml_default_system(text, sys, sizeof sys, &found, err)) return NULL;
+        if (!found) return renderer_by_name("chatml");
+        for (size_t i = 0; i < RENDERER_COUNT; i++)
+            if (renderers[i].default_system && !strcmp(renderers[i].default_system, sys)) return &renderers[i];
+        char why[800];
+        snprintf(why, sizeof why,
+                 "the ChatML template writes a default system prompt (\"%.300s\") that no built-in renderer "
+                 "knows (--template chatml renders without one)",
+                 sys);
+        refuse(err, why);
+        return NULL;
+    }
+    if (llama3) {
+        if (!strstr(text, "<|eot_id|>")) {
+            refuse(err, "the template uses <|start_header_id|> but not <|eot_id|>, unlike every Llama 3 template");
+            return NULL;
+        }
+        if (strstr(text, "strftime_now")) {
+            refuse(err, "the Llama 3.2-style template writes today's date (strftime_now) into the system header; "
+                        "--template llama3.1 renders the fixed date 26 Jul 2024 (that template's own fallback) "
+                        "instead");
+            return NULL;
+        }
+        if (strstr(text, "Cutting Knowledge Date")) {
+            if (!strstr(text, "26 Jul 2024") || !strstr(text, "December 2023")) {
+                refuse(err, "the Llama 3.1-style template has other knowledge/today dates than Llama 3.1's "
+                            "(December 2023 / 26 Jul 2024)");
+                return NULL;
+            }
+            return renderer_by_name("llama3.1");
+        }
+        return renderer_by_name("llama3");
+    }
+    if (inst) {
+        if (!strstr(text, "<<SYS>>")) {
+            refuse(err, "the [INST] template has no <<SYS>> block (Mistral style), which no built-in renderer "
+                        "reproduces");
+            return NULL;
+        }
+        int meta = strstr(text, ".strip()") != NULL, trim = strstr(text, "trim") != NULL;
+        if (meta && !trim) return renderer_by_name("llama2");
+        if (trim && !meta) return renderer_by_name("llama2-trim");
+        refuse(err, "the Llama 2 [INST] template neither strips the system block with the first message "
+                    "(content.strip(), Meta's) nor trims each message (| trim)");
+        return NULL;
+    }
+    if (alpaca) {
+        if (strstr(text, "Below is an instruction") || strstr(text, "### Input:")) {
+            refuse(err, "the Alpaca template writes a preamble or an ### Input: section, which the built-in alpaca "
+                        "renderer does not");
+            return NULL;
+        }
+        return renderer_by_name("alpaca");
+    }
+    refuse(err, "the chat template is not one sft recognises (no <|im_start|>, <|start_header_id|>, [INST] or "
+                "### Instruction: markers)");
+    return NULL;
+}
+
+sft_chat_template *sft_chat_template_new(const char *name, const char *template_text, const char *bos_token,
+                                         const char *eos_token, sft_err *err) {
+    const renderer *r;
+    if (name && strcmp(name, "auto")) {
+        r = renderer_by_name(name);
+        if (!r) {
+            const char *near = sft_suggest(name, renderer_names, RENDERER_COUNT);
+            char names[256];
+            sft_errf(err, "unknown chat template '%s'%s%s%s (--template accepts: %s, auto)", name,
+                     near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "",
+                     names_list(names, sizeof names));
+            return NULL;
+        }
+    } else {
+        if (!template_text) {
+            refuse(err, "the tokenizer has no chat template (no chat_template.jinja, no chat_template in "
+                        "tokenizer_config.json)");
+            return NULL;
+        }
+        r = detect(template_text, err);
+        if (!r) return NULL;
+    }
+    /* The families that write a special token by name need it. */
+    if ((r->family == FAMILY_LLAMA3 || r->family == FAMILY_LLAMA2) && !bos_token) {
+        sft_errf(err, "the %s template writes bos_token, but the tokenizer names no bos_token", r->name);
+        return NULL;
+    }
+    if ((r->family == FAMILY_LLAMA2 || r->family == FAMILY_ALPACA) && !eos_token) {
+        sft_errf(err, "the %s template writes eos_token, but the tokenizer names no eos_token", r->name);
+        return NULL;
+    }
+    sft_chat_template *t = calloc(1, sizeof *t);
+    if (!t) {
+        sft_errf(err, "out of memory");
+        return NULL;
+    }
+    t->r = r;
+    t->bos_token = strdup(bos_token ? bos_token : "");
+    t->eos_token = strdup(eos_token ? eos_token : "");
+    if (!t->bos_token || !t->eos_token) {
+        sft_chat_template_free(t);
+        sft_errf(err, "out of memory");
+        return NULL;
+    }
+    return t;
+}
+
+void sft_chat_template_free(sft_chat_template *tmpl) {
+    if (!tmpl) return;
+    free(tmpl->bos_token);
+    free(tmpl->eos_token);
+    free(tmpl);
+}
+
+const char *sft_chat_template_name(const sft_chat_template *tmpl) {
+    return tmpl->r->name;
+}
+
+/* ---- assistant mask ----------------------------------------------------- */
+
+/* The start of the UTF-8 character holding byte b (text is valid UTF-8). */
+static size_t char_floor(const char *text, size_t b) {
+    while (b > 0 && ((unsigned char)text[b] & 0xC0) == 0x80) b--;
+    return b;
+}
+
+/* tokenizers' Encoding::char_to_token after its byte-to-char offset
+ * conversion, in bytes: the first token whose character range holds the
+ * character starting at byte `at`. A token's byte range [s, e) becomes the
+ * characters from the one holding byte s up to, not including, the one
+ * holding byte e (through the last character when e is the end of the text);
+ * a start at the end of the text is left unconverted and holds nothing.
+ * Returns token_count when no token holds it. */
+static size_t char_to_token(const char *text, size_t len, const size_t *offsets, size_t token_count, size_t at) {
+    for (size_t i = 0; i < token_count; i++) {
+        size_t s = offsets[2 * i], e = offsets[2 * i + 1];
+        if (s >= len || e <= s) continue;
+        size_t lo = char_floor(text, s), hi = e >= len ? len : char_floor(text, e);
+        if (lo <= at && at < hi) return i;
+    }
+    return token_count;
+}
+
+void sft_chat_assistant_mask(const char *text, size_t len, const sft_chat_span *spans, size_t span_count,
+                             const size_t *offsets, size_t token_count, uint8_t *mask) {
+    memset(mask, 0, token_count);
+    for (size_t k = 0; k < span_count; k++) {
+        size_t start = spans[k].start, end = spans[k].end;
+        if (start >= len) break; /* char_to_token(start) is None: transformers stops */
+        size_t first = char_to_token(text, len, offsets, token_count, start);
+        if (first == token_count) break;
+        /* The character before `end` (end - 1 in characters). */
+        size_t last_char = end > 0 ? char_floor(text, (end > len ? len : end) - 1) : 0;
+        size_t last = end > 0 ? char_to_token(text, len, offsets, token_count, last_char) : token_count;
+        /* `end_token + 1 if end_token else len(input_ids)`: None and 0 both
+         * run the span to the end of the sequence. */
+        size_t stop = (last == token_count || last == 0) ? token_count : last + 1;
+        for (size_t i = first; i < stop; i++) mask[i] = 1;
+    }
+}
