@@ -7,6 +7,7 @@
 #ifndef SFT_IO_CONFIG_H
 #define SFT_IO_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "io/err.h"
@@ -47,12 +48,23 @@ typedef struct sft_model_config {
     int eos_token_ids[SFT_MAX_EOS];
     int eos_count;
     int pad_token_id;                   /* -1 when absent */
+    /* Layers at or past this index attend within sliding_window tokens
+     * (mistral: 0; qwen2: max_window_layers or its layer_types). */
+    int sliding_window_first_layer;
+    /* Dropout probabilities used in training mode, as transformers applies
+     * them: gpt2 attn_pdrop / resid_pdrop / embd_pdrop (0.1 when absent);
+     * the llama family has only attention_dropout (0.0 when absent). */
+    double attention_dropout;
+    double residual_dropout;
+    double embedding_dropout;
 } sft_model_config;
 
 /* Reads DIR/config.json. */
 int sft_config_load(const char *dir, sft_model_config *cfg, sft_err *err);
 /* Reads a config.json at an explicit path. */
 int sft_config_load_file(const char *path, sft_model_config *cfg, sft_err *err);
+/* Parses config.json text already in memory; `name` names it in errors. */
+int sft_config_parse(const char *text, size_t len, const char *name, sft_model_config *cfg, sft_err *err);
 
 /* generation_config.json: eos ids (a number or a list) and sampling defaults. */
 typedef struct sft_generation_config {
@@ -71,5 +83,8 @@ typedef struct sft_generation_config {
  * defaults from cfg (its bos/eos ids) and returns 0. */
 int sft_generation_config_load(const char *dir, const sft_model_config *cfg, sft_generation_config *gen,
                                sft_err *err);
+/* Parses generation_config.json text already in memory (defaults from cfg). */
+int sft_generation_config_parse(const char *text, size_t len, const char *name, const sft_model_config *cfg,
+                                sft_generation_config *gen, sft_err *err);
 
 #endif
