@@ -29,6 +29,8 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB := $(BUILD)/libsft.a
+# The CLI's helpers without main.c (flag parsing, run flags), so that tests can drive them.
+CLI_LIB := $(BUILD)/libsft-cli.a
 
 .PHONY: all test run deps clean fuzz bench
 .SECONDARY:
@@ -48,9 +50,13 @@ $(LIB): $(LIB_OBJ)
 $(BUILD)/sft: $(CLI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/test_main.o $(LIB)
+$(CLI_LIB): $(filter-out $(BUILD)/obj/src/cli/main.o,$(CLI_OBJ))
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/obj/tests/test_main.o $(LIB) $(LDLIBS)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/test_main.o $(CLI_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/obj/tests/test_main.o $(CLI_LIB) $(LIB) $(LDLIBS)
 
 # Unit test binaries first, then the CLI scripts (tests/cli/*.sh get SFT=path to the binary).
 test: deps $(BUILD)/sft $(TEST_BIN)
@@ -62,7 +68,29 @@ test: deps $(BUILD)/sft $(TEST_BIN)
 run: deps $(BUILD)/sft
 	$(BUILD)/sft demo
 
+# libFuzzer targets: build-fuzz/fuzz_X from fuzz/fuzz_X.c and the library,
+# all compiled by clang with ASan + UBSan (how to run them: fuzz/README.md).
+FUZZ_CC ?= clang
+FUZZ_BUILD := build-fuzz
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -O1 -g -fopenmp -Isrc -MMD -MP -fno-omit-frame-pointer \
+	-fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_BIN := $(patsubst fuzz/%.c,$(FUZZ_BUILD)/%,$(sort $(wildcard fuzz/fuzz_*.c)))
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+
+fuzz: $(FUZZ_BIN)
+
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/libsft.a: $(FUZZ_LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_BUILD)/libsft.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_BUILD)/libsft.a $(LDLIBS) -o $@
+
 clean:
 	rm -rf build build-san build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(FUZZ_BUILD) -name '*.d' 2>/dev/null)
