@@ -1,0 +1,303 @@
+/* dedup.c: exact keys, shingle sets, and the MinHash LSH index of near
+ * duplicates (see dedup.h for the method and its references). */
+#include "data/dedup.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+/* ------------------------------------------------------------- the multimap */
+
+static size_t slot_of(uint64_t key, size_t cap) {
+    /* The keys are already hashes; mix once more so that structured keys spread too. */
+    key ^= key >> 33;
+    key *= 0xff51afd7ed558ccdULL;
+    key ^= key >> 33;
+    return (size_t)key & (cap - 1);
+}
+
+static int u64map_grow(sft_u64map *m) {
+    size_t cap = m->cap ? 2 * m->cap : 1024;
+    uint64_t *keys = calloc(cap, sizeof *keys);
+    uint32_t *values = calloc(cap, sizeof *values);
+    if (!keys || !values) {
+        free(keys);
+        free(values);
+        return -1;
+    }
+    for (size_t i = 0; i < m->cap; i++) {
+        if (!m->values[i]) continue;
+        size_t s = slot_of(m->keys[i], cap);
+        while (values[s]) s = (s + 1) & (cap - 1);
+        keys[s] = m->keys[i];
+        values[s] = m->values[i];
+    }
+    free(m->keys);
+    free(m->values);
+    m->keys = keys;
+    m->values = values;
+    m->cap = cap;
+    return 0;
+}
+
+int sft_u64map_add(sft_u64map *m, uint64_t key, uint32_t value) {
+    if (value == UINT32_MAX) return -1;
+    if (2 * (m->count + 1) > m->cap && u64map_grow(m)) return -1; /* load <= 1/2 */
+    size_t s = slot_of(key, m->cap);
+    while (m->values[s]) s = (s + 1) & (m->cap - 1);
+    m->keys[s] = key;
+    m->values[s] = value + 1;
+    m->count++;
+    return 0;
+}
+
+int sft_u64map_each(const sft_u64map *m, uint64_t key, int (*fn)(uint32_t value, void *ctx), void *ctx) {
+    if (!m->cap) return 0;
+    for (size_t s = slot_of(key, m->cap); m->values[s]; s = (s + 1) & (m->cap - 1))
+        if (m->keys[s] == key) {
+            int rc = fn(m->values[s] - 1, ctx);
+            if (rc) return rc;
+        }
+    return 0;
+}
+
+long sft_u64map_first(const sft_u64map *m, uint64_t key) {
+    if (!m->cap) return -1;
+    for (size_t s = slot_of(key, m->cap); m->values[s]; s = (s + 1) & (m->cap - 1))
+        if (m->keys[s] == key) return (long)m->values[s] - 1;
+    return -1;
+}
+
+void sft_u64map_free(sft_u64map *m) {
+    free(m->keys);
+    free(m->values);
+    memset(m, 0, sizeof *m);
+}
+
+/* --------------------------------------------------------- record texts */
+
+void sft_text_scratch_free(sft_text_scratch *s) {
+    sft_buf_free(&s->joined);
+    sft_buf_free(&s->normalized);
+    sft_spans_free(&s->words);
+}
+
+int sft_record_exact_hash(const sft_record *rec, sft_text_scratch *s, uint64_t *out, sft_err *err) {
+    XXH3_state_t *state = XXH3_createState();
+    if (!state) return sft_errf(err, "out of memory");
+    XXH3_64bits_reset(state);
+    for (size_t i = 0; i < rec->message_count; i++) {
+        const sft_message *m = &rec->messages[i];
+        if (sft_text_normalize(m->content, m->content_len, &s->normalized, err)) {
+            XXH3_freeState(state);
+            return -1;
+        }
+        /* Role byte and a record separator keep ("ab","c") apart from ("a","bc"). */
+        unsigned char head[2] = {(unsigned char)m->role, 0x1E};
+        XXH3_64bits_update(state, head, 2);
+        XXH3_64bits_update(state, s->normalized.data, s->normalized.len);
+    }
+    *out = XXH3_64bits_digest(state);
+    XXH3_freeState(state);
+    return 0;
+}
+
+int sft_text_normalized_words(const char *text, size_t len, sft_text_scratch *s, sft_err *err) {
+    if (sft_text_normalize(text, len, &s->normalized, err)) return -1;
+    return sft_text_words(s->normalized.data, s->normalized.len, &s->words, err);
+}
+
+int sft_record_shingles(const sft_record *rec, size_t shingle_words, int prompt_only,
+                        sft_text_scratch *s, sft_u64s *out, sft_err *err) {
+    s->joined.len = 0;
+    for (size_t i = 0; i < rec->message_count; i++) {
+        const sft_message *m = &rec->messages[i];
+        if (prompt_only && m->role == SFT_ROLE_ASSISTANT) continue;
+        /* Shingles may span turns: the record is one text for similarity. */
+        if ((s->joined.len && sft_buf_append(&s->joined, "\n", 1)) ||
+            sft_buf_append(&s->joined, m->content, m->content_len))
+            return sft_errf(err, "out of memory");
+    }
+    if (sft_buf_append(&s->joined, "", 0)) return sft_errf(err, "out of memory");
+    if (sft_text_normalized_words(s->joined.data, s->joined.len, s, err)) return -1;
+    if (sft_text_ngram_hashes(s->normalized.data, &s->words, shingle_words, out))
+        return sft_errf(err, "out of memory");
+    sft_u64s_sort_unique(out);
+    return 0;
+}
+
+/* ------------------------------------------------------------ MinHash LSH */
+
+#define MERSENNE61 ((1ULL << 61) - 1)
+
+static uint64_t splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* (a*x + b) mod 2^61-1 without overflow, for x, a, b < 2^61. */
+static uint64_t mulmod61(uint64_t a, uint64_t x, uint64_t b) {
+    unsigned __int128 p = (unsigned __int128)a * x + b;
+    uint64_t r = (uint64_t)(p & MERSENNE61) + (uint64_t)(p >> 61);
+    r = (r & MERSENNE61) + (r >> 61);
+    return r >= MERSENNE61 ? r - MERSENNE61 : r;
+}
+
+typedef struct {
+    uint64_t *items;
+    size_t count;
+} leader_set;
+
+struct sft_near_index {
+    sft_near_options opts;
+    int bands, rows;
+    uint64_t *perm_a, *perm_b;
+    uint64_t *signature;
+    uint64_t *band_keys;
+    sft_u64map buckets;
+    leader_set *leaders;
+    size_t leader_count, leader_cap;
+    uint32_t *stamp; /* per leader: the query that last verified it */
+    uint32_t query;
+    size_t candidates;
+};
+
+/* P(a pair of Jaccard j shares at least one band) = 1 - (1 - j^r)^b. */
+static double candidate_probability(double j, int bands, int rows) {
+    return 1.0 - pow(1.0 - pow(j, rows), bands);
+}
+
+sft_near_index *sft_near_index_new(const sft_near_options *opts, sft_err *err) {
+    sft_near_index *idx = calloc(1, sizeof *idx);
+    if (!idx) {
+        sft_errf(err, "out of memory");
+        return NULL;
+    }
+    idx->opts = *opts;
+    if (idx->opts.num_perm <= 0) idx->opts.num_perm = 128;
+    if (!(idx->opts.threshold > 0 && idx->opts.threshold <= 1)) {
+        sft_errf(err, "--threshold must be in (0, 1], got %g", idx->opts.threshold);
+        free(idx);
+        return NULL;
+    }
+    int n = idx->opts.num_perm;
+    idx->rows = 1;
+    for (int r = n; r >= 1; r--)
+        if (candidate_probability(idx->opts.threshold, n / r, r) >= 0.999) {
+            idx->rows = r;
+            break;
+        }
+    idx->bands = n / idx->rows;
+    idx->perm_a = malloc(n * sizeof *idx->perm_a);
+    idx->perm_b = malloc(n * sizeof *idx->perm_b);
+    idx->signature = malloc(n * sizeof *idx->signature);
+    idx->band_keys = malloc(idx->bands * sizeof *idx->band_keys);
+    if (!idx->perm_a || !idx->perm_b || !idx->signature || !idx->band_keys) {
+        sft_near_index_free(idx);
+        sft_errf(err, "out of memory");
+        return NULL;
+    }
+    uint64_t state = idx->opts.seed ? idx->opts.seed : 1;
+    for (int i = 0; i < n; i++) {
+        idx->perm_a[i] = 1 + splitmix64(&state) % (MERSENNE61 - 1);
+        idx->perm_b[i] = splitmix64(&state) % MERSENNE61;
+    }
+    return idx;
+}
+
+void sft_near_index_free(sft_near_index *idx) {
+    if (!idx) return;
+    for (size_t i = 0; i < idx->leader_count; i++) free(idx->leaders[i].items);
+    free(idx->leaders);
+    free(idx->stamp);
+    sft_u64map_free(&idx->buckets);
+    free(idx->perm_a);
+    free(idx->perm_b);
+    free(idx->signature);
+    free(idx->band_keys);
+    free(idx);
+}
+
+size_t sft_near_index_leaders(const sft_near_index *idx) { return idx->leader_count; }
+size_t sft_near_index_candidates(const sft_near_index *idx) { return idx->candidates; }
+void sft_near_index_shape(const sft_near_index *idx, int *bands, int *rows) {
+    *bands = idx->bands;
+    *rows = idx->rows;
+}
+
+typedef struct {
+    sft_near_index *idx;
+    const uint64_t *set;
+    size_t count;
+    long best;
+    double best_jaccard;
+} verify_ctx;
+
+static int verify_candidate(uint32_t leader, void *p) {
+    verify_ctx *c = p;
+    sft_near_index *idx = c->idx;
+    if (idx->stamp[leader] == idx->query) return 0; /* already verified for this query */
+    idx->stamp[leader] = idx->query;
+    idx->candidates++;
+    const leader_set *l = &idx->leaders[leader];
+    double j = sft_jaccard_sorted(c->set, c->count, l->items, l->count);
+    if (j >= idx->opts.threshold &&
+        (j > c->best_jaccard || (j == c->best_jaccard && (long)leader < c->best))) {
+        c->best = leader;
+        c->best_jaccard = j;
+    }
+    return 0;
+}
+
+int sft_near_index_assign(sft_near_index *idx, const uint64_t *set, size_t count, long *leader,
+                          double *jaccard, sft_err *err) {
+    *leader = -1;
+    *jaccard = 0;
+    /* A record without words has no shingles; only exact dedup can judge it. */
+    if (count == 0) return 0;
+    int n = idx->opts.num_perm;
+    for (int i = 0; i < n; i++) idx->signature[i] = UINT64_MAX;
+    for (size_t k = 0; k < count; k++) {
+        uint64_t x = set[k] % MERSENNE61;
+        for (int i = 0; i < n; i++) {
+            uint64_t h = mulmod61(idx->perm_a[i], x, idx->perm_b[i]);
+            if (h < idx->signature[i]) idx->signature[i] = h;
+        }
+    }
+    for (int b = 0; b < idx->bands; b++)
+        idx->band_keys[b] = XXH3_64bits_withSeed(idx->signature + b * idx->rows,
+                                                 idx->rows * sizeof *idx->signature, (uint64_t)b + 1);
+    idx->query++;
+    verify_ctx ctx = {idx, set, count, -1, 0};
+    for (int b = 0; b < idx->bands; b++) sft_u64map_each(&idx->buckets, idx->band_keys[b], verify_candidate, &ctx);
+    if (ctx.best >= 0) {
+        *leader = ctx.best;
+        *jaccard = ctx.best_jaccard;
+        return 0;
+    }
+    /* A new leader. */
+    if (idx->leader_count == idx->leader_cap) {
+        size_t cap = idx->leader_cap ? 2 * idx->leader_cap : 1024;
+        leader_set *l = realloc(idx->leaders, cap * sizeof *l);
+        if (!l) return sft_errf(err, "out of memory");
+        idx->leaders = l;
+        uint32_t *st = realloc(idx->stamp, cap * sizeof *st);
+        if (!st) return sft_errf(err, "out of memory");
+        idx->stamp = st;
+        idx->leader_cap = cap;
+    }
+    uint32_t id = (uint32_t)idx->leader_count;
+    leader_set *l = &idx->leaders[id];
+    l->items = malloc(count * sizeof *l->items);
+    if (!l->items) return sft_errf(err, "out of memory");
+    memcpy(l->items, set, count * sizeof *l->items);
+    l->count = count;
+    idx->stamp[id] = idx->query;
+    idx->leader_count++;
+    for (int b = 0; b < idx->bands; b++)
+        if (sft_u64map_add(&idx->buckets, idx->band_keys[b], id)) return sft_errf(err, "out of memory");
+    return 0;
+}
