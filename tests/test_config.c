@@ -377,6 +377,9 @@ TEST(bad_values_name_the_key) {
     CHECK_STR(parse_error("{\"model_type\": \"gpt2\", \"scale_attn_by_inverse_layer_idx\": true}"),
               "config.json: 'scale_attn_by_inverse_layer_idx' true is not supported");
     CHECK_STR(parse_error("[1]"), "config.json: expected a JSON object");
+    /* found by fuzz_config: 4 * n_embd used to overflow before the check */
+    CHECK_STR(parse_error("{\"model_type\": \"gpt2\", \"n_embd\": 888151645}"),
+              "config.json: n_embd 888151645 is too large (4 * n_embd overflows)");
 }
 
 TEST(invalid_json_names_file_line_and_column) {

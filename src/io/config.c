@@ -182,9 +182,9 @@ static int read_gpt2(const json_t *root, sft_model_config *cfg, const char *name
         read_number(root, "embd_pdrop", &cfg->embedding_dropout, 0, name, err))
         return -1;
     /* n_inner null means 4 * n_embd (GPT2MLP) */
+    if (!inner && cfg->hidden_size > INT_MAX / 4)
+        return sft_errf(err, "%s: n_embd %d is too large (4 * n_embd overflows)", name, cfg->hidden_size);
     cfg->intermediate_size = inner ? inner : 4 * cfg->hidden_size;
-    if (cfg->hidden_size > INT_MAX / 4 && !inner)
-        return sft_errf(err, "%s: 4 * n_embd overflows", name);
     if (cfg->hidden_size % cfg->num_heads)
         return sft_errf(err, "%s: n_embd %d is not divisible by n_head %d", name, cfg->hidden_size, cfg->num_heads);
     cfg->num_kv_heads = cfg->num_heads;
