@@ -21,7 +21,7 @@ static const command commands[] = {
     {"train", NULL, "one SFT run into --out DIR", "the training issue (#4)"},
     {"sweep", NULL, "learning-rate sweep, best model by minimal validation loss", "the sweep issue (#6)"},
     {"eval", NULL, "validation loss, perplexity, exact-match accuracy", "the training issue (#4)"},
-    {"diagnose", NULL, "diagnosis of a run dir, metrics.jsonl, trainer_state.json, TensorBoard file or CSV", "the monitor issue (#5)"},
+    {"diagnose", sft_cmd_diagnose, "diagnosis of a run dir, metrics.jsonl, trainer_state.json, TensorBoard file or CSV", "the monitor issue (#5)"},
     {"report", NULL, "HTML report with plots of a run or sweep", "the monitor issue (#5)"},
     {"generate", NULL, "sample from a model with its chat template", "the engine issue (#3)"},
     {"chat", NULL, "interactive chat with a model", "the engine issue (#3)"},
