@@ -32,7 +32,7 @@ LIB := $(BUILD)/libsft.a
 # The CLI's helpers without main.c (flag parsing, run flags), so that tests can drive them.
 CLI_LIB := $(BUILD)/libsft-cli.a
 
-.PHONY: all test run deps clean fuzz bench
+.PHONY: all test run deps clean fuzz fuzz-deps bench
 .SECONDARY:
 all: deps $(BUILD)/sft
 
@@ -79,7 +79,10 @@ FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 
 fuzz: $(FUZZ_BIN)
 
-$(FUZZ_BUILD)/obj/%.o: %.c
+fuzz-deps:
+	@scripts/deps.sh --fuzz
+
+$(FUZZ_BUILD)/obj/%.o: %.c | fuzz-deps
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 

@@ -181,7 +181,7 @@ static int cmp_raw_offsets(const void *a, const void *b) {
     const raw_entry *x = a, *y = b;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
     if (x->end != y->end) return x->end < y->end ? -1 : 1;
-    return 0;
+    return strcmp(x->name, y->name); /* empty tensors sharing an offset: a stable order */
 }
 
 static void shape_text(const raw_entry *e, char *buf, size_t cap) {
