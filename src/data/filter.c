@@ -1,0 +1,410 @@
+/* filter.c: `sft data filter`, rule-based quality filtering of instruction
+ * records (see pipeline.h for the options).
+ *
+ * The rules follow the heuristics of the data-curation literature, adapted to
+ * chat turns: length bounds per turn, empty turns, unanswered prompts,
+ * refusal/boilerplate phrases (the "As an AI language model" family removed
+ * from ShareGPT-derived sets such as WizardLM/Vicuna unfiltered), the share of
+ * repeated word n-grams (Gopher, Rae et al. 2021, "repetition removal"),
+ * non-printable characters, the script of the letters, answers cut mid
+ * sentence, and the user's own PCRE2 regexes. A record is rejected by the
+ * first rule that fires, in the order of the SFT_RULE_* enum; the counts per
+ * rule therefore add up to the rejected total. */
+#include <stdlib.h>
+#include <string.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "data/pipeline.h"
+#include "data/text.h"
+#include "io/file.h"
+
+static const char *rule_names[SFT_RULE_COUNT] = {
+    "no_answer",    "empty_turn", "too_short",  "too_long", "short_answer", "nonprintable",
+    "script",       "refusal",    "repetition", "cut_off",  "drop_regex",   "keep_regex"};
+
+const char *sft_filter_rule_name(int rule) {
+    return rule >= 0 && rule < SFT_RULE_COUNT ? rule_names[rule] : "?";
+}
+
+/* Phrases that mark a refusal or assistant boilerplate rather than an answer;
+ * matched case-insensitively in assistant turns, straight or curly apostrophe. */
+const char *const sft_default_refusal_phrases[] = {
+    "as an AI language model",
+    "as a language model",
+    "as an AI assistant, I",
+    "as a large language model",
+    "I'm sorry, but I cannot",
+    "I'm sorry, but I can't",
+    "I am sorry, but I cannot",
+    "I apologize, but I cannot",
+    "I apologize, but I can't",
+    "I cannot fulfill",
+    "I can't fulfill",
+    "I cannot provide",
+    "I can't assist with",
+    "I cannot assist with",
+    "I'm not able to provide",
+    "I am not able to provide",
+    "I'm unable to provide",
+    "I do not have personal opinions",
+    "I don't have personal opinions",
+    "I don't have the ability to",
+    "my knowledge cutoff",
+    "my training data",
+    "as of my last update",
+    "OpenAI",
+    "it is not appropriate for me",
+    "against my programming",
+    NULL};
+
+void sft_filter_options_default(sft_filter_options *o) {
+    memset(o, 0, sizeof *o);
+    o->check_refusal = 1;
+    o->repeat_ngram = 3;
+    o->max_repeat_ratio = 0.3;
+    o->max_nonprintable_ratio = 0.01;
+    o->min_script_share = 0.5;
+    o->check_cut = 1;
+    o->cut_min_words = 20;
+}
+
+typedef struct {
+    const sft_filter_options *opts;
+    pcre2_code *refusal;
+    pcre2_code *keep[SFT_FILTER_MAX_REGEX], *drop[SFT_FILTER_MAX_REGEX];
+    pcre2_match_data *md;
+    int scripts[SFT_SCRIPT_COUNT]; /* 1 = allowed */
+    int script_filter;
+    sft_writer *out, *rejected;
+    sft_filter_summary *summary;
+    sft_buf normalized;
+    sft_spans words;
+    sft_u64s grams;
+    char detail[256];
+} filter_ctx;
+
+static pcre2_code *compile_regex(const char *pattern, uint32_t flags, const char *what, sft_err *err) {
+    int code;
+    PCRE2_SIZE offset;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
+                                   PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | flags, &code, &offset, NULL);
+    if (!re) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(code, msg, sizeof msg);
+        sft_errf(err, "%s '%s': %s at offset %zu", what, pattern, (char *)msg, (size_t)offset);
+        return NULL;
+    }
+    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+    return re;
+}
+
+/* One alternation of literal phrases; "'" also matches the curly apostrophe. */
+static int append_phrase(sft_buf *re, const char *phrase, size_t len) {
+    if (re->len && sft_buf_append(re, "|", 1)) return -1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)phrase[i];
+        int rc;
+        if (c == '\'') rc = sft_buf_append(re, "['\xE2\x80\x99]", 6);
+        else if (c < 0x80 && !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ' ')) {
+            char esc[2] = {'\\', (char)c};
+            rc = sft_buf_append(re, esc, 2);
+        } else if (c == ' ')
+            rc = sft_buf_append(re, "\\s+", 3);
+        else
+            rc = sft_buf_append(re, (const char *)&c, 1);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+static int build_refusal_regex(filter_ctx *c, sft_err *err) {
+    sft_buf re = {0};
+    int rc = 0;
+    if (c->opts->refusal_file) {
+        char *text;
+        size_t len;
+        if (sft_read_file(c->opts->refusal_file, &text, &len, err)) return -1;
+        char *line = text;
+        while (line && *line && !rc) {
+            char *nl = strchr(line, '\n');
+            size_t n = nl ? (size_t)(nl - line) : strlen(line);
+            while (n && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t')) n--;
+            while (n && (*line == ' ' || *line == '\t')) line++, n--;
+            if (n && line[0] != '#' && append_phrase(&re, line, n)) rc = sft_errf(err, "out of memory");
+            line = nl ? nl + 1 : NULL;
+        }
+        free(text);
+        if (!rc && re.len == 0)
+            rc = sft_errf(err, "%s: no phrases (one phrase a line; lines starting with # are comments)",
+                          c->opts->refusal_file);
+    } else {
+        for (const char *const *p = sft_default_refusal_phrases; *p && !rc; p++)
+            if (append_phrase(&re, *p, strlen(*p))) rc = sft_errf(err, "out of memory");
+    }
+    if (!rc && !(c->refusal = compile_regex(re.data, PCRE2_CASELESS, "refusal phrases", err))) rc = -1;
+    sft_buf_free(&re);
+    return rc;
+}
+
+static int matches(filter_ctx *c, pcre2_code *re, const char *s, size_t len) {
+    return pcre2_match(re, (PCRE2_SPTR)s, len, 0, 0, c->md, NULL) >= 0;
+}
+
+/* Gopher's repetition measure on words: the share of word n-grams that repeat
+ * an earlier n-gram of the same turn. Turns with fewer than 10 n-grams are
+ * too short to judge. */
+static double repeated_ngram_ratio(filter_ctx *c, const sft_message *m, sft_err *err) {
+    if (sft_text_normalize(m->content, m->content_len, &c->normalized, err)) return -1;
+    if (sft_text_words(c->normalized.data, c->normalized.len, &c->words, err)) return -1;
+    size_t n = (size_t)c->opts->repeat_ngram;
+    if (c->words.count < n + 9) return 0;
+    if (sft_text_ngram_hashes(c->normalized.data, &c->words, n, &c->grams)) return sft_errf(err, "out of memory");
+    size_t total = c->grams.count;
+    sft_u64s_sort_unique(&c->grams);
+    return (double)(total - c->grams.count) / (double)total;
+}
+
+/* The last visible character of an answer that ends mid sentence: a letter or
+ * a joining mark (, ; : - ( /). Answers with a code block, or whose last line
+ * is a list item or table row, end where they like and are not judged. */
+static int looks_cut(filter_ctx *c, const sft_message *m, sft_err *err) {
+    const char *s = m->content;
+    size_t len = m->content_len;
+    if (memmem(s, len, "```", 3)) return 0;
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\n' || s[len - 1] == '\r' || s[len - 1] == '\t')) len--;
+    if (!len) return 0;
+    size_t line_start = len;
+    while (line_start && s[line_start - 1] != '\n') line_start--;
+    const char *last_line = s + line_start;
+    while (*last_line == ' ' || *last_line == '\t') last_line++;
+    if (*last_line == '-' || *last_line == '*' || *last_line == '|' || *last_line == '#') return 0;
+    if (*last_line >= '0' && *last_line <= '9') {
+        const char *p = last_line;
+        while (*p >= '0' && *p <= '9') p++;
+        if (*p == '.' || *p == ')') return 0;
+    }
+    if (sft_text_words(s, len, &c->words, err)) return -1;
+    if (c->words.count < (size_t)c->opts->cut_min_words) return 0;
+    /* The last code point. */
+    size_t at = len - 1;
+    while (at && ((unsigned char)s[at] & 0xC0) == 0x80) at--;
+    unsigned char last = (unsigned char)s[at];
+    if (last < 0x80) {
+        if (strchr(",;:-(/", last)) return 1;
+        return (last >= 'a' && last <= 'z') || (last >= 'A' && last <= 'Z');
+    }
+    /* Non-ASCII: a letter of any script ends mid sentence; CJK full stops and the like do not. */
+    sft_spans tail = {0};
+    int cut = 0;
+    if (sft_text_words(s + at, len - at, &tail, err) == 0 && tail.count == 1) {
+        uint64_t counts[SFT_SCRIPT_COUNT] = {0};
+        if (sft_text_script_counts(s + at, len - at, counts, err) == 0)
+            for (int k = 0; k < SFT_SCRIPT_COUNT; k++) cut |= counts[k] > 0;
+        /* Han/Kana texts end without a full stop far more often than cut; leave them. */
+        if (counts[SFT_SCRIPT_HAN] || counts[SFT_SCRIPT_HIRAGANA] || counts[SFT_SCRIPT_KATAKANA]) cut = 0;
+    }
+    sft_spans_free(&tail);
+    return cut;
+}
+
+/* Returns the rule that rejects the record (detail in c->detail), or -1 to keep
+ * it, or -2 on error. */
+static int judge(filter_ctx *c, const sft_record *rec, sft_err *err) {
+    const sft_filter_options *o = c->opts;
+    long last_assistant = sft_record_last_assistant(rec);
+    if (last_assistant < 0) {
+        snprintf(c->detail, sizeof c->detail, "no assistant turn");
+        return SFT_RULE_NO_ANSWER;
+    }
+    if (rec->messages[rec->message_count - 1].role == SFT_ROLE_USER) {
+        snprintf(c->detail, sizeof c->detail, "the last user turn (message %zu) has no answer", rec->message_count);
+        return SFT_RULE_NO_ANSWER;
+    }
+    for (size_t i = 0; i < rec->message_count && !o->allow_empty; i++) {
+        const sft_message *m = &rec->messages[i];
+        if (m->role != SFT_ROLE_SYSTEM && sft_text_is_blank(m->content, m->content_len)) {
+            snprintf(c->detail, sizeof c->detail, "message %zu (%s) is empty or white space", i + 1, sft_role_name(m->role));
+            return SFT_RULE_EMPTY_TURN;
+        }
+    }
+    for (size_t i = 0; i < rec->message_count; i++) {
+        const sft_message *m = &rec->messages[i];
+        if (m->role == SFT_ROLE_SYSTEM) continue;
+        long chars = (long)sft_text_chars(m->content, m->content_len);
+        if (o->min_chars && chars < o->min_chars) {
+            snprintf(c->detail, sizeof c->detail, "message %zu (%s) has %ld characters < %ld", i + 1,
+                     sft_role_name(m->role), chars, o->min_chars);
+            return SFT_RULE_TOO_SHORT;
+        }
+        if (o->max_chars && chars > o->max_chars) {
+            snprintf(c->detail, sizeof c->detail, "message %zu (%s) has %ld characters > %ld", i + 1,
+                     sft_role_name(m->role), chars, o->max_chars);
+            return SFT_RULE_TOO_LONG;
+        }
+        if (o->min_answer_chars && m->role == SFT_ROLE_ASSISTANT && chars < o->min_answer_chars) {
+            snprintf(c->detail, sizeof c->detail, "answer (message %zu) has %ld characters < %ld", i + 1, chars,
+                     o->min_answer_chars);
+            return SFT_RULE_SHORT_ANSWER;
+        }
+    }
+    if (o->max_nonprintable_ratio > 0) {
+        size_t bad = 0, chars = 0;
+        for (size_t i = 0; i < rec->message_count; i++) {
+            bad += sft_text_nonprintable(rec->messages[i].content, rec->messages[i].content_len);
+            chars += sft_text_chars(rec->messages[i].content, rec->messages[i].content_len);
+        }
+        if (chars && (double)bad / (double)chars > o->max_nonprintable_ratio) {
+            snprintf(c->detail, sizeof c->detail, "%zu of %zu characters are not printable (> %g)", bad, chars,
+                     o->max_nonprintable_ratio);
+            return SFT_RULE_NONPRINTABLE;
+        }
+    }
+    if (c->script_filter) {
+        uint64_t counts[SFT_SCRIPT_COUNT] = {0};
+        for (size_t i = 0; i < rec->message_count; i++)
+            if (sft_text_script_counts(rec->messages[i].content, rec->messages[i].content_len, counts, err)) return -2;
+        uint64_t total = 0, allowed = 0;
+        int top = 0;
+        for (int k = 0; k < SFT_SCRIPT_COUNT; k++) {
+            total += counts[k];
+            if (c->scripts[k]) allowed += counts[k];
+            if (counts[k] > counts[top]) top = k;
+        }
+        /* Records without letters (numbers, code symbols) have no script to judge. */
+        if (total && (double)allowed / (double)total < o->min_script_share) {
+            snprintf(c->detail, sizeof c->detail, "%.0f%% of the letters are in the allowed scripts (mostly %s)",
+                     100.0 * (double)allowed / (double)total, sft_script_name(top));
+            return SFT_RULE_SCRIPT;
+        }
+    }
+    for (size_t i = 0; i < rec->message_count; i++) {
+        const sft_message *m = &rec->messages[i];
+        if (m->role != SFT_ROLE_ASSISTANT) continue;
+        if (c->refusal && pcre2_match(c->refusal, (PCRE2_SPTR)m->content, m->content_len, 0, 0, c->md, NULL) >= 0) {
+            PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
+            snprintf(c->detail, sizeof c->detail, "answer (message %zu) says \"%.*s\"", i + 1,
+                     (int)(ov[1] - ov[0] > 120 ? 120 : ov[1] - ov[0]), m->content + ov[0]);
+            return SFT_RULE_REFUSAL;
+        }
+    }
+    if (o->max_repeat_ratio > 0)
+        for (size_t i = 0; i < rec->message_count; i++) {
+            const sft_message *m = &rec->messages[i];
+            if (m->role != SFT_ROLE_ASSISTANT) continue;
+            double ratio = repeated_ngram_ratio(c, m, err);
+            if (ratio < 0) return -2;
+            if (ratio > o->max_repeat_ratio) {
+                snprintf(c->detail, sizeof c->detail, "%.0f%% of the word %d-grams of message %zu repeat (> %.0f%%)",
+                         100 * ratio, o->repeat_ngram, i + 1, 100 * o->max_repeat_ratio);
+                return SFT_RULE_REPETITION;
+            }
+        }
+    if (o->check_cut) {
+        int cut = looks_cut(c, &rec->messages[last_assistant], err);
+        if (cut < 0) return -2;
+        if (cut) {
+            const sft_message *m = &rec->messages[last_assistant];
+            size_t tail = m->content_len > 40 ? 40 : m->content_len;
+            snprintf(c->detail, sizeof c->detail, "the answer ends mid sentence: \"...%.*s\"", (int)tail,
+                     m->content + m->content_len - tail);
+            return SFT_RULE_CUT_OFF;
+        }
+    }
+    for (int r = 0; r < o->drop_regex_count; r++)
+        for (size_t i = 0; i < rec->message_count; i++)
+            if (matches(c, c->drop[r], rec->messages[i].content, rec->messages[i].content_len)) {
+                snprintf(c->detail, sizeof c->detail, "message %zu matches --drop-regex '%s'", i + 1, o->drop_regex[r]);
+                return SFT_RULE_DROP_REGEX;
+            }
+    if (o->keep_regex_count) {
+        int any = 0;
+        for (int r = 0; r < o->keep_regex_count && !any; r++)
+            for (size_t i = 0; i < rec->message_count && !any; i++)
+                any = matches(c, c->keep[r], rec->messages[i].content, rec->messages[i].content_len);
+        if (!any) {
+            snprintf(c->detail, sizeof c->detail, "no message matches a --keep-regex");
+            return SFT_RULE_KEEP_REGEX;
+        }
+    }
+    return -1;
+}
+
+static int filter_one(sft_record *rec, void *p, sft_err *err) {
+    filter_ctx *c = p;
+    int rule = judge(c, rec, err);
+    if (rule == -2) return sft_err_prefix(err, "%s:%zu", rec->path, rec->line);
+    if (rule < 0) {
+        c->summary->kept++;
+        return sft_writer_put_record(c->out, rec, err);
+    }
+    c->summary->rejected++;
+    c->summary->per_rule[rule]++;
+    if (!c->rejected) return 0;
+    json_t *copy = json_copy(rec->json);
+    json_object_set_new(copy, "_filter_rule", json_string(rule_names[rule]));
+    json_object_set_new(copy, "_filter_detail", json_string(c->detail));
+    int rc = sft_writer_put_json(c->rejected, copy, err);
+    json_decref(copy);
+    return rc;
+}
+
+int sft_data_filter(const sft_data_io *io, const sft_filter_options *o, sft_filter_summary *s, sft_err *err) {
+    memset(s, 0, sizeof *s);
+    if (!io->output) return sft_errf(err, "filter needs an output file (-o)");
+    if (o->repeat_ngram < 1) return sft_errf(err, "--repeat-ngram must be at least 1");
+    filter_ctx c = {0};
+    c.opts = o;
+    c.summary = s;
+    int rc = 0;
+    if (o->check_refusal) rc = build_refusal_regex(&c, err);
+    for (int r = 0; r < o->keep_regex_count && !rc; r++)
+        if (!(c.keep[r] = compile_regex(o->keep_regex[r], 0, "--keep-regex", err))) rc = -1;
+    for (int r = 0; r < o->drop_regex_count && !rc; r++)
+        if (!(c.drop[r] = compile_regex(o->drop_regex[r], 0, "--drop-regex", err))) rc = -1;
+    if (!rc && o->scripts) {
+        c.script_filter = 1;
+        char list[512];
+        snprintf(list, sizeof list, "%s", o->scripts);
+        for (char *save = NULL, *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+            int k = sft_script_parse(name);
+            if (k < 0) {
+                rc = sft_errf(err, "--script: unknown script '%s' (Unicode names: Latin, Cyrillic, Greek, Arabic, "
+                                   "Hebrew, Devanagari, Han, Hiragana, Katakana, Hangul, Thai, ...)",
+                              name);
+                break;
+            }
+            c.scripts[k] = 1;
+        }
+    }
+    if (!rc && !(c.md = pcre2_match_data_create(32, NULL))) rc = sft_errf(err, "out of memory");
+    if (!rc && !(c.out = sft_writer_open(io->output, err))) rc = -1;
+    if (!rc && o->rejected && !(c.rejected = sft_writer_open(o->rejected, err))) rc = -1;
+    if (!rc) {
+        sft_each_summary each;
+        rc = sft_data_each(io, 1, filter_one, &c, &each, err);
+        s->records = each.records;
+        s->skipped = each.skipped;
+    }
+    if (!rc && c.rejected) {
+        rc = sft_writer_commit(c.rejected, err);
+        c.rejected = NULL;
+    }
+    if (!rc) {
+        rc = sft_writer_commit(c.out, err);
+        c.out = NULL;
+    }
+    sft_writer_abort(c.rejected);
+    sft_writer_abort(c.out);
+    pcre2_code_free(c.refusal);
+    for (int r = 0; r < SFT_FILTER_MAX_REGEX; r++) {
+        pcre2_code_free(c.keep[r]);
+        pcre2_code_free(c.drop[r]);
+    }
+    pcre2_match_data_free(c.md);
+    sft_buf_free(&c.normalized);
+    sft_spans_free(&c.words);
+    sft_u64s_free(&c.grams);
+    return rc;
+}
