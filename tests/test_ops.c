@@ -229,6 +229,17 @@ static void matmul_case(int w_in_out) {
 }
 
 TEST(matmul_with_torch_layout_matches_float64_finite_differences) { matmul_case(0); }
+
+TEST(matmul_forward_add_accumulates_the_product) {
+    mm_ctx c = {.x = arr_rand(MN * MC, 1), .w = arr_rand(MOC * MC, 1), .b = arr_rand(MOC, 0), .r = arr_rand(MN * MOC, 1)};
+    float out[MN * MOC];
+    double want[MN * MOC];
+    mm_ref(&c);
+    for (int i = 0; i < MN * MOC; i++) out[i] = 2.0f, want[i] = c.out[i] + 2.0;
+    sft_matmul_forward_add(out, c.x.f, c.w.f, MN, MC, MOC);
+    check_close_arrays("matmul_forward_add out", out, want, MN * MOC, 1e-6, 0);
+    arr_free(c.x), arr_free(c.w), arr_free(c.b), arr_free(c.r);
+}
 TEST(matmul_with_conv1d_layout_matches_float64_finite_differences) { matmul_case(1); }
 
 /* ------------------------------------------------------- gelu and swiglu */

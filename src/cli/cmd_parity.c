@@ -10,6 +10,7 @@
 #include "io/file.h"
 #include "io/json.h"
 #include "io/parity.h"
+#include "model/parity_model.h"
 
 /* A checker gets the entry, its key and the fixture dir; it records its checks
  * in p and returns -1 only when it could not run (err says why). */
@@ -21,8 +22,8 @@ static const struct {
     entry_checker check;
 } checkers[] = {
     {"tokenizer_", NULL},
-    {"model_", NULL},
-    {"lora_", NULL},
+    {"model_", sft_parity_check_model},
+    {"lora_", sft_parity_check_lora},
 };
 
 int sft_cmd_parity(int argc, char **argv) {

@@ -216,6 +216,10 @@ void sft_matmul_forward(float *out, const float *inp, const float *weight, const
     }
 }
 
+void sft_matmul_forward_add(float *out, const float *inp, const float *weight, int N, int C, int OC) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 1.0f, out, OC);
+}
+
 void sft_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                          const float *weight, int N, int C, int OC, int w_in_out) {
     if (dinp) {
@@ -505,6 +509,7 @@ const sft_kernels sft_kernels_cpu = {
     .rmsnorm_forward = sft_rmsnorm_forward,
     .rmsnorm_backward = sft_rmsnorm_backward,
     .matmul_forward = sft_matmul_forward,
+    .matmul_forward_add = sft_matmul_forward_add,
     .matmul_backward = sft_matmul_backward,
     .gelu_forward = sft_gelu_forward,
     .gelu_backward = sft_gelu_backward,

@@ -45,6 +45,8 @@ void sft_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const 
  * bias [OC] or NULL. */
 void sft_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C,
                         int OC, int w_in_out);
+/* out [N, OC] += inp [N, C] @ W^T with W [OC, C] (the LoRA B product). */
+void sft_matmul_forward_add(float *out, const float *inp, const float *weight, int N, int C, int OC);
 /* dinp [N, C] += dout @ W; dweight (same layout as W) += dout^T @ inp; dbias [OC] += column sums. */
 void sft_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                          const float *weight, int N, int C, int OC, int w_in_out);
@@ -119,6 +121,7 @@ typedef struct sft_kernels {
     void (*rmsnorm_backward)(float *, float *, const float *, const float *, const float *, const float *, int,
                              int);
     void (*matmul_forward)(float *, const float *, const float *, const float *, int, int, int, int);
+    void (*matmul_forward_add)(float *, const float *, const float *, int, int, int);
     void (*matmul_backward)(float *, float *, float *, const float *, const float *, const float *, int, int, int,
                             int);
     void (*gelu_forward)(float *, const float *, size_t);

@@ -1,0 +1,68 @@
+/* optim.h: the optimizer side of a training step, each one pass over a flat
+ * parameter set (model.h): global gradient norm, clipping exactly as
+ * torch.nn.utils.clip_grad_norm_, AdamW exactly as torch.optim.AdamW
+ * (decoupled weight decay, bias correction), and the learning-rate
+ * schedules of transformers' optimization.py. */
+#ifndef SFT_TRAIN_OPTIM_H
+#define SFT_TRAIN_OPTIM_H
+
+#include <stddef.h>
+
+#include "io/err.h"
+#include "model/model.h"
+
+/* L2 norm of every gradient of the set together (double accumulation, in a
+ * fixed block order: the same bits for any thread count). */
+double sft_grad_norm(const sft_param_set *set);
+
+/* torch.nn.utils.clip_grad_norm_(params, max_norm): coef = max_norm /
+ * (norm + 1e-6), clamped to 1, multiplies every gradient. Returns the norm
+ * BEFORE clipping (what torch returns and HF logs as grad_norm).
+ * max_norm <= 0 disables clipping (the norm is still returned). */
+double sft_clip_grad_norm(sft_param_set *set, double max_norm);
+
+/* AdamW state: the two moments, each one array mirroring the set. */
+typedef struct sft_adamw {
+    double beta1, beta2, eps, weight_decay;
+    float *m, *v;
+    size_t numel;
+    long step; /* completed steps */
+} sft_adamw;
+
+int sft_adamw_init(sft_adamw *opt, const sft_param_set *set, double beta1, double beta2, double eps,
+                   double weight_decay, sft_err *err);
+void sft_adamw_free(sft_adamw *opt);
+
+/* One step of torch.optim.AdamW at learning rate lr, per element:
+ *   p -= lr * wd * p                  (wd = 0 for tensors with ndim < 2: biases, norms)
+ *   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+ *   p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps) */
+void sft_adamw_step(sft_adamw *opt, sft_param_set *set, double lr);
+
+/* Learning-rate schedules. lr(s), for s = the number of optimizer steps
+ * already taken (0 for the first step, as transformers' LambdaLR), with
+ * W = warmup_steps, S = total_steps, r = min_lr_ratio:
+ *   s < W:    base * s / max(1, W)                          (linear warmup)
+ *   else, p = (s - W) / max(1, S - W):
+ *     cosine:   base * (r + (1 - r) * max(0, 0.5 * (1 + cos(pi * p))))
+ *     linear:   base * (r + (1 - r) * max(0, 1 - p))
+ *     constant: base
+ * With r = 0 these are get_cosine_schedule_with_warmup,
+ * get_linear_schedule_with_warmup and get_constant_schedule_with_warmup;
+ * with r > 0 cosine is transformers' cosine_with_min_lr (min_lr_rate). */
+typedef enum { SFT_LR_COSINE, SFT_LR_LINEAR, SFT_LR_CONSTANT } sft_lr_kind;
+
+typedef struct sft_lr_schedule {
+    sft_lr_kind kind;
+    double base_lr;
+    long warmup_steps;
+    long total_steps;
+    double min_lr_ratio;
+} sft_lr_schedule;
+
+double sft_lr_at(const sft_lr_schedule *schedule, long step);
+/* "cosine", "linear" or "constant"; anything else is an error naming the choices. */
+int sft_lr_kind_parse(const char *name, sft_lr_kind *kind, sft_err *err);
+const char *sft_lr_kind_name(sft_lr_kind kind);
+
+#endif
