@@ -277,6 +277,7 @@ typedef struct {
     sft_finding *items;
     size_t count, cap;
     size_t spike_next, grad_next;         /* next series index to judge */
+    double grad_floor;                    /* lowest median of a completed 16-point block of norms */
     long spike_open, grad_open;           /* items index of the finding a next event would extend */
     size_t spike_open_last, grad_open_last; /* series index of that finding's last point */
     int spike_run_critical;               /* points of the open spike at >= critical ratio */
@@ -307,6 +308,9 @@ static void grad_message(sft_finding *f) {
     int n = snprintf(f->message, sizeof f->message,
                      "The gradient norm reached %.4g at step %lld, %.1fx its trailing median of %.4g", EV(f, "grad_norm"),
                      (long long)f->step, EV(f, "ratio"), EV(f, "trailing_median"));
+    double settled = EV(f, "settled_level"), above = EV(f, "above_settled");
+    if (settled > 0 && above >= 2 && n > 0 && (size_t)n < sizeof f->message)
+        n += snprintf(f->message + n, sizeof f->message - n, ", %.1fx the settled level of %.4g", above, settled);
     if (isfinite(growth) && growth > 1 && n > 0 && (size_t)n < sizeof f->message)
         n += snprintf(f->message + n, sizeof f->message - n, "; it grew %.1fx within %.0f logged points", growth,
                       EV(f, "growth_window"));
@@ -367,10 +371,20 @@ static int scan_spikes(point_events *ev, const series *loss, const sft_diagnose_
     return 0;
 }
 
+/* Points per block of the settled gradient-norm level (the floor). */
+#define GRAD_FLOOR_BLOCK 16
+
 static int scan_grad_norms(point_events *ev, const series *g, const sft_diagnose_config *cfg, double *scratch,
                            sft_err *err) {
     for (size_t k = ev->grad_next; k < g->n; k++) {
         ev->grad_next = k + 1;
+        /* The settled level: norms start high and fall; a slow exponential
+         * growth hides from a trailing median but not from this floor. */
+        double floor_before = ev->grad_floor;
+        if ((k + 1) % GRAD_FLOOR_BLOCK == 0) {
+            double m = median_of(g->value + k + 1 - GRAD_FLOOR_BLOCK, GRAD_FLOOR_BLOCK, scratch);
+            if (ev->grad_floor == 0 || m < ev->grad_floor) ev->grad_floor = m;
+        }
         if (k < 10) continue;
         size_t lo = k > (size_t)cfg->grad_window ? k - (size_t)cfg->grad_window : 0;
         double median = median_of(g->value + lo, k - lo, scratch);
@@ -383,7 +397,10 @@ static int scan_grad_norms(point_events *ev, const series *g, const sft_diagnose
             double last = median_of(g->value + k + 1 - q, q, scratch);
             growth = last / first;
         }
-        if (!(ratio >= cfg->grad_spike_ratio || growth >= cfg->grad_growth)) continue;
+        double recent = median_of(g->value + k - 7, 8, scratch);
+        double above_floor = floor_before > 0 ? recent / floor_before : 0;
+        if (!(ratio >= cfg->grad_spike_ratio || growth >= cfg->grad_growth || above_floor >= cfg->grad_spike_ratio))
+            continue;
         sft_finding *f;
         if (ev->grad_open >= 0 && ev->grad_open_last + 1 == k) {
             f = &ev->items[ev->grad_open];
@@ -391,6 +408,7 @@ static int scan_grad_norms(point_events *ev, const series *g, const sft_diagnose
             if (g->value[k] > EV(f, "grad_norm")) evidence_set(f, "grad_norm", g->value[k]);
             if (ratio > EV(f, "ratio")) evidence_set(f, "ratio", ratio);
             if (growth > EV(f, "growth")) evidence_set(f, "growth", growth);
+            if (above_floor > EV(f, "above_settled")) evidence_set(f, "above_settled", above_floor);
         } else {
             f = add_finding(&ev->items, &ev->count, &ev->cap, "exploding_gradients", SFT_SEVERITY_WARNING,
                             g->step[k], g->step[k], err);
@@ -400,6 +418,8 @@ static int scan_grad_norms(point_events *ev, const series *g, const sft_diagnose
             evidence_set(f, "ratio", ratio);
             evidence_set(f, "growth", growth);
             evidence_set(f, "growth_window", (double)window);
+            evidence_set(f, "settled_level", floor_before);
+            evidence_set(f, "above_settled", above_floor);
             ev->grad_open = (long)(f - ev->items);
         }
         ev->grad_open_last = k;
@@ -616,7 +636,7 @@ static int rule_plateau(const blocks *b, const series *s, const sft_diagnose_con
 }
 
 static int rule_underfitting(const blocks *b, const series *s, const sft_curve *c, const sft_diagnose_config *cfg,
-                             finding_list *out, sft_err *err) {
+                             double *scratch, finding_list *out, sft_err *err) {
     size_t nb = b->block_count;
     if (nb < 4) return 0;
     double best = b->start;
@@ -635,7 +655,14 @@ static int rule_underfitting(const blocks *b, const series *s, const sft_curve *
     double val_improvement = has_val ? 1 - val_best / val_first : NAN;
     double start_loss = exp(b->start), end_loss = exp(end);
 
-    if (improvement < cfg->underfit_min_improvement && (!has_val || val_improvement < cfg->underfit_min_improvement)) {
+    /* Flat: the end is not clearly more than underfit_min_improvement below
+     * the start, allowing two standard deviations of the noise of the two
+     * levels (the start is the median of the first 5 points). */
+    double start5 = median_of(b->log_loss, 5, scratch);
+    double start_noise = 1.2533 * b->level_noise * sqrt((double)b->block_size) / sqrt(5.0);
+    double flat_noise = 2 * sqrt(start_noise * start_noise + b->level_noise * b->level_noise);
+    int train_flat = start5 - end < -log1p(-cfg->underfit_min_improvement) + flat_noise;
+    if (train_flat && (!has_val || val_improvement < cfg->underfit_min_improvement)) {
         sft_finding *f = list_add(out, "underfitting", SFT_SEVERITY_WARNING, s->step[0], s->step[s->n - 1], err);
         if (!f) return -1;
         evidence_set(f, "start_loss", start_loss);
@@ -855,7 +882,7 @@ static int diagnose_with(point_events *ev, const sft_curve *c, const sft_diagnos
     int diverged = 0;
     if (b.block_count) {
         if (rule_divergence(&b, &loss, cfg, &list, &diverged, err)) goto done;
-        if (!diverged && (rule_plateau(&b, &loss, cfg, &list, err) || rule_underfitting(&b, &loss, c, cfg, &list, err)))
+        if (!diverged && (rule_plateau(&b, &loss, cfg, &list, err) || rule_underfitting(&b, &loss, c, cfg, scratch, &list, err)))
             goto done;
     }
     if (rule_overfitting(c, &loss, cfg, scratch, &list, err)) goto done;
