@@ -26,10 +26,20 @@ typedef struct sft_encoding {
      * byte offsets into the UTF-8 input; added post-processor tokens get 0,0). */
     size_t *offsets;
     size_t capacity;
+    /* tokens[i]: token i's string as the tokenizers library reports it
+     * (Encoding.tokens: the vocabulary string, or for an added token the
+     * text it matched); valid until the next encode into this struct or
+     * sft_encoding_free, and while the tokenizer lives. */
+    const char **tokens;
+    char *token_storage; /* holds the token strings that are not the tokenizer's own */
 } sft_encoding;
 
-/* Encodes text (len bytes, need not be NUL-terminated nor valid UTF-8).
- * add_special: apply the post-processor (BOS for Llama). */
+/* Encodes text (len bytes, need not be NUL-terminated nor valid UTF-8:
+ * invalid bytes are encoded as bytes, never an error). add_special: apply
+ * the post-processor's special tokens (BOS for Llama). `out` must be
+ * zero-initialised ({0}) or hold a previous result, whose buffers are
+ * reused (its count is reset). The empty string gives zero ids (plus the
+ * special tokens with add_special). Safe to call from several threads. */
 int sft_tokenizer_encode(const sft_tokenizer *tok, const char *text, size_t len, int add_special,
                          sft_encoding *out, sft_err *err);
 void sft_encoding_free(sft_encoding *enc);
@@ -39,16 +49,23 @@ void sft_encoding_free(sft_encoding *enc);
 int sft_tokenizer_decode(const sft_tokenizer *tok, const int32_t *ids, size_t count, int skip_special,
                          char **text, size_t *len, sft_err *err);
 
-size_t sft_tokenizer_vocab_size(const sft_tokenizer *tok); /* including added tokens */
+/* Including added tokens: every id the tokenizer can produce is below it
+ * (the largest id + 1). */
+size_t sft_tokenizer_vocab_size(const sft_tokenizer *tok);
 /* The token string of an id (NULL when out of range). */
 const char *sft_tokenizer_id_to_token(const sft_tokenizer *tok, int32_t id);
 /* -1 when absent. */
 int32_t sft_tokenizer_token_to_id(const sft_tokenizer *tok, const char *token);
 
+/* 1 when id is an added token marked special (what skip_special drops). */
+int sft_tokenizer_is_special_id(const sft_tokenizer *tok, int32_t id);
+
 /* Special tokens named by tokenizer_config.json (bos_token, eos_token,
  * pad_token, unk_token): the string, or NULL when absent. */
 const char *sft_tokenizer_bos_token(const sft_tokenizer *tok);
 const char *sft_tokenizer_eos_token(const sft_tokenizer *tok);
+const char *sft_tokenizer_pad_token(const sft_tokenizer *tok);
+const char *sft_tokenizer_unk_token(const sft_tokenizer *tok);
 /* The chat template from DIR/chat_template.jinja or tokenizer_config.json's
  * chat_template (a string, or the "default" of a list of named templates);
  * NULL when none. */
