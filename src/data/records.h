@@ -37,6 +37,7 @@
 #include <stdio.h>
 
 #include "io/err.h"
+#include "tok/template.h"
 
 typedef enum {
     SFT_FORMAT_AUTO = 0,
@@ -52,7 +53,9 @@ const char *sft_data_format_name(sft_data_format format);
 /* -1 with err naming the valid names (and the nearest one) when unknown. */
 int sft_data_format_parse(const char *name, sft_data_format *out, sft_err *err);
 
-typedef enum { SFT_ROLE_SYSTEM = 0, SFT_ROLE_USER, SFT_ROLE_ASSISTANT } sft_role;
+/* The roles are the chat templates' (tok/template.h), so a record's messages
+ * feed the renderer without translation. */
+typedef sft_chat_role sft_role;
 #define SFT_ROLE_COUNT 3
 const char *sft_role_name(sft_role role); /* "system", "user", "assistant" */
 
