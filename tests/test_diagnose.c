@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "io/file.h"
+#include "io/json.h"
 #include "monitor/diagnose.h"
 #include "monitor/metrics.h"
 #include "monitor/readers.h"
@@ -254,3 +255,368 @@ LABEL_TEST(tiny_data_many_epochs_curves_are_overfitting, LABEL_OVERFIT)
 LABEL_TEST(lr_too_low_curves_are_underfitting, LABEL_UNDERFIT)
 LABEL_TEST(growing_gradient_norms_are_exploding_gradients, LABEL_EXPLODING)
 LABEL_TEST(clipped_most_steps_is_frequent_clipping, LABEL_CLIPPING)
+
+/* ---- the same curves through the files other tools read ------------------------------- */
+
+static char tmp_dir[256];
+
+static const char *test_dir(void) {
+    if (!tmp_dir[0]) {
+        snprintf(tmp_dir, sizeof tmp_dir, "/tmp/sft-test-diagnose-XXXXXX");
+        if (!mkdtemp(tmp_dir)) tmp_dir[0] = 0;
+    }
+    return tmp_dir;
+}
+
+static void write_jsonl(const sft_curve *c, const char *path) {
+    FILE *f = fopen(path, "w");
+    size_t e = 0;
+    for (size_t i = 0; i < c->train_count; i++) {
+        const sft_train_point *p = &c->train[i];
+        sft_train_record r = {.step = p->step, .epoch = 0.5, .loss = p->loss, .grad_norm = p->grad_norm,
+                              .grad_norm_clipped = p->clipped ? 1.0 : p->grad_norm, .clipped = p->clipped,
+                              .lr = p->lr, .tokens = 1000, .tokens_per_s = 5000, .elapsed_s = (double)i};
+        sft_metrics_write_train_line(f, &r);
+        for (; e < c->eval_count && c->eval[e].step <= p->step; e++) {
+            sft_eval_record v = {.step = c->eval[e].step, .epoch = 0.5, .val_loss = c->eval[e].val_loss,
+                                 .val_tokens = 4096};
+            sft_metrics_write_eval_line(f, &v);
+        }
+    }
+    fclose(f);
+}
+
+/* HF Trainer's layout; Python writes NaN bare. */
+static void fput_py_number(FILE *f, double v) {
+    if (isnan(v)) fputs("NaN", f);
+    else if (isinf(v)) fputs(v > 0 ? "Infinity" : "-Infinity", f);
+    else fprintf(f, "%.17g", v);
+}
+
+static void write_trainer_state(const sft_curve *c, const char *path) {
+    FILE *f = fopen(path, "w");
+    fprintf(f, "{\n  \"best_metric\": null,\n  \"epoch\": 2.0,\n  \"global_step\": %lld,\n  \"log_history\": [\n",
+            (long long)c->train[c->train_count - 1].step);
+    size_t e = 0;
+    int first = 1;
+    for (size_t i = 0; i < c->train_count; i++) {
+        const sft_train_point *p = &c->train[i];
+        fprintf(f, "%s    {\n      \"epoch\": 0.5,\n      \"grad_norm\": ", first ? "" : ",\n");
+        first = 0;
+        fput_py_number(f, p->grad_norm);
+        fprintf(f, ",\n      \"learning_rate\": 0.0001,\n      \"loss\": ");
+        fput_py_number(f, p->loss);
+        fprintf(f, ",\n      \"step\": %lld\n    }", (long long)p->step);
+        for (; e < c->eval_count && c->eval[e].step <= p->step; e++) {
+            fprintf(f, ",\n    {\n      \"epoch\": 0.5,\n      \"eval_loss\": ");
+            fput_py_number(f, c->eval[e].val_loss);
+            fprintf(f, ",\n      \"eval_runtime\": 0.03,\n      \"step\": %lld\n    }", (long long)c->eval[e].step);
+        }
+    }
+    fprintf(f, ",\n    {\n      \"epoch\": 2.0,\n      \"step\": %lld,\n      \"train_loss\": 2.5\n    }\n  ],\n"
+               "  \"max_steps\": %lld\n}\n",
+            (long long)c->train[c->train_count - 1].step, (long long)c->train[c->train_count - 1].step);
+    fclose(f);
+}
+
+static void kinds_of(const sft_diagnosis *d, char *out, size_t cap) {
+    out[0] = 0;
+    for (size_t i = 0; i < d->finding_count; i++) {
+        size_t n = strlen(out);
+        snprintf(out + n, cap - n, "%s%s/%s@%lld", i ? " " : "", d->findings[i].kind,
+                 sft_severity_name(d->findings[i].severity), (long long)d->findings[i].step);
+    }
+}
+
+TEST(labelled_corpus_reads_back_from_metrics_jsonl_and_trainer_state_json) {
+    sft_diagnose_config cfg;
+    sft_diagnose_config_default(&cfg);
+    const char *dir = test_dir();
+    CHECK(dir[0]);
+    for (int kind = 0; kind < LABEL_COUNT; kind++)
+        for (size_t a = 0; a < 4; a += 3) {
+            curve_spec s = {(label)kind, scales[a][0], scales[a][1], a ? 150 : 600, a ? 0.1 : 0.04, a ? 5 : 1,
+                            100 + a};
+            sft_curve c;
+            generate(&s, &c);
+            sft_diagnosis direct, from_jsonl, from_state;
+            sft_diagnosis_init(&direct);
+            sft_diagnosis_init(&from_jsonl);
+            sft_diagnosis_init(&from_state);
+            sft_err err;
+            CHECK_INT(sft_diagnose(&c, &cfg, &direct, &err), 0);
+            char jsonl[512], state[512];
+            snprintf(jsonl, sizeof jsonl, "%s/metrics-%d-%zu.jsonl", dir, kind, a);
+            snprintf(state, sizeof state, "%s/trainer_state-%d-%zu.json", dir, kind, a);
+            write_jsonl(&c, jsonl);
+            write_trainer_state(&c, state);
+
+            sft_curve back;
+            sft_curve_init(&back);
+            CHECK_INT(sft_curve_read(jsonl, &back, &err), 0);
+            CHECK_INT(back.train_count, c.train_count);
+            CHECK_INT(back.eval_count, c.eval_count);
+            CHECK_INT(sft_diagnose(&back, &cfg, &from_jsonl, &err), 0);
+            char want[4096], got[4096];
+            kinds_of(&direct, want, sizeof want);
+            kinds_of(&from_jsonl, got, sizeof got);
+            CHECK_STR(got, want);
+            CHECK(check_label(&s, &from_jsonl));
+            sft_curve_free(&back);
+
+            /* trainer_state.json has no clipping flags: HF does not log them. */
+            sft_curve_init(&back);
+            CHECK_INT(sft_curve_read(state, &back, &err), 0);
+            CHECK_INT(back.train_count, c.train_count);
+            CHECK_INT(back.eval_count, c.eval_count);
+            CHECK_INT(sft_diagnose(&back, &cfg, &from_state, &err), 0);
+            if (kind != LABEL_CLIPPING) CHECK(check_label(&s, &from_state));
+            else CHECK(!has_kind(&from_state, "frequent_clipping"));
+            sft_curve_free(&back);
+            unlink(jsonl);
+            unlink(state);
+            sft_diagnosis_free(&direct);
+            sft_diagnosis_free(&from_jsonl);
+            sft_diagnosis_free(&from_state);
+            sft_curve_free(&c);
+        }
+    rmdir(dir);
+}
+
+/* ---- shapes the rules were not tuned on ---------------------------------------------- */
+
+/* Healthy curves of other shapes: power-law decay, multi-epoch steps (the
+ * training loss drops at each epoch boundary of a small SFT set), heavy-tailed
+ * noise, a warmup bump. None may draw a warning. */
+TEST(healthy_curves_of_other_shapes_get_no_warning) {
+    sft_diagnose_config cfg;
+    sft_diagnose_config_default(&cfg);
+    for (int shape = 0; shape < 4; shape++)
+        for (int v = 0; v < 6; v++) {
+            rng r = {1000 + (uint64_t)(shape * 10 + v)};
+            size_t n = (size_t)(80 + 300 * v);
+            double start = 1.2 + 1.9 * v, end = 0.5 + 0.2 * v;
+            sft_curve c;
+            sft_curve_init(&c);
+            sft_err err;
+            for (size_t k = 0; k < n; k++) {
+                double t = (double)(k + 1) / (double)n, loss;
+                switch (shape) {
+                case 0: loss = end + (start - end) / pow(1 + t / 0.02, 0.7); break;
+                case 1: loss = end * (1.15 - 0.1 * floor(3 * t - 1e-9)) + (start - end) * exp(-t / 0.05); break;
+                case 2: loss = end + (start - end) * exp(-t / 0.1); break;
+                default: loss = end + (start - end) * exp(-t / 0.1) * (t < 0.02 ? 1.04 : 1); break;
+                }
+                double noise = 0.05 * rng_normal(&r);
+                if (shape == 2) noise = 0.03 * rng_normal(&r) / sqrt(0.3 + rng_uniform(&r)); /* heavy tails */
+                sft_train_point p = {.step = (int64_t)k + 1, .has = SFT_HAS_LOSS | SFT_HAS_GRAD_NORM,
+                                     .loss = loss * (1 + noise), .grad_norm = 0.5 * exp(0.3 * rng_normal(&r))};
+                sft_curve_add_train(&c, &p, &err);
+                if ((k + 1) % (n / 8) == 0) {
+                    double val = (shape == 1 ? end * 1.1 : loss * 1.05) + (start - end) * exp(-t / 0.05) * 0.1;
+                    sft_eval_point e = {.step = p.step, .val_loss = val * (1 + 0.003 * rng_normal(&r))};
+                    sft_curve_add_eval(&c, &e, &err);
+                }
+            }
+            sft_diagnosis d;
+            sft_diagnosis_init(&d);
+            CHECK_INT(sft_diagnose(&c, &cfg, &d, &err), 0);
+            curve_spec s = {LABEL_HEALTHY, start, end, n, 0.05, 1, (uint64_t)(shape * 10 + v)};
+            int ok = check_label(&s, &d);
+            if (!ok) fprintf(stderr, "    (shape %d)\n", shape);
+            CHECK(ok);
+            sft_diagnosis_free(&d);
+            sft_curve_free(&c);
+        }
+}
+
+TEST(steady_fall_without_a_knee_is_underfitting) {
+    /* A learning rate somewhat too low: 11 -> 8 in a straight line. */
+    sft_diagnose_config cfg;
+    sft_diagnose_config_default(&cfg);
+    rng r = {7};
+    sft_curve c;
+    sft_curve_init(&c);
+    sft_err err;
+    for (int k = 0; k < 300; k++) {
+        sft_train_point p = {.step = k + 1, .has = SFT_HAS_LOSS, .loss = (11 - 3.0 * k / 299) * (1 + 0.03 * rng_normal(&r))};
+        sft_curve_add_train(&c, &p, &err);
+    }
+    sft_diagnosis d;
+    sft_diagnosis_init(&d);
+    CHECK_INT(sft_diagnose(&c, &cfg, &d, &err), 0);
+    CHECK_INT(d.finding_count, 1);
+    CHECK_STR(d.findings[0].kind, "underfitting");
+    CHECK(strstr(d.findings[0].message, "still falling") != NULL);
+    CHECK_STR(d.verdict, "warning");
+    sft_diagnosis_free(&d);
+    sft_curve_free(&c);
+}
+
+/* ---- the real HF Trainer runs --------------------------------------------------------------- */
+
+static void diagnose_file(const char *path, sft_diagnosis *d) {
+    sft_diagnose_config cfg;
+    sft_diagnose_config_default(&cfg);
+    sft_curve c;
+    sft_curve_init(&c);
+    sft_err err;
+    sft_diagnosis_init(d);
+    int rc = sft_curve_read(path, &c, &err);
+    if (rc) fprintf(stderr, "  %s\n", err.msg);
+    CHECK_INT(rc, 0);
+    CHECK_INT(sft_diagnose(&c, &cfg, d, &err), 0);
+    sft_curve_free(&c);
+}
+
+TEST(hf_trainer_healthy_run_is_healthy_from_state_and_tfevents) {
+    const char *paths[] = {"tests/fixtures/hf_trainer/sample_healthy.trainer_state.json",
+                           "tests/fixtures/hf_trainer/sample_healthy.events.out.tfevents.1795849259.vm.417.0"};
+    for (int i = 0; i < 2; i++) {
+        sft_diagnosis d;
+        diagnose_file(paths[i], &d);
+        CHECK_STR(d.verdict, "healthy");
+        for (size_t k = 0; k < d.finding_count; k++) CHECK_INT(d.findings[k].severity, SFT_SEVERITY_INFO);
+        CHECK(d.has_best);
+        CHECK_INT(d.best_step, 376);
+        CHECK_NEAR(d.best_val_loss, 1.0639230012893677, 1e-6); /* float32 in the event file */
+        sft_diagnosis_free(&d);
+    }
+}
+
+TEST(hf_trainer_overfit_run_is_overfitting_from_state_and_tfevents) {
+    const char *paths[] = {"tests/fixtures/hf_trainer/sample_overfit.trainer_state.json",
+                           "tests/fixtures/hf_trainer/sample_overfit.events.out.tfevents.1795849265.vm.417.1"};
+    for (int i = 0; i < 2; i++) {
+        sft_diagnosis d;
+        diagnose_file(paths[i], &d);
+        CHECK_STR(d.verdict, "warning");
+        CHECK(has_kind(&d, "overfitting"));
+        CHECK_INT(d.best_step, 50);
+        CHECK_NEAR(d.best_val_loss, 3.387317419052124, 1e-6);
+        for (size_t k = 0; k < d.finding_count; k++) {
+            const sft_finding *f = &d.findings[k];
+            if (strcmp(f->kind, "overfitting")) {
+                CHECK_INT(f->severity, SFT_SEVERITY_INFO);
+                continue;
+            }
+            CHECK_INT(f->step, 50);
+            CHECK_INT(f->end_step, 120);
+            CHECK_NEAR(sft_finding_evidence(f, "best_val_loss"), 3.387317419052124, 1e-6);
+            CHECK_NEAR(sft_finding_evidence(f, "val_loss"), 3.7627599239349365, 1e-6);
+            CHECK(strstr(f->message, "step 50") && strstr(f->advice, "step 50"));
+        }
+        sft_diagnosis_free(&d);
+    }
+}
+
+/* ---- live use -------------------------------------------------------------------------------- */
+
+TEST(live_updates_raise_each_finding_once_and_end_as_the_offline_diagnosis) {
+    sft_diagnose_config cfg;
+    sft_diagnose_config_default(&cfg);
+    label kinds[] = {LABEL_SPIKE, LABEL_OVERFIT, LABEL_NAN, LABEL_EXPLODING};
+    for (size_t q = 0; q < sizeof kinds / sizeof kinds[0]; q++) {
+        curve_spec s = {kinds[q], 6.0, 0.9, 300, 0.04, 1, 77};
+        sft_curve full, so_far;
+        generate(&s, &full);
+        sft_curve_init(&so_far);
+        so_far.max_grad_norm = full.max_grad_norm;
+        sft_err err;
+        sft_diagnose_tracker *t = sft_diagnose_tracker_new(&err);
+        sft_diagnosis live;
+        sft_diagnosis_init(&live);
+        size_t raised_total = 0, e = 0;
+        char raised_log[8192] = "";
+        for (size_t i = 0; i < full.train_count; i++) {
+            sft_curve_add_train(&so_far, &full.train[i], &err);
+            for (; e < full.eval_count && full.eval[e].step <= full.train[i].step; e++)
+                sft_curve_add_eval(&so_far, &full.eval[e], &err);
+            size_t raised;
+            CHECK_INT(sft_diagnose_update(t, &so_far, &cfg, &live, &raised, &err), 0);
+            raised_total += raised;
+            for (size_t k = 0; k < live.finding_count; k++)
+                if (live.findings[k].first_raised) {
+                    size_t n = strlen(raised_log);
+                    snprintf(raised_log + n, sizeof raised_log - n, "%s@%lld ", live.findings[k].kind,
+                             (long long)live.findings[k].step);
+                }
+        }
+        sft_diagnosis offline;
+        sft_diagnosis_init(&offline);
+        CHECK_INT(sft_diagnose(&full, &cfg, &offline, &err), 0);
+        char a[4096], b[4096];
+        kinds_of(&live, a, sizeof a);
+        kinds_of(&offline, b, sizeof b);
+        CHECK_STR(a, b);
+        /* The label's finding was raised live, and point events only once each. */
+        CHECK(strstr(raised_log, label_name[kinds[q]]) != NULL);
+        for (size_t k = 0; k < offline.finding_count; k++) {
+            if (strcmp(offline.findings[k].kind, "loss_spike")) continue;
+            char key[64];
+            snprintf(key, sizeof key, "loss_spike@%lld ", (long long)offline.findings[k].step);
+            const char *first = strstr(raised_log, key);
+            CHECK(first && !strstr(first + 1, key));
+        }
+        CHECK(raised_total >= 1);
+        sft_diagnosis_free(&live);
+        sft_diagnosis_free(&offline);
+        sft_diagnose_tracker_free(t);
+        sft_curve_free(&so_far);
+        sft_curve_free(&full);
+    }
+}
+
+TEST(diagnosis_is_deterministic_and_json_is_valid) {
+    sft_diagnose_config cfg;
+    sft_diagnose_config_default(&cfg);
+    curve_spec s = {LABEL_NAN, 2.5, 0.5, 400, 0.05, 1, 5};
+    sft_curve c;
+    generate(&s, &c);
+    char *text[2] = {NULL, NULL};
+    size_t len[2];
+    for (int i = 0; i < 2; i++) {
+        sft_diagnosis d;
+        sft_diagnosis_init(&d);
+        sft_err err;
+        CHECK_INT(sft_diagnose(&c, &cfg, &d, &err), 0);
+        FILE *f = open_memstream(&text[i], &len[i]);
+        sft_diagnosis_write_json(f, &d);
+        fclose(f);
+        sft_diagnosis_free(&d);
+    }
+    CHECK_STR(text[0], text[1]);
+    /* Strict JSON (no bare NaN): jansson without the lenient loader reads it. */
+    json_error_t jerr;
+    json_t *j = json_loads(text[0], 0, &jerr);
+    CHECK(j != NULL);
+    CHECK_STR(json_string_value(json_object_get(j, "verdict")), "failing");
+    json_t *findings = json_object_get(j, "findings");
+    CHECK(json_array_size(findings) >= 1);
+    size_t i;
+    json_t *f;
+    json_array_foreach(findings, i, f) {
+        CHECK(json_is_string(json_object_get(f, "kind")) && json_is_string(json_object_get(f, "message")) &&
+              json_is_string(json_object_get(f, "advice")) && json_is_object(json_object_get(f, "evidence")) &&
+              json_is_integer(json_object_get(f, "step")) && json_is_integer(json_object_get(f, "end_step")));
+    }
+    json_decref(j);
+    free(text[0]);
+    free(text[1]);
+    sft_curve_free(&c);
+}
+
+TEST(thresholds_are_settable_by_name_with_suggestions) {
+    sft_diagnose_config cfg;
+    sft_diagnose_config_default(&cfg);
+    sft_err err;
+    CHECK_INT(sft_diagnose_config_set(&cfg, "spike_sigma", 4.5, &err), 0);
+    CHECK_NEAR(cfg.spike_sigma, 4.5, 0);
+    CHECK_INT(sft_diagnose_config_set(&cfg, "clip_window", 20, &err), 0);
+    CHECK_INT(cfg.clip_window, 20);
+    CHECK_INT(sft_diagnose_config_set(&cfg, "spike_sigm", 3, &err), -1);
+    CHECK_ERR_HAS(err.msg, "did you mean 'spike_sigma'");
+    CHECK_INT(sft_diagnose_config_set(&cfg, "clip_window", 2.5, &err), -1);
+    CHECK_ERR_HAS(err.msg, "integer");
+    CHECK_INT(sft_diagnose_config_set(&cfg, "overfit_rise", -1, &err), -1);
+}

@@ -139,16 +139,41 @@ const char *sft_severity_name(sft_severity s) {
 
 /* ---- small statistics ------------------------------------------------------------ */
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+/* The k-th smallest of v[0..n) (Hoare's selection; v is reordered). */
+static double select_kth(double *v, size_t n, size_t k) {
+    size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        double pivot = v[lo + (hi - lo) / 2];
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot) i++;
+            while (v[j] > pivot) j--;
+            if (i <= j) {
+                double t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+                i++;
+                if (j == 0) break;
+                j--;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return v[k];
+    }
+    return v[k];
 }
 
 /* Median of n values (n > 0), using scratch (n doubles). */
 static double median_of(const double *v, size_t n, double *scratch) {
     memcpy(scratch, v, n * sizeof *v);
-    qsort(scratch, n, sizeof *scratch, cmp_double);
-    return n % 2 ? scratch[n / 2] : 0.5 * (scratch[n / 2 - 1] + scratch[n / 2]);
+    double upper = select_kth(scratch, n, n / 2);
+    if (n % 2) return upper;
+    /* The lower middle is the largest value left of n/2 after selection. */
+    double lower = scratch[0];
+    for (size_t i = 1; i < n / 2; i++)
+        if (scratch[i] > lower) lower = scratch[i];
+    return 0.5 * (lower + upper);
 }
 
 /* Median absolute deviation about the median; scratch holds 2n doubles. */
