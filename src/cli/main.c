@@ -29,7 +29,7 @@ static const command commands[] = {
     {"export", NULL, "HF model dir, PEFT adapter dir or GGUF from a checkpoint", "the training issue (#4)"},
     {"init", NULL, "a randomly initialised model dir from a config.json and a tokenizer", "the engine issue (#3)"},
     {"tokenize", sft_cmd_tokenize, "JSON lines {\"text\"} on stdin to {\"ids\",\"tokens\"} on stdout", "the foundation issue (#2)"},
-    {"template", NULL, "JSON lines {\"messages\"} on stdin to {\"text\",\"ids\",\"assistant_mask\"}", "the foundation issue (#2)"},
+    {"template", sft_cmd_template, "JSON lines {\"messages\"} on stdin to {\"text\",\"ids\",\"assistant_mask\"}", "the foundation issue (#2)"},
     {"parity", sft_cmd_parity, "check tokenizers, templates, models and LoRA against a fixture dir", "the foundation issue (#2)"},
 };
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])
