@@ -98,6 +98,7 @@ double sft_lr_at(const sft_lr_schedule *s, long step) {
     if (step < s->warmup_steps) return s->base_lr * (double)step / (double)(s->warmup_steps > 1 ? s->warmup_steps : 1);
     long span = s->total_steps - s->warmup_steps;
     double progress = (double)(step - s->warmup_steps) / (double)(span > 1 ? span : 1);
+    if (progress > 1.0) progress = 1.0; /* past total_steps: stay at the floor (HF's cosine would climb again) */
     double r = s->min_lr_ratio, factor;
     switch (s->kind) {
     case SFT_LR_COSINE: factor = fmax(0.0, 0.5 * (1.0 + cos(M_PI * progress))); break;

@@ -43,13 +43,15 @@ void sft_adamw_step(sft_adamw *opt, sft_param_set *set, double lr);
  * already taken (0 for the first step, as transformers' LambdaLR), with
  * W = warmup_steps, S = total_steps, r = min_lr_ratio:
  *   s < W:    base * s / max(1, W)                          (linear warmup)
- *   else, p = (s - W) / max(1, S - W):
+ *   else, p = min(1, (s - W) / max(1, S - W)):
  *     cosine:   base * (r + (1 - r) * max(0, 0.5 * (1 + cos(pi * p))))
  *     linear:   base * (r + (1 - r) * max(0, 1 - p))
  *     constant: base
  * With r = 0 these are get_cosine_schedule_with_warmup,
  * get_linear_schedule_with_warmup and get_constant_schedule_with_warmup;
- * with r > 0 cosine is transformers' cosine_with_min_lr (min_lr_rate). */
+ * with r > 0 cosine is transformers' cosine_with_min_lr (min_lr_rate).
+ * The one difference: p is clamped at 1, so a step past S keeps the final lr
+ * instead of following the cosine back up. */
 typedef enum { SFT_LR_COSINE, SFT_LR_LINEAR, SFT_LR_CONSTANT } sft_lr_kind;
 
 typedef struct sft_lr_schedule {
