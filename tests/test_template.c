@@ -441,8 +441,8 @@ TEST(llama2_meta_rejects_roles_out_of_turn) {
     sft_chat_render r = {0};
     sft_err err;
     CHECK_INT(sft_chat_render_messages(t, m, 2, 0, &r, &err), -1);
-    CHECK_ERR_HAS(err.msg, "messages[1] is a user message");
-    CHECK_ERR_HAS(err.msg, "alternating");
+    CHECK_ERR_HAS(err.msg, "messages[1] has role user where the llama2 template needs assistant");
+    CHECK_ERR_HAS(err.msg, "alternate");
     const sft_chat_message late_system[] = {MSG(USER, "a"), MSG(ASSISTANT, "b"), MSG(SYSTEM, "c")};
     CHECK_INT(sft_chat_render_messages(t, late_system, 3, 0, &r, &err), -1);
     CHECK_ERR_HAS(err.msg, "messages[2]: a system message is only accepted first");

@@ -285,9 +285,9 @@ static int render_llama2(const sft_chat_template *t, const sft_chat_message *m, 
                             t->r->name);
         if (t->r->llama2_meta && (m[i].role == SFT_ROLE_USER) != (k % 2 == 0))
             return sft_errf(err,
-                            "messages[%zu] is a %s message: the %s template needs roles alternating "
+                            "messages[%zu] has role %s where the %s template needs %s: roles must alternate "
                             "user/assistant/user/... (after an optional first system message)",
-                            i, role_names[m[i].role], t->r->name);
+                            i, role_names[m[i].role], t->r->name, k % 2 == 0 ? "user" : "assistant");
         if (m[i].role == SFT_ROLE_USER) {
             if (puts_(out, t->bos_token, err) || puts_(out, "[INST] ", err)) return -1;
             if (k == 0 && first) {

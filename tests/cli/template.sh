@@ -68,7 +68,7 @@ printf '{"text": "x"}\n' >"$tmp/in"
 expect_error "no messages" "stdin line 1: expected an object with \"messages\"" \
   $SFT template --tokenizer $FX/tokenizers/gpt2-chatml
 printf '{"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}\n' >"$tmp/in"
-expect_error "llama2 roles" "stdin line 1: messages[1] is a user message" \
+expect_error "llama2 roles" "stdin line 1: messages[1] has role user where the llama2 template needs assistant" \
   $SFT template --tokenizer $FX/models/llama2-tiny --template llama2
 # A model folder whose template no renderer knows: the error lists the names.
 mkdir -p "$tmp/odd"
