@@ -25,7 +25,7 @@ static const command commands[] = {
     {"report", NULL, "HTML report with plots of a run or sweep", "the monitor issue (#5)"},
     {"generate", NULL, "sample from a model with its chat template", "the engine issue (#3)"},
     {"chat", NULL, "interactive chat with a model", "the engine issue (#3)"},
-    {"data", NULL, "dataset pipeline: stats, filter, dedup, decontaminate, split, convert, generate, augment, score", "the data issue (#7)"},
+    {"data", sft_cmd_data, "dataset pipeline: stats, filter, dedup, decontaminate, split, convert, generate, augment, score", "the data issue (#7)"},
     {"export", NULL, "HF model dir, PEFT adapter dir or GGUF from a checkpoint", "the training issue (#4)"},
     {"init", NULL, "a randomly initialised model dir from a config.json and a tokenizer", "the engine issue (#3)"},
     {"tokenize", sft_cmd_tokenize, "JSON lines {\"text\"} on stdin to {\"ids\",\"tokens\"} on stdout", "the foundation issue (#2)"},

@@ -1,0 +1,414 @@
+/* cmd_data.c: `sft data SUB INPUT... -o OUTPUT [flags]`, the dataset pipeline
+ * (src/data/pipeline.h): parses flags, calls the library, prints a summary.
+ * Detected formats, progress and skipped lines go to stderr; summaries and
+ * `stats` to stdout. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/args.h"
+#include "cli/cli.h"
+#include "data/pipeline.h"
+#include "io/file.h"
+#include "io/suggest.h"
+
+#define MAX_INPUTS 256
+
+/* Flags every subcommand that reads records shares. */
+typedef struct {
+    const char *output;
+    const char *format;
+    int skip_bad;
+    int quiet;
+    const char *inputs[MAX_INPUTS];
+    int input_count;
+} common_flags;
+
+#define COMMON_ARGS(c)                                                                                          \
+    {"output", SFT_ARG_STRING, &(c).output, "output file (also -o); .json writes a JSON array, else JSON lines", NULL}, \
+    {"format", SFT_ARG_STRING, &(c).format, "input format: auto (default), alpaca, sharegpt, messages, prompt-completion, text", NULL}, \
+    {"skip-bad-records", SFT_ARG_BOOL, &(c).skip_bad, "skip and count bad lines instead of stopping at the first", NULL}, \
+    {"quiet", SFT_ARG_BOOL, &(c).quiet, "no format or progress messages on stderr", NULL}
+
+/* argv with "-o X" spelled "--output X" (SPEC's short form). */
+static char **expand_short_flags(int argc, char **argv) {
+    char **out = malloc((size_t)(argc + 1) * sizeof *out);
+    if (!out) return NULL;
+    for (int i = 0; i < argc; i++) out[i] = !strcmp(argv[i], "-o") ? "--output" : argv[i];
+    out[argc] = NULL;
+    return out;
+}
+
+static int parse(int argc, char **argv, const sft_arg *table, common_flags *c, const char *usage, int need_inputs,
+                 sft_err *err) {
+    char **args = expand_short_flags(argc, argv);
+    if (!args) return sft_errf(err, "out of memory");
+    int rc = sft_args_parse(argc, args, table, c->inputs, MAX_INPUTS, &c->input_count, usage, err);
+    free(args);
+    if (rc) return rc;
+    if (need_inputs && c->input_count == 0) return sft_errf(err, "no input file given (usage: %s)", usage);
+    return 0;
+}
+
+static int make_io(const common_flags *c, sft_data_io *io, sft_err *err) {
+    memset(io, 0, sizeof *io);
+    io->inputs = c->inputs;
+    io->input_count = c->input_count;
+    io->skip_bad = c->skip_bad;
+    io->output = c->output;
+    io->log = c->quiet ? NULL : stderr;
+    io->progress = !c->quiet && isatty(2);
+    io->format = SFT_FORMAT_AUTO;
+    if (c->format && sft_data_format_parse(c->format, &io->format, err)) return sft_err_prefix(err, "--format");
+    return 0;
+}
+
+static void print_skipped(size_t skipped) {
+    if (skipped) printf("skipped bad records: %zu\n", skipped);
+}
+
+/* ------------------------------------------------------------------ convert */
+static int cmd_convert(int argc, char **argv, sft_err *err) {
+    common_flags c = {0};
+    const char *to = NULL;
+    sft_arg table[] = {{"to", SFT_ARG_STRING, &to, "target format: alpaca, sharegpt, messages, prompt-completion", NULL},
+                       COMMON_ARGS(c), {NULL, 0, NULL, NULL, NULL}};
+    const char *usage = "sft data convert INPUT... --to FORMAT -o OUTPUT";
+    int rc = parse(argc, argv, table, &c, usage, 1, err);
+    if (rc) return rc;
+    sft_data_io io;
+    if (make_io(&c, &io, err)) return -1;
+    if (!to) return sft_errf(err, "convert needs --to alpaca|sharegpt|messages|prompt-completion");
+    sft_data_format target;
+    if (sft_data_format_parse(to, &target, err)) return sft_err_prefix(err, "--to");
+    sft_each_summary s;
+    if (sft_data_convert(&io, target, &s, err)) return -1;
+    printf("converted %zu records to %s: %s\n", s.records, sft_data_format_name(target), io.output);
+    print_skipped(s.skipped);
+    return 0;
+}
+
+/* -------------------------------------------------------------------- stats */
+static int cmd_stats(int argc, char **argv, sft_err *err) {
+    common_flags c = {0};
+    int as_json = 0;
+    const char *html = NULL;
+    sft_arg table[] = {{"json", SFT_ARG_BOOL, &as_json, "print JSON instead of text", NULL},
+                       {"html", SFT_ARG_STRING, &html, "also write an HTML page with the length histogram", NULL},
+                       COMMON_ARGS(c), {NULL, 0, NULL, NULL, NULL}};
+    const char *usage = "sft data stats INPUT... [--json] [--html FILE] [-o FILE]";
+    int rc = parse(argc, argv, table, &c, usage, 1, err);
+    if (rc) return rc;
+    sft_data_io io;
+    if (make_io(&c, &io, err)) return -1;
+    sft_stats *s;
+    if (sft_data_stats(&io, &s, err)) return -1;
+    char *text = NULL;
+    size_t len = 0;
+    if (as_json) {
+        text = sft_stats_json(s);
+        len = text ? strlen(text) : 0;
+    } else {
+        FILE *f = open_memstream(&text, &len);
+        if (f) {
+            sft_stats_print_text(s, f);
+            fclose(f);
+        }
+    }
+    rc = 0;
+    if (!text) rc = sft_errf(err, "out of memory");
+    else if (c.output) rc = sft_write_file_atomic(c.output, text, len, err);
+    else fwrite(text, 1, len, stdout);
+    free(text);
+    if (!rc && html) {
+        rc = sft_stats_write_html(s, html, err);
+        if (!rc && !c.quiet) fprintf(stderr, "wrote %s\n", html);
+    }
+    sft_stats_free(s);
+    return rc;
+}
+
+/* ------------------------------------------------------------------- filter */
+static int cmd_filter(int argc, char **argv, sft_err *err) {
+    common_flags c = {0};
+    sft_filter_options o;
+    sft_filter_options_default(&o);
+    int no_refusal = 0, no_cut = 0, list_phrases = 0;
+    long repeat_ngram = o.repeat_ngram, cut_min_words = o.cut_min_words;
+    sft_arg_list keep = {0}, drop = {0};
+    sft_arg table[] = {
+        {"rejected", SFT_ARG_STRING, &o.rejected, "write rejected records here, with _filter_rule and _filter_detail", NULL},
+        {"min-chars", SFT_ARG_INT, &o.min_chars, "reject a user or assistant turn shorter than N characters", NULL},
+        {"max-chars", SFT_ARG_INT, &o.max_chars, "reject a user or assistant turn longer than N characters", NULL},
+        {"min-answer-chars", SFT_ARG_INT, &o.min_answer_chars, "reject an assistant turn shorter than N characters", NULL},
+        {"allow-empty", SFT_ARG_BOOL, &o.allow_empty, "keep records with empty or white-space turns", NULL},
+        {"no-refusal", SFT_ARG_BOOL, &no_refusal, "do not reject refusal/boilerplate answers", NULL},
+        {"refusal-phrases", SFT_ARG_STRING, &o.refusal_file, "phrases file (one a line) instead of the built-in list", NULL},
+        {"list-phrases", SFT_ARG_BOOL, &list_phrases, "print the built-in refusal phrases and exit", NULL},
+        {"repeat-ngram", SFT_ARG_INT, &repeat_ngram, "n of the repeated word n-gram rule (default 3)", NULL},
+        {"max-repeat-ratio", SFT_ARG_DOUBLE, &o.max_repeat_ratio, "reject answers whose repeated n-gram share exceeds X (default 0.3; 0 = off)", NULL},
+        {"max-nonprintable", SFT_ARG_DOUBLE, &o.max_nonprintable_ratio, "reject records whose non-printable share exceeds X (default 0.01; 0 = off)", NULL},
+        {"script", SFT_ARG_STRING, &o.scripts, "allowed scripts of the letters, e.g. Latin,Cyrillic (Unicode names)", NULL},
+        {"min-script-share", SFT_ARG_DOUBLE, &o.min_script_share, "share of letters that must be in --script (default 0.5)", NULL},
+        {"no-cut-check", SFT_ARG_BOOL, &no_cut, "do not reject answers that end mid sentence", NULL},
+        {"cut-min-words", SFT_ARG_INT, &cut_min_words, "judge cut answers only from N words on (default 20)", NULL},
+        {"keep-regex", SFT_ARG_LIST, &keep, "keep only records with a message matching this PCRE2 regex", NULL},
+        {"drop-regex", SFT_ARG_LIST, &drop, "reject records with a message matching this PCRE2 regex", NULL},
+        COMMON_ARGS(c),
+        {NULL, 0, NULL, NULL, NULL}};
+    const char *usage = "sft data filter INPUT... -o OUTPUT [--rejected FILE] [rules]";
+    int rc = parse(argc, argv, table, &c, usage, 0, err);
+    if (rc) return rc;
+    if (list_phrases) {
+        for (const char *const *p = sft_default_refusal_phrases; *p; p++) printf("%s\n", *p);
+        return 1;
+    }
+    if (c.input_count == 0) return sft_errf(err, "no input file given (usage: %s)", usage);
+    sft_data_io io;
+    if (make_io(&c, &io, err)) return -1;
+    o.check_refusal = !no_refusal;
+    o.check_cut = !no_cut;
+    o.repeat_ngram = (int)repeat_ngram;
+    o.cut_min_words = (int)cut_min_words;
+    if (keep.count > SFT_FILTER_MAX_REGEX || drop.count > SFT_FILTER_MAX_REGEX)
+        return sft_errf(err, "at most %d --keep-regex and %d --drop-regex", SFT_FILTER_MAX_REGEX, SFT_FILTER_MAX_REGEX);
+    for (int i = 0; i < keep.count; i++) o.keep_regex[o.keep_regex_count++] = keep.items[i];
+    for (int i = 0; i < drop.count; i++) o.drop_regex[o.drop_regex_count++] = drop.items[i];
+    sft_filter_summary s;
+    if (sft_data_filter(&io, &o, &s, err)) return -1;
+    printf("records %zu, kept %zu, rejected %zu\n", s.records, s.kept, s.rejected);
+    for (int r = 0; r < SFT_RULE_COUNT; r++)
+        if (s.per_rule[r]) printf("  %-14s %zu\n", sft_filter_rule_name(r), s.per_rule[r]);
+    print_skipped(s.skipped);
+    return 0;
+}
+
+/* -------------------------------------------------------------------- dedup */
+static int cmd_dedup(int argc, char **argv, sft_err *err) {
+    common_flags c = {0};
+    sft_dedup_options o;
+    sft_dedup_options_default(&o);
+    int exact_only = 0, near_only = 0;
+    long shingle = o.shingle_words, num_perm = o.near_opts.num_perm;
+    sft_arg table[] = {
+        {"threshold", SFT_ARG_DOUBLE, &o.near_opts.threshold, "Jaccard similarity of near duplicates (default 0.8)", NULL},
+        {"shingle", SFT_ARG_INT, &shingle, "words per shingle (default 5)", NULL},
+        {"num-perm", SFT_ARG_INT, &num_perm, "MinHash permutations (default 128)", NULL},
+        {"exact-only", SFT_ARG_BOOL, &exact_only, "exact duplicates only (normalised text)", NULL},
+        {"near-only", SFT_ARG_BOOL, &near_only, "near duplicates only", NULL},
+        {"prompt-only", SFT_ARG_BOOL, &o.prompt_only, "compare system and user messages only (same question, any answer)", NULL},
+        {"report", SFT_ARG_STRING, &o.report, "write the clusters as JSON lines", NULL},
+        COMMON_ARGS(c),
+        {NULL, 0, NULL, NULL, NULL}};
+    const char *usage = "sft data dedup INPUT... -o OUTPUT [--threshold J] [--report FILE]";
+    int rc = parse(argc, argv, table, &c, usage, 1, err);
+    if (rc) return rc;
+    sft_data_io io;
+    if (make_io(&c, &io, err)) return -1;
+    if (exact_only && near_only) return sft_errf(err, "--exact-only and --near-only exclude each other");
+    if (exact_only) o.near = 0;
+    if (near_only) o.exact = 0;
+    if (num_perm < 1 || num_perm > 1024) return sft_errf(err, "--num-perm must be in 1..1024");
+    o.shingle_words = (int)shingle;
+    o.near_opts.num_perm = (int)num_perm;
+    sft_dedup_summary s;
+    if (sft_data_dedup(&io, &o, &s, err)) return -1;
+    printf("records %zu, kept %zu, removed %zu exact + %zu near duplicates", s.records, s.kept, s.exact_removed,
+           s.near_removed);
+    if (o.near) printf(" (Jaccard >= %g, %d-word shingles, %d bands x %d rows, %zu candidate pairs verified)",
+                       o.near_opts.threshold, o.shingle_words, s.bands, s.rows, s.candidates);
+    printf("\n");
+    if (o.report) printf("clusters: %zu, listed in %s\n", s.clusters, o.report);
+    print_skipped(s.skipped);
+    return 0;
+}
+
+/* ------------------------------------------------------------ decontaminate */
+static int cmd_decontaminate(int argc, char **argv, sft_err *err) {
+    common_flags c = {0};
+    sft_decontam_options o;
+    sft_decontam_options_default(&o);
+    sft_arg_list against = {0};
+    long ngram = o.ngram, min_ngram = o.min_ngram;
+    sft_arg table[] = {
+        {"against", SFT_ARG_LIST, &against, "evaluation data (any JSON lines/array: every string field counts)", NULL},
+        {"ngram", SFT_ARG_INT, &ngram, "words per n-gram (default 13, as GPT-3)", NULL},
+        {"min-ngram", SFT_ARG_INT, &min_ngram, "shorter evaluation texts of at least N words match whole (default 8)", NULL},
+        {"report", SFT_ARG_STRING, &o.report, "write the evaluation items hit as JSON", NULL},
+        {"rejected", SFT_ARG_STRING, &o.rejected, "write the removed training records here", NULL},
+        COMMON_ARGS(c),
+        {NULL, 0, NULL, NULL, NULL}};
+    const char *usage = "sft data decontaminate INPUT... --against EVAL... -o OUTPUT [--ngram N]";
+    int rc = parse(argc, argv, table, &c, usage, 1, err);
+    if (rc) return rc;
+    sft_data_io io;
+    if (make_io(&c, &io, err)) return -1;
+    o.against = against.items;
+    o.against_count = against.count;
+    o.ngram = (int)ngram;
+    o.min_ngram = (int)min_ngram;
+    sft_decontam_summary s;
+    if (sft_data_decontaminate(&io, &o, &s, err)) return -1;
+    printf("records %zu, kept %zu, removed %zu sharing a %d-gram with the evaluation data; %zu of %zu evaluation items hit\n",
+           s.records, s.kept, s.removed, o.ngram, s.eval_items_hit, s.eval_items);
+    if (o.report) printf("report: %s\n", o.report);
+    print_skipped(s.skipped);
+    return 0;
+}
+
+/* -------------------------------------------------------------------- split */
+static int cmd_split(int argc, char **argv, sft_err *err) {
+    common_flags c = {0};
+    sft_split_options o;
+    sft_split_options_default(&o);
+    long seed = (long)o.seed;
+    int no_near = 0;
+    sft_arg table[] = {
+        {"val", SFT_ARG_DOUBLE, &o.val_fraction, "validation fraction (default 0.1)", NULL},
+        {"test", SFT_ARG_DOUBLE, &o.test_fraction, "test fraction (default 0)", NULL},
+        {"seed", SFT_ARG_INT, &seed, "shuffle seed (default 42)", NULL},
+        {"stratify", SFT_ARG_STRING, &o.stratify, "keep the fractions within each value of this field", NULL},
+        {"no-near", SFT_ARG_BOOL, &no_near, "do not keep near duplicates on the same side", NULL},
+        {"threshold", SFT_ARG_DOUBLE, &o.near_opts.threshold, "Jaccard of near duplicates kept together (default 0.8)", NULL},
+        COMMON_ARGS(c),
+        {NULL, 0, NULL, NULL, NULL}};
+    const char *usage = "sft data split INPUT... -o DIR [--val X] [--test X] [--seed N] [--stratify FIELD]";
+    int rc = parse(argc, argv, table, &c, usage, 1, err);
+    if (rc) return rc;
+    sft_data_io io;
+    if (make_io(&c, &io, err)) return -1;
+    o.seed = (uint64_t)seed;
+    o.keep_near_together = !no_near;
+    sft_split_summary s;
+    if (sft_data_split(&io, &o, &s, err)) return -1;
+    printf("records %zu: train %zu, val %zu", s.records, s.train, s.val);
+    if (o.test_fraction > 0) printf(", test %zu", s.test);
+    printf(" (%zu clusters%s, %zu strata) in %s/\n", s.clusters, o.keep_near_together ? " of near duplicates" : "",
+           s.strata, io.output);
+    print_skipped(s.skipped);
+    return 0;
+}
+
+/* ----------------------------------------------------------------- generate */
+static int cmd_generate(int argc, char **argv, sft_err *err) {
+    common_flags c = {0};
+    sft_generate_options o;
+    sft_generate_options_default(&o);
+    long seed = (long)o.seed;
+    const char *to = NULL;
+    int list = 0;
+    sft_arg table[] = {
+        {"count", SFT_ARG_INT, &o.count, "records to write (default 1000)", NULL},
+        {"seed", SFT_ARG_INT, &seed, "seed (default 1)", NULL},
+        {"tasks", SFT_ARG_STRING, &o.tasks, "comma list of task families (default all; see --list)", NULL},
+        {"to", SFT_ARG_STRING, &to, "record format: messages (default), alpaca, sharegpt, prompt-completion", NULL},
+        {"max-number", SFT_ARG_INT, &o.max_number, "largest operand (default 99)", NULL},
+        {"list", SFT_ARG_BOOL, &list, "list the task families and exit", NULL},
+        {"output", SFT_ARG_STRING, &c.output, "output file (also -o)", NULL},
+        {NULL, 0, NULL, NULL, NULL}};
+    const char *usage = "sft data generate -o OUTPUT [--count N] [--seed N] [--tasks a,b] [--to FORMAT]";
+    int rc = parse(argc, argv, table, &c, usage, 0, err);
+    if (rc) return rc;
+    if (list) {
+        for (int i = 0; sft_generate_task_names[i]; i++)
+            printf("%-14s %s\n", sft_generate_task_names[i], sft_generate_task_descriptions[i]);
+        return 1;
+    }
+    if (c.input_count) return sft_errf(err, "generate takes no input file (got '%s')", c.inputs[0]);
+    if (to && sft_data_format_parse(to, &o.format, err)) return sft_err_prefix(err, "--to");
+    o.seed = (uint64_t)seed;
+    if (sft_data_generate(&o, c.output, err)) return -1;
+    printf("generated %ld records (%s, seed %ld): %s\n", o.count, sft_data_format_name(o.format), seed, c.output);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ augment */
+static int cmd_augment(int argc, char **argv, sft_err *err) {
+    common_flags c = {0};
+    sft_augment_options o;
+    sft_augment_options_default(&o);
+    long seed = (long)o.seed, variants = o.variants;
+    int no_original = 0, no_prefix = 0, no_constraints = 0, no_system = 0;
+    sft_arg table[] = {
+        {"variants", SFT_ARG_INT, &variants, "new records per record (default 1)", NULL},
+        {"seed", SFT_ARG_INT, &seed, "seed (default 1)", NULL},
+        {"no-original", SFT_ARG_BOOL, &no_original, "write only the new records", NULL},
+        {"no-prefix", SFT_ARG_BOOL, &no_prefix, "no paraphrase prefixes", NULL},
+        {"no-constraints", SFT_ARG_BOOL, &no_constraints, "no format/length constraints", NULL},
+        {"no-system", SFT_ARG_BOOL, &no_system, "no system prompts", NULL},
+        {"system-prompts", SFT_ARG_STRING, &o.system_file, "system prompts, one a line, instead of the built-in ones", NULL},
+        COMMON_ARGS(c),
+        {NULL, 0, NULL, NULL, NULL}};
+    const char *usage = "sft data augment INPUT... -o OUTPUT [--variants N] [--seed N]";
+    int rc = parse(argc, argv, table, &c, usage, 1, err);
+    if (rc) return rc;
+    sft_data_io io;
+    if (make_io(&c, &io, err)) return -1;
+    o.seed = (uint64_t)seed;
+    o.variants = (int)variants;
+    o.keep_original = !no_original;
+    o.prefixes = !no_prefix;
+    o.constraints = !no_constraints;
+    o.system_prompts = !no_system;
+    sft_augment_summary s;
+    if (sft_data_augment(&io, &o, &s, err)) return -1;
+    printf("records %zu, new records %zu, written %zu", s.records, s.created, s.written);
+    if (s.not_applicable) printf(" (%zu records had no applicable rewrite)", s.not_applicable);
+    printf("\n");
+    print_skipped(s.skipped);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ command */
+typedef struct {
+    const char *name;
+    int (*fn)(int, char **, sft_err *);
+    const char *summary;
+} subcommand;
+
+static const subcommand subcommands[] = {
+    {"stats", cmd_stats, "records, formats, roles and turns, lengths, duplicates, empty fields, script mix"},
+    {"filter", cmd_filter, "rule-based filtering; rejected records with their rule"},
+    {"dedup", cmd_dedup, "exact and near-duplicate removal (MinHash LSH, verified Jaccard)"},
+    {"decontaminate", cmd_decontaminate, "drop records sharing an n-gram with evaluation data"},
+    {"split", cmd_split, "seeded train/val/test split, near duplicates on one side"},
+    {"convert", cmd_convert, "between alpaca, sharegpt, messages and prompt-completion"},
+    {"generate", cmd_generate, "synthetic tasks with verifiable answers"},
+    {"augment", cmd_augment, "template rewrites: prefixes, truthful constraints, system prompts"},
+    {"score", NULL, "quality scores by perplexity/IFD (needs the inference engine, issue #3)"},
+};
+#define SUBCOMMAND_COUNT (sizeof subcommands / sizeof subcommands[0])
+
+static void data_usage(FILE *f) {
+    fprintf(f, "usage: sft data SUB INPUT... -o OUTPUT [flags]   (sft data SUB --help)\n\n");
+    for (size_t i = 0; i < SUBCOMMAND_COUNT; i++)
+        fprintf(f, "  %-14s %s%s\n", subcommands[i].name, subcommands[i].summary, subcommands[i].fn ? "" : " [not built yet]");
+}
+
+int sft_cmd_data(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        data_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    char name[64];
+    snprintf(name, sizeof name, "data %s", argv[1]);
+    for (size_t i = 0; i < SUBCOMMAND_COUNT; i++) {
+        if (strcmp(argv[1], subcommands[i].name)) continue;
+        if (!subcommands[i].fn) {
+            fprintf(stderr, "sft data %s: not built yet: %s\n", argv[1], subcommands[i].summary);
+            return 2;
+        }
+        sft_err err = {{0}};
+        int rc = subcommands[i].fn(argc - 1, argv + 1, &err);
+        if (rc == 1) return 0; /* --help or a listing was printed */
+        if (rc) return sft_cli_fail(name, &err);
+        return 0;
+    }
+    const char *names[SUBCOMMAND_COUNT];
+    for (size_t i = 0; i < SUBCOMMAND_COUNT; i++) names[i] = subcommands[i].name;
+    const char *near = sft_suggest(argv[1], names, SUBCOMMAND_COUNT);
+    fprintf(stderr, "sft data: unknown subcommand '%s'%s%s%s\n", argv[1], near ? " (did you mean '" : "",
+            near ? near : "", near ? "'?)" : "");
+    return 2;
+}
