@@ -1007,8 +1007,10 @@ static void write_number(FILE *f, double v) {
     else if (v == floor(v) && fabs(v) < 1e15) fprintf(f, "%.0f", v);
     else {
         char buf[40];
-        snprintf(buf, sizeof buf, "%.15g", v);
-        if (strtod(buf, NULL) != v) snprintf(buf, sizeof buf, "%.17g", v);
+        for (int digits = 15; digits <= 17; digits++) {
+            snprintf(buf, sizeof buf, "%.*g", digits, v);
+            if (strtod(buf, NULL) == v) break;
+        }
         fputs(buf, f);
     }
 }

@@ -18,8 +18,10 @@ static void put_number(FILE *f, double v) {
     else if (isinf(v)) fputs(v > 0 ? "Infinity" : "-Infinity", f);
     else {
         char buf[40];
-        snprintf(buf, sizeof buf, "%.15g", v);
-        if (strtod(buf, NULL) != v) snprintf(buf, sizeof buf, "%.17g", v);
+        for (int digits = 15; digits <= 17; digits++) {
+            snprintf(buf, sizeof buf, "%.*g", digits, v);
+            if (strtod(buf, NULL) == v) break;
+        }
         fputs(buf, f);
     }
 }

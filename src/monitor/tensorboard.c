@@ -496,6 +496,11 @@ int sft_tfevents_read(const char *path, sft_curve *c, sft_err *err) {
     free(text);
     if (rc) return -1;
     if (index == 0) return sft_errf(err, "%s: empty event file (no records)", path);
+    /* HF logs train/epoch alone with its end-of-run totals: not a training point. */
+    size_t kept = 0;
+    for (size_t i = 0; i < c->train_count; i++)
+        if (c->train[i].has & (SFT_HAS_LOSS | SFT_HAS_GRAD_NORM | SFT_HAS_LR)) c->train[kept++] = c->train[i];
+    c->train_count = kept;
     sft_curve_sort(c);
     snprintf(c->source, sizeof c->source, "tfevents");
     return 0;
