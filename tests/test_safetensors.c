@@ -594,6 +594,9 @@ TEST(shape_and_offsets_must_have_the_right_types) {
     expect_error("overflow.safetensors",
                  "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,8]}}", 8,
                  "tensor 'a': shape overflows the size of a buffer");
+    expect_error("ninedims.safetensors",
+                 "{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4,
+                 "tensor 'a': shape has 9 dimensions, sft reads at most 8");
 }
 
 TEST(metadata_must_map_strings_to_strings) {
