@@ -348,8 +348,9 @@ TEST(detects_upstream_templates_by_their_markers) {
                        "%}{{ content }}{% endfor %}"),
               "llama3");
     CHECK_STR(detected("{{- bos_token }}{%- if not date_string is defined %}{%- set date_string = \"26 Jul 2024\" "
-                       "%}{%- endif %}{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}{{- \"Cutting "
-                       "Knowledge Date: December 2023\\n\" }}{{- \"<|eot_id|>\" }}"),
+                       "%}{%- endif %}{%- set system_message = messages[0]['content']|trim %}{{- "
+                       "\"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}{{- \"Cutting Knowledge Date: "
+                       "December 2023\\n\" }}{{- \"<|eot_id|>\" }}"),
               "llama3.1");
     CHECK_STR(detected("{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set "
                        "system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set "
@@ -365,7 +366,7 @@ TEST(detects_upstream_templates_by_their_markers) {
 TEST(refuses_variants_it_would_render_differently) {
     CHECK_ERR_HAS(detected("{{ bos_token }}{% if not date_string is defined %}{% set date_string = "
                            "strftime_now(\"%d %b %Y\") %}{% endif %}<|start_header_id|>Cutting Knowledge "
-                           "Date<|eot_id|>"),
+                           "Date{{ message['content'] | trim }}<|eot_id|>"),
                   "strftime_now");
     CHECK_ERR_HAS(detected("{{ bos_token }}{% for message in messages %}{{ '[INST] ' + message['content'] + ' [/INST]' "
                            "}}{% endfor %}"),
@@ -375,6 +376,14 @@ TEST(refuses_variants_it_would_render_differently) {
                   "You are Hermes.");
     CHECK_ERR_HAS(detected("Below is an instruction that describes a task. ### Instruction: ### Response:"),
                   "preamble");
+    /* Same markers, other behaviour: no trim in a Llama 3 template, no eos
+     * in an Alpaca one. */
+    CHECK_ERR_HAS(detected("{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
+                           "'<|end_header_id|>\n\n' + message['content'] + '<|eot_id|>' }}{% endfor %}"),
+                  "does not trim");
+    CHECK_ERR_HAS(detected("{% for message in messages %}{{ '### Instruction:\n' + message['content'] + "
+                           "'\n\n### Response:\n' }}{% endfor %}"),
+                  "without eos_token");
 }
 
 TEST(unrecognised_template_lists_the_names) {

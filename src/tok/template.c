@@ -467,6 +467,11 @@ static const renderer *detect(const char *text, sft_err *err) {
             refuse(err, "the template uses <|start_header_id|> but not <|eot_id|>, unlike every Llama 3 template");
             return NULL;
         }
+        if (!strstr(text, "trim") || (!strstr(text, "bos_token") && !strstr(text, "<|begin_of_text|>"))) {
+            refuse(err, "the Llama 3-style template does not trim each message or does not start with bos_token, "
+                        "as Meta's templates do");
+            return NULL;
+        }
         if (strstr(text, "strftime_now")) {
             refuse(err, "the Llama 3.2-style template writes today's date (strftime_now) into the system header; "
                         "--template llama3.1 renders the fixed date 26 Jul 2024 (that template's own fallback) "
@@ -489,6 +494,10 @@ static const renderer *detect(const char *text, sft_err *err) {
                         "reproduces");
             return NULL;
         }
+        if (!strstr(text, "bos_token") || !strstr(text, "eos_token")) {
+            refuse(err, "the Llama 2 [INST] template does not write bos_token and eos_token around each turn");
+            return NULL;
+        }
         int meta = strstr(text, ".strip()") != NULL, trim = strstr(text, "trim") != NULL;
         if (meta && !trim) return renderer_by_name("llama2");
         if (trim && !meta) return renderer_by_name("llama2-trim");
@@ -500,6 +509,12 @@ static const renderer *detect(const char *text, sft_err *err) {
         if (strstr(text, "Below is an instruction") || strstr(text, "### Input:")) {
             refuse(err, "the Alpaca template writes a preamble or an ### Input: section, which the built-in alpaca "
                         "renderer does not");
+            return NULL;
+        }
+        if (strstr(text, "bos_token") || strstr(text, "trim") || strstr(text, "strip") ||
+            !strstr(text, "eos_token")) {
+            refuse(err, "the Alpaca template writes bos_token, trims messages or ends answers without eos_token, "
+                        "unlike the built-in alpaca renderer");
             return NULL;
         }
         return renderer_by_name("alpaca");
