@@ -154,6 +154,13 @@ void sft_model_free(sft_model *m);
  * (transformers' _init_weights), from a seeded generator. */
 void sft_model_init_weights(sft_model *m, uint64_t seed);
 
+/* sft init: writes OUT_DIR (config.json as given, model.safetensors with
+ * sft_model_init_weights(seed) in the config's dtype, generation_config.json,
+ * the tokenizer files of tokenizer_dir); OUT_DIR must not exist or be empty.
+ * The dir appears complete or not at all. */
+int sft_model_init_dir(const char *config_path, const char *tokenizer_dir, const char *out_dir, uint64_t seed,
+                       sft_err *err);
+
 /* Errors when the tokenizer has more ids than the model has embedding rows
  * (a model may have more rows than the tokenizer: padded vocabularies). */
 int sft_model_check_vocab(const sft_model *m, size_t tokenizer_vocab, sft_err *err);

@@ -33,7 +33,7 @@ for key in model_gpt2-tiny model_llama3-tiny model_llama2-tiny lora_llama2-tiny;
 done
 
 # a moved reference value must be caught, by name
-make_fixture "$tmp/moved" "r['model_llama2-tiny']['loss'] *= 1.01; r['model_gpt2-tiny']['grad']['transformer.h.0.mlp.c_fc.weight']['sumsq'] *= 1.01"
+make_fixture "$tmp/moved" "r = {k: r[k] for k in ('model_llama2-tiny', 'model_gpt2-tiny')}; r['model_llama2-tiny']['loss'] *= 1.01; r['model_gpt2-tiny']['grad']['transformer.h.0.mlp.c_fc.weight']['sumsq'] *= 1.01"
 out=$($SFT parity "$tmp/moved" 2>&1); rc=$?
 [ $rc -eq 1 ] || { echo "FAIL moved values: exit $rc, expected 1"; fail=1; }
 echo "$out" | grep -q "FAIL model_llama2-tiny: loss: got" || { echo "FAIL moved loss not reported"; fail=1; }
