@@ -228,6 +228,23 @@ void sft_near_index_shape(const sft_near_index *idx, int *bands, int *rows) {
     *rows = idx->rows;
 }
 
+/* The exact Jaccard of two sorted sets, or 0 as soon as the intersection can
+ * no longer reach threshold: J >= t  <=>  |A n B| >= t (|A| + |B|) / (1 + t). */
+static double jaccard_at_least(const uint64_t *a, size_t na, const uint64_t *b, size_t nb, double t) {
+    double need = t * (double)(na + nb) / (1.0 + t) - 1e-9;
+    size_t i = 0, j = 0, both = 0;
+    while (i < na && j < nb) {
+        if (a[i] == b[j]) both++, i++, j++;
+        else if (a[i] < b[j]) i++;
+        else j++;
+        if (((i + j) & 15) == 0) {
+            size_t left = na - i < nb - j ? na - i : nb - j;
+            if ((double)(both + left) < need) return 0;
+        }
+    }
+    return (double)both / (double)(na + nb - both);
+}
+
 typedef struct {
     sft_near_index *idx;
     const uint64_t *set;
@@ -243,7 +260,10 @@ static int verify_candidate(uint32_t leader, void *p) {
     idx->stamp[leader] = idx->query;
     idx->candidates++;
     const leader_set *l = &idx->leaders[leader];
-    double j = sft_jaccard_sorted(c->set, c->count, l->items, l->count);
+    /* J <= min/max of the sizes: most candidates of a different length end here. */
+    size_t small = c->count < l->count ? c->count : l->count, large = c->count ^ l->count ^ small;
+    if ((double)small < idx->opts.threshold * (double)large) return 0;
+    double j = jaccard_at_least(c->set, c->count, l->items, l->count, idx->opts.threshold);
     if (j >= idx->opts.threshold &&
         (j > c->best_jaccard || (j == c->best_jaccard && (long)leader < c->best))) {
         c->best = leader;
