@@ -386,6 +386,49 @@ TEST(refuses_variants_it_would_render_differently) {
                   "without eos_token");
 }
 
+/* Jinja as transformers configures it (trim_blocks, lstrip_blocks): the
+ * newline after a block tag and the indentation before one vanish, so a
+ * multi-line template renders the same characters; a newline after a {{ }}
+ * expression is written out, so that template is another one. */
+static const char multi_line_llama31[] =
+    "{{- bos_token }}\n"
+    "{%- if not date_string is defined %}\n"
+    "    {%- set date_string = \"26 Jul 2024\" %}\n"
+    "{%- endif %}\n"
+    "{#- The system message, trimmed, goes into the header. #}\n"
+    "{%- if messages[0]['role'] == 'system' %}\n"
+    "    {%- set system_message = messages[0]['content']|trim %}\n"
+    "    {%- set messages = messages[1:] %}\n"
+    "{%- else %}\n"
+    "    {%- set system_message = \"\" %}\n"
+    "{%- endif %}\n"
+    "{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}\n"
+    "{{- \"Cutting Knowledge Date: December 2023\\n\" }}\n"
+    "{{- \"Today Date: \" + date_string + \"\\n\\n\" }}\n"
+    "{{- system_message }}\n"
+    "{{- \"<|eot_id|>\" }}\n"
+    "{%- for message in messages %}\n"
+    "    {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + "
+    "'<|eot_id|>' }}\n"
+    "{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n"
+    "    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}\n"
+    "{%- endif %}\n";
+
+TEST(multi_line_templates_follow_jinja_whitespace_rules) {
+    CHECK_STR(detected(multi_line_llama31), "llama3.1");
+    /* Block tags without '-': trim_blocks drops the newline after each. */
+    CHECK_STR(detected("{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|im_start|>user\\n' + "
+                       "message['content'] + '<|im_end|>\\n' }}{% else %}\n  {{- '<|im_start|>' + message['role'] + "
+                       "'\\n' + message['content'] + '<|im_end|>\\n' }}{% endif %}\n{% endfor %}\n"),
+              "chatml");
+    /* A newline after an expression is output: refused, with where. */
+    CHECK_ERR_HAS(detected("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
+                           "message['content'] + '<|im_end|>' }}\n{% endfor %}"),
+                  "literal text outside its {{ }} expressions (at byte 110: \"\\n{% endfor \")");
+    CHECK_ERR_HAS(detected("<|im_start|>{{ message['role'] }}"), "at byte 0");
+}
+
 TEST(unrecognised_template_lists_the_names) {
     sft_err err;
     CHECK(sft_chat_template_new(NULL, "{{ messages | tojson }}", "<s>", "</s>", &err) == NULL);

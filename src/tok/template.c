@@ -427,7 +427,63 @@ static int chatml_default_system(const char *text, char *buf, size_t cap, int *f
     return 0;
 }
 
-static const renderer *detect(const char *text, sft_err *err) {
+/* Where the template writes text outside its tags, or -1 when it writes
+ * none. The built-in renderers assume every character comes from a {{ }}
+ * expression; a template with a stray "\n" between two tags renders
+ * differently and must not pass for its family. Applies Jinja's whitespace
+ * rules as transformers configures them (trim_blocks: the newline after a
+ * block or comment tag is dropped; lstrip_blocks: spaces and tabs from a
+ * line start to a block or comment tag are dropped; a '-' inside a
+ * delimiter strips all whitespace on that side). */
+static long literal_output_at(const char *text) {
+    const char *p = text, *literal = text;
+    int strip_next = 0, after_block = 0;
+    for (;;) {
+        const char *tag = strstr(p, "{");
+        while (tag && tag[1] != '{' && tag[1] != '%' && tag[1] != '#') tag = strstr(tag + 1, "{");
+        const char *lit_end = tag ? tag : literal + strlen(literal);
+        /* The literal run [literal, lit_end), trimmed by the rules. */
+        const char *a = literal, *b = lit_end;
+        if (strip_next) {
+            while (a < b && (*a == ' ' || *a == '\t' || *a == '\n' || *a == '\r')) a++;
+        } else if (after_block) {
+            if (a < b && *a == '\n') a++;
+            else if (b - a >= 2 && a[0] == '\r' && a[1] == '\n') a += 2;
+        }
+        if (tag) {
+            int is_block = tag[1] == '%' || tag[1] == '#';
+            if (tag[2] == '-') {
+                while (b > a && (b[-1] == ' ' || b[-1] == '\t' || b[-1] == '\n' || b[-1] == '\r')) b--;
+            } else if (is_block && tag[2] != '+') {
+                const char *c = b;
+                while (c > a && (c[-1] == ' ' || c[-1] == '\t')) c--;
+                if (c == text || c[-1] == '\n') b = c;
+            }
+        }
+        if (a < b) return (long)(a - text);
+        if (!tag) return -1;
+        /* Skip the tag, minding quoted strings that may hold '}'. */
+        char close = tag[1] == '{' ? '}' : tag[1] == '%' ? '%' : '#';
+        const char *q = tag + 2;
+        char quote = 0;
+        for (; *q; q++) {
+            if (quote) {
+                if (*q == '\\' && q[1]) q++;
+                else if (*q == quote) quote = 0;
+            } else if (close != '#' && (*q == '\'' || *q == '"')) {
+                quote = *q;
+            } else if (*q == close && q[1] == '}') {
+                break;
+            }
+        }
+        if (!*q) return (long)(tag - text); /* unterminated tag: let it count as text */
+        strip_next = q[-1] == '-';
+        after_block = close != '}';
+        p = literal = q + 2;
+    }
+}
+
+static const renderer *detect_family(const char *text, sft_err *err) {
     int chatml = strstr(text, "<|im_start|>") != NULL;
     int llama3 = strstr(text, "<|start_header_id|>") != NULL;
     int inst = strstr(text, "[INST]") != NULL;
@@ -522,6 +578,35 @@ static const renderer *detect(const char *text, sft_err *err) {
     refuse(err, "the chat template is not one sft recognises (no <|im_start|>, <|start_header_id|>, [INST] or "
                 "### Instruction: markers)");
     return NULL;
+}
+
+/* The family by its markers, then the check that nothing outside the
+ * template's expressions is written (family-specific refusals first: they
+ * say more). */
+static const renderer *detect(const char *text, sft_err *err) {
+    const renderer *r = detect_family(text, err);
+    if (!r) return NULL;
+    long stray = literal_output_at(text);
+    if (stray >= 0) {
+        char shown[64], why[256];
+        size_t n = 0;
+        for (const char *c = text + stray; *c && n < 12; c++) {
+            if (*c == '\n' || *c == '\t' || *c == '\r') {
+                shown[n++] = '\\';
+                shown[n++] = *c == '\n' ? 'n' : *c == '\t' ? 't' : 'r';
+            } else {
+                shown[n++] = *c;
+            }
+        }
+        shown[n] = 0;
+        snprintf(why, sizeof why,
+                 "the chat template writes literal text outside its {{ }} expressions (at byte %ld: \"%s\"), "
+                 "which no built-in renderer reproduces",
+                 stray, shown);
+        refuse(err, why);
+        return NULL;
+    }
+    return r;
 }
 
 sft_chat_template *sft_chat_template_new(const char *name, const char *template_text, const char *bos_token,
