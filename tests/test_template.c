@@ -376,6 +376,11 @@ TEST(refuses_variants_it_would_render_differently) {
                   "You are Hermes.");
     CHECK_ERR_HAS(detected("Below is an instruction that describes a task. ### Instruction: ### Response:"),
                   "preamble");
+    CHECK_ERR_HAS(detected("{% if messages[0]['role'] == 'system' %}{% set system_message = messages[0]['content'] %}"
+                           "{% elif true == true and not '<<SYS>>' in messages[0]['content'] %}{% set system_message = "
+                           "'You are a helpful assistant.' %}{% endif %}{{ bos_token + '[INST] ' + content.strip() + ' "
+                           "[/INST]' + eos_token }}"),
+                  "default system prompt");
     /* Same markers, other behaviour: no trim in a Llama 3 template, no eos
      * in an Alpaca one. */
     CHECK_ERR_HAS(detected("{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "

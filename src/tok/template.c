@@ -554,6 +554,12 @@ static const renderer *detect_family(const char *text, sft_err *err) {
             refuse(err, "the Llama 2 [INST] template does not write bos_token and eos_token around each turn");
             return NULL;
         }
+        if (strstr(text, "USE_DEFAULT_PROMPT") || strstr(text, "system_message = '") ||
+            strstr(text, "system_message = \"")) {
+            refuse(err, "the Llama 2 [INST] template writes a default system prompt of its own, which no built-in "
+                        "renderer reproduces");
+            return NULL;
+        }
         int meta = strstr(text, ".strip()") != NULL, trim = strstr(text, "trim") != NULL;
         if (meta && !trim) return renderer_by_name("llama2");
         if (trim && !meta) return renderer_by_name("llama2-trim");
