@@ -522,6 +522,7 @@ TEST(live_updates_raise_each_finding_once_and_end_as_the_offline_diagnosis) {
         generate(&s, &full);
         sft_curve_init(&so_far);
         so_far.max_grad_norm = full.max_grad_norm;
+        so_far.planned_steps = full.train[full.train_count - 1].step;
         sft_err err;
         sft_diagnose_tracker *t = sft_diagnose_tracker_new(&err);
         sft_diagnosis live;
@@ -619,4 +620,40 @@ TEST(thresholds_are_settable_by_name_with_suggestions) {
     CHECK_INT(sft_diagnose_config_set(&cfg, "clip_window", 2.5, &err), -1);
     CHECK_ERR_HAS(err.msg, "integer");
     CHECK_INT(sft_diagnose_config_set(&cfg, "overfit_rise", -1, &err), -1);
+}
+
+TEST(healthy_runs_watched_live_never_raise_a_warning) {
+    /* Early on every curve is still falling and warmup can keep it flat: the
+     * live diagnosis must not call that underfitting or anything else. */
+    sft_diagnose_config cfg;
+    sft_diagnose_config_default(&cfg);
+    for (size_t a = 0; a < 4; a++) {
+        curve_spec s = {LABEL_HEALTHY, scales[a][0], scales[a][1], a % 2 ? 150 : 400, noises[a % 3], 1, 300 + a};
+        sft_curve full, so_far;
+        generate(&s, &full);
+        sft_curve_init(&so_far);
+        so_far.max_grad_norm = full.max_grad_norm;
+        so_far.planned_steps = full.train[full.train_count - 1].step;
+        sft_err err;
+        sft_diagnose_tracker *t = sft_diagnose_tracker_new(&err);
+        sft_diagnosis live;
+        sft_diagnosis_init(&live);
+        size_t e = 0;
+        int warned = 0;
+        for (size_t i = 0; i < full.train_count; i++) {
+            sft_curve_add_train(&so_far, &full.train[i], &err);
+            for (; e < full.eval_count && full.eval[e].step <= full.train[i].step; e++)
+                sft_curve_add_eval(&so_far, &full.eval[e], &err);
+            size_t raised;
+            CHECK_INT(sft_diagnose_update(t, &so_far, &cfg, &live, &raised, &err), 0);
+            for (size_t k = 0; k < live.finding_count; k++)
+                if (live.findings[k].first_raised && live.findings[k].severity != SFT_SEVERITY_INFO && !warned++)
+                    fprintf(stderr, "  scale %zu, point %zu: %s\n", a, i, live.findings[k].message);
+        }
+        CHECK_INT(warned, 0);
+        sft_diagnosis_free(&live);
+        sft_diagnose_tracker_free(t);
+        sft_curve_free(&so_far);
+        sft_curve_free(&full);
+    }
 }

@@ -57,6 +57,10 @@ typedef struct sft_curve {
     sft_eval_point *eval;
     size_t eval_count, eval_cap;
     double max_grad_norm; /* the clipping threshold when known, else 0 */
+    /* 0: the curve is a whole run (files). While training: the planned
+     * number of optimizer steps, or -1 when unknown. Judgments about the
+     * whole run (underfitting) wait until enough of it is there. */
+    int64_t planned_steps;
     char source[64];      /* "metrics.jsonl", "trainer_state.json", "tfevents", "csv" */
 } sft_curve;
 

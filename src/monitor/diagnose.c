@@ -676,6 +676,13 @@ static int rule_underfitting(const blocks *b, const series *s, const sft_curve *
         if (isnan(val_first)) val_first = v;
         if (isnan(val_best) || v < val_best) val_best = v;
     }
+    /* Warmup keeps a live curve flat for a while and every curve is "still
+     * falling" early on: judge flatness from 30% of the planned run, the
+     * missing knee only at its end. */
+    double progress = 1;
+    if (c->planned_steps < 0) return 0;
+    if (c->planned_steps > 0) progress = (double)s->step[s->n - 1] / (double)c->planned_steps;
+    if (progress < 0.3) return 0;
     int has_val = isfinite(val_first) && c->eval_count >= 2;
     double val_improvement = has_val ? 1 - val_best / val_first : NAN;
     double start_loss = exp(b->start), end_loss = exp(end);
@@ -708,7 +715,7 @@ static int rule_underfitting(const blocks *b, const series *s, const sft_curve *
                  "model or a higher LoRA rank); check that the loss mask covers the assistant tokens.");
         return 0;
     }
-    if (end_improvement >= cfg->underfit_slow_improvement || end >= b->start) return 0;
+    if (progress < 0.9 || end_improvement >= cfg->underfit_slow_improvement || end >= b->start) return 0;
     /* No knee: the last 30% of the run still falls at most of the average rate. */
     size_t late_from = (size_t)floor(0.7 * (double)(nb - 1));
     if (late_from >= nb - 1) return 0;
@@ -831,10 +838,16 @@ static int rule_frequent_clipping(const sft_curve *c, const sft_diagnose_config 
         if (fraction > max_fraction) max_fraction = fraction;
     }
     free(clipped);
+    int64_t last_known_step = known ? steps[known - 1] : 0;
     free(steps);
     if (!periods) return 0;
-    sft_finding *f = list_add(out, "frequent_clipping", holds ? SFT_SEVERITY_WARNING : SFT_SEVERITY_INFO, first, last,
-                              err);
+    /* Clipping during warmup and the fast early fall is common and harmless;
+     * while a run is in progress, only its later three quarters warn. */
+    int early = 0;
+    if (c->planned_steps > 0) early = (double)last_known_step < 0.25 * (double)c->planned_steps;
+    else if (c->planned_steps < 0) early = known < 4 * window;
+    sft_finding *f = list_add(out, "frequent_clipping", holds && !early ? SFT_SEVERITY_WARNING : SFT_SEVERITY_INFO,
+                              first, last, err);
     if (!f) return -1;
     evidence_set(f, "clipped_fraction", holds ? end_fraction : max_fraction);
     evidence_set(f, "window", (double)(known < window ? known : window));
@@ -846,7 +859,11 @@ static int rule_frequent_clipping(const sft_curve *c, const sft_diagnose_config 
                  "Gradient clipping fired on %.0f%% of the last %zu steps (since step %lld; %zu of %zu steps clipped in "
                  "all): the clip, not the learning-rate schedule, is setting the size of most updates.",
                  100 * end_fraction, known < window ? known : window, (long long)first, clipped_total, known);
-    else
+    if (holds && early) {
+        size_t n = strlen(f->message);
+        snprintf(f->message + n, sizeof f->message - n, " This early in a run it is common; watch whether it settles.");
+    }
+    if (!holds)
         snprintf(f->message, sizeof f->message,
                  "Gradient clipping fired on most steps between step %lld and step %lld (up to %.0f%% of %zu steps), "
                  "then settled.",

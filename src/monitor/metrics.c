@@ -196,6 +196,7 @@ sft_monitor *sft_monitor_open(const char *run_dir, const sft_monitor_options *o,
     m->options = *o;
     sft_curve_init(&m->curve);
     m->curve.max_grad_norm = o->max_grad_norm;
+    m->curve.planned_steps = o->planned_steps > 0 ? o->planned_steps : -1;
     snprintf(m->curve.source, sizeof m->curve.source, "live");
     sft_diagnosis_init(&m->diagnosis);
     char path[4096];
@@ -299,8 +300,12 @@ const sft_curve *sft_monitor_curve(const sft_monitor *m) { return &m->curve; }
 int sft_monitor_close(sft_monitor *m, sft_err *err) {
     if (!m) return 0;
     int rc = 0;
-    if (m->tracker && m->diagnosis_path[0] && (m->curve.train_count || m->curve.eval_count))
-        rc = sft_diagnosis_save(m->diagnosis_path, &m->diagnosis, err);
+    if (m->tracker && (m->curve.train_count || m->curve.eval_count)) {
+        /* The run is over: judge it whole, as `sft diagnose` will. */
+        m->curve.planned_steps = 0;
+        rc = monitor_diagnose(m, m->curve.train_count ? m->curve.train[m->curve.train_count - 1].step : 0, NULL, err);
+        if (!rc && m->diagnosis_path[0]) rc = sft_diagnosis_save(m->diagnosis_path, &m->diagnosis, err);
+    }
     close_sinks(m, err, &rc);
     monitor_free(m);
     return rc;

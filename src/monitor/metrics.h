@@ -73,6 +73,7 @@ typedef struct sft_monitor_options {
     int live_diagnosis;    /* diagnose after each record; findings into the sinks */
     int write_diagnosis;   /* DIR/diagnosis.json at each evaluation (and at close) */
     double max_grad_norm;  /* the clipping threshold, 0 when off */
+    int64_t planned_steps; /* optimizer steps the run will make, 0 when unknown */
     sft_diagnose_config diagnose;
 } sft_monitor_options;
 
@@ -98,7 +99,8 @@ const sft_finding *sft_monitor_new_finding(const sft_monitor *m, size_t i);
 const sft_diagnosis *sft_monitor_diagnosis(const sft_monitor *m);
 const sft_curve *sft_monitor_curve(const sft_monitor *m);
 
-/* Writes diagnosis.json one last time and closes every sink; frees m. */
+/* Diagnoses the whole run one last time (findings first raised now still
+ * reach the sinks), writes diagnosis.json, closes every sink; frees m. */
 int sft_monitor_close(sft_monitor *m, sft_err *err);
 
 #endif
