@@ -97,6 +97,7 @@ TEST(defaults_are_the_documented_ones) {
     CHECK_INT(cfg.train_on_prompt, 0);
     CHECK(cfg.resume == NULL);
     CHECK(sft_run_config_resume_dir(&cfg) == NULL);
+    CHECK(cfg.threads >= 1); /* 0 resolved to the number of cores */
     sft_run_config_free(&cfg);
 }
 

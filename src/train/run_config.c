@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "io/file.h"
 #include "io/suggest.h"
@@ -35,7 +36,7 @@ static const sft_run_key keys[] = {
     {"val_data", SFT_KEY_STRING, OFF(val_data), "FILE", NULL, ANY, 0,
      "validation data (instead of val_split)", "none", "model and data"},
     {"val_split", SFT_KEY_NUMBER, OFF(val_split), "FRACTION", NULL, 0, 1, 0, 1, 0,
-     "hold out this fraction of the training data for validation (seeded)", "0: none", "model and data"},
+     "hold out this fraction of the training data for validation (seeded)", "0 (none)", "model and data"},
     {"format", SFT_KEY_CHOICE, OFF(format), NULL, format_choices, ANY, 0,
      "record format; auto detects it per file", NULL, "model and data"},
     {"template", SFT_KEY_STRING, OFF(template_name), "NAME", NULL, ANY, 0,
@@ -54,7 +55,7 @@ static const sft_run_key keys[] = {
     {"epochs", SFT_KEY_NUMBER, OFF(epochs), "N", NULL, 0, INFINITY, 1, 0, 0,
      "passes over the training data (fractions allowed)", NULL, "length and batches"},
     {"max_steps", SFT_KEY_INT, OFF(max_steps), "N", NULL, 0, INFINITY, 0, 0, 0,
-     "stop after N optimizer steps (overrides epochs)", "0: from epochs", "length and batches"},
+     "stop after N optimizer steps (overrides epochs)", "0 (from epochs)", "length and batches"},
     {"batch_size", SFT_KEY_INT, OFF(batch_size), "N", NULL, 1, 1 << 20, 0, 0, 0, "sequences per micro-batch",
      NULL, "length and batches"},
     {"grad_accum", SFT_KEY_INT, OFF(grad_accum), "N", NULL, 1, 1 << 20, 0, 0, 0,
@@ -101,7 +102,7 @@ static const sft_run_key keys[] = {
      "evaluation and checkpoints"},
     /* LoRA */
     {"lora_r", SFT_KEY_INT, OFF(lora_r), "N", NULL, 0, 65536, 0, 0, 0,
-     "LoRA rank; 0 trains all weights (full fine-tuning)", "0: full fine-tuning", "LoRA"},
+     "LoRA rank; 0 trains all weights (full fine-tuning)", NULL, "LoRA"},
     {"lora_alpha", SFT_KEY_NUMBER, OFF(lora_alpha), "X", NULL, 0, INFINITY, 1, 0, 0,
      "LoRA scaling numerator (the update is scaled by lora_alpha / lora_r)", NULL, "LoRA"},
     {"lora_dropout", SFT_KEY_NUMBER, OFF(lora_dropout), "X", NULL, 0, 1, 0, 1, 0,
@@ -110,7 +111,7 @@ static const sft_run_key keys[] = {
      "module names that get adapters (q_proj,v_proj, ...)", "the family's PEFT default", "LoRA"},
     /* the run */
     {"threads", SFT_KEY_INT, OFF(threads), "N", NULL, 0, 4096, 0, 0, 0,
-     "worker threads (results are bit-identical for a given count)", "0: all cores", "run"},
+     "worker threads; 0: all cores (results are bit-identical for a given count)", "0 (all cores)", "run"},
     {"out", SFT_KEY_STRING, OFF(out), "DIR", NULL, ANY, 0,
      "the run folder (run.yaml, metrics.jsonl, checkpoints/, best/, final/)", "required", "run"},
     {"resume", SFT_KEY_RESUME, OFF(resume), "[DIR]", NULL, ANY, 0,
@@ -508,6 +509,12 @@ int sft_run_config_finish(sft_run_config *cfg, sft_err *err) {
     if (!cfg->template_name || !*cfg->template_name)
         return sft_errf(err, "template must be a name (auto for the model's own)");
     if (isnan(cfg->lr)) cfg->lr = cfg->lora_r > 0 ? DEFAULT_LR_LORA : DEFAULT_LR_FULL;
+    /* The resolved count goes into run.yaml: bit-identical results (and an
+     * exact resume) need the same thread count, wherever the run is repeated. */
+    if (cfg->threads == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->threads = cores > 0 ? (cores < 4096 ? cores : 4096) : 1;
+    }
     return 0;
 }
 

@@ -107,7 +107,7 @@ typedef struct sft_run_config {
     double lora_dropout;
     sft_str_list lora_targets; /* empty: the model family's default */
     /* the run */
-    int64_t threads; /* 0: all cores */
+    int64_t threads; /* 0: all cores (sft_run_config_finish resolves it to the count) */
     char *out;
     char *resume; /* NULL: fresh run; SFT_RUN_RESUME_LATEST or a run/checkpoint dir */
     int save_dtype; /* sft_run_save_dtype */
@@ -166,8 +166,10 @@ int sft_run_config_set_text(sft_run_config *cfg, const sft_run_key *key, const c
                             sft_run_origin origin, sft_err *err);
 void sft_run_config_clear_list(sft_run_config *cfg, const sft_run_key *key);
 
-/* After YAML and flags: picks the automatic defaults, normalises, and checks
- * that the run can start (required keys present, combinations valid). */
+/* After YAML and flags: picks the automatic defaults (lr by full/LoRA,
+ * threads 0 -> the number of cores), normalises (warmup_steps replaces the
+ * default warmup_ratio), and checks that the run can start (required keys
+ * present, combinations valid). */
 int sft_run_config_finish(sft_run_config *cfg, sft_err *err);
 
 /* The folder `--resume` points to (cfg->out for SFT_RUN_RESUME_LATEST), NULL when not resuming. */
