@@ -560,3 +560,42 @@ TEST(assistant_mask_counts_characters_not_bytes) {
     /* é starts at byte 1: token 0's char range is [x, é) so é is in token 1. */
     CHECK(mask[0] == 0 && mask[1] == 1);
 }
+
+/* ---- the Jinja text of each renderer (for exported models) -------------- */
+
+static char *fixture_template_text(const char *dir) {
+    fixture_template ft;
+    return load_fixture_template(dir, &ft) ? NULL : ft.text;
+}
+
+/* The exported template of each renderer is detected back as that renderer,
+ * and for the fixture families it is the fixture's template byte for byte
+ * (so transformers renders what sft trained on). */
+TEST(jinja_of_each_renderer_detects_back_to_it) {
+    size_t count;
+    const char *const *names = sft_chat_template_names(&count);
+    CHECK_INT(count, 9);
+    for (size_t i = 0; i < count; i++) {
+        sft_err err;
+        sft_chat_template *t = sft_chat_template_new(names[i], NULL, "<s>", "</s>", &err);
+        CHECK(t != NULL);
+        if (!t) continue;
+        CHECK(strstr(sft_chat_template_jinja(t), "{% generation %}") != NULL);
+        CHECK_STR(detected(sft_chat_template_jinja(t)), names[i]);
+        sft_chat_template_free(t);
+    }
+    static const struct {
+        const char *name, *dir;
+    } fixtures[] = {{"chatml", "tokenizers/gpt2-chatml"},
+                    {"llama3", "models/llama3-tiny"},
+                    {"llama2-trim", "models/llama2-tiny"},
+                    {"alpaca", "models/gpt2-tiny"}};
+    for (size_t i = 0; i < 4; i++) {
+        sft_err err;
+        sft_chat_template *t = sft_chat_template_new(fixtures[i].name, NULL, "<s>", "</s>", &err);
+        char *text = fixture_template_text(fixtures[i].dir);
+        CHECK_STR(sft_chat_template_jinja(t), text);
+        free(text);
+        sft_chat_template_free(t);
+    }
+}

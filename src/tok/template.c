@@ -45,6 +45,56 @@ static const renderer renderers[] = {
 };
 #define RENDERER_COUNT (sizeof renderers / sizeof renderers[0])
 
+/* Each renderer as a Jinja template for transformers, with the assistant
+ * turns in {% generation %} blocks: what an exported model directory gets,
+ * so that transformers renders (and masks) exactly what sft trained on. The
+ * chatml, llama3, llama2-trim and alpaca texts are the HF fixtures' own. */
+#define JINJA_CHATML_TURNS                                                                                      \
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}{% if message['role'] == 'assistant' %}{% generation %}"     \
+    "{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}{% else %}"                            \
+    "{{ message['content'] + '<|im_end|>' + '\\n' }}{% endif %}{% endfor %}"                                      \
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+#define JINJA_CHATML_DEFAULT_SYSTEM(text)                                                                       \
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"                      \
+    "{{ '<|im_start|>system\\n" text "<|im_end|>\\n' }}{% endif %}" JINJA_CHATML_TURNS
+#define JINJA_LLAMA3_TURNS                                                                                      \
+    "{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"      \
+    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] | trim + '<|eot_id|>' }}"     \
+    "{% endgeneration %}{% else %}{{ message['content'] | trim + '<|eot_id|>' }}{% endif %}{% endfor %}"       \
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
+
+static const char *const renderer_jinja[] = {
+    "{% for message in messages %}" JINJA_CHATML_TURNS,
+    JINJA_CHATML_DEFAULT_SYSTEM("You are a helpful assistant."),
+    JINJA_CHATML_DEFAULT_SYSTEM("You are Qwen, created by Alibaba Cloud. You are a helpful assistant."),
+    JINJA_CHATML_DEFAULT_SYSTEM("You are a helpful AI assistant named SmolLM, trained by Hugging Face"),
+    "{{ bos_token }}" JINJA_LLAMA3_TURNS,
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set system_message = messages[0]['content'] | trim %}"
+    "{% set messages = messages[1:] %}{% else %}{% set system_message = '' %}{% endif %}"
+    "{{ '<|start_header_id|>system<|end_header_id|>\\n\\nCutting Knowledge Date: December 2023\\n"
+    "Today Date: 26 Jul 2024\\n\\n' + system_message + '<|eot_id|>' }}" JINJA_LLAMA3_TURNS,
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
+    "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if loop.index0 == 0 and system_message != false %}"
+    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+    "{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}"
+    "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+    "{% generation %}{{ ' ' + content.strip() + ' ' + eos_token }}{% endgeneration %}{% endif %}{% endfor %}",
+    "{% if messages[0]['role'] == 'system' %}{% set sys = '<<SYS>>\\n' + messages[0]['content'] + "
+    "'\\n<</SYS>>\\n\\n' %}{% set msgs = messages[1:] %}{% else %}{% set sys = '' %}{% set msgs = messages %}"
+    "{% endif %}{% for message in msgs %}{% if message['role'] == 'user' %}"
+    "{{ bos_token + '[INST] ' + (sys if loop.first else '') + message['content'] | trim + ' [/INST]' }}"
+    "{% else %}{% generation %}{{ ' ' + message['content'] | trim + ' ' + eos_token }}{% endgeneration %}"
+    "{% endif %}{% endfor %}",
+    "{% for message in messages %}{% if message['role'] == 'system' %}{{ message['content'] + '\\n\\n' }}"
+    "{% elif message['role'] == 'user' %}{{ '### Instruction:\\n' + message['content'] + '\\n\\n### Response:\\n' }}"
+    "{% elif message['role'] == 'assistant' %}{% generation %}{{ message['content'] + eos_token }}"
+    "{% endgeneration %}{{ '\\n\\n' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '' }}{% endif %}",
+};
+
 static const char *renderer_names[RENDERER_COUNT] = {
     "chatml", "qwen2", "qwen2.5", "smollm2", "llama3", "llama3.1", "llama2", "llama2-trim", "alpaca",
 };
@@ -671,6 +721,10 @@ void sft_chat_template_free(sft_chat_template *tmpl) {
 
 const char *sft_chat_template_name(const sft_chat_template *tmpl) {
     return tmpl->r->name;
+}
+
+const char *sft_chat_template_jinja(const sft_chat_template *tmpl) {
+    return renderer_jinja[tmpl->r - renderers];
 }
 
 /* ---- assistant mask ----------------------------------------------------- */

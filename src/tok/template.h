@@ -61,6 +61,10 @@ sft_chat_template *sft_chat_template_for_tokenizer(const sft_tokenizer *tok, con
 void sft_chat_template_free(sft_chat_template *tmpl);
 /* The renderer's name (one of sft_chat_template_names). */
 const char *sft_chat_template_name(const sft_chat_template *tmpl);
+/* The renderer as a Jinja chat template for transformers (assistant turns
+ * in {% generation %} blocks), for the chat_template.jinja of an exported
+ * model: transformers renders and masks it exactly as sft does. */
+const char *sft_chat_template_jinja(const sft_chat_template *tmpl);
 
 /* A half-open byte range [start, end) of the rendered text. */
 typedef struct sft_chat_span {
