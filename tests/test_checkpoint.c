@@ -536,6 +536,10 @@ TEST(adapter_checkpoints_use_their_own_weights_name) {
     CHECK_INT(sft_checkpoint_load(ckpt, &into, "adapter_model.safetensors", &loaded, &err), 0);
     CHECK(same_buffers(&got, &b));
     sft_trainer_state_free(&loaded);
+    memset(&got, 0, sizeof got);
+    CHECK_INT(sft_checkpoint_load(ckpt, &into, NULL, &loaded, &err), 0); /* the name it recorded */
+    CHECK(same_buffers(&got, &b));
+    sft_trainer_state_free(&loaded);
     sft_trainer_state_free(&state);
     remove_tree(run);
 }

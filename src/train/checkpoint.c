@@ -102,10 +102,15 @@ static int side_path(const char *final_dir, const char *kind, char *out, size_t 
     return 0;
 }
 
+static int recover_parent(const char *parent, const char *only_base, sft_err *err);
+
 int sft_dir_begin(const char *final_dir, char *tmp_dir, size_t cap, sft_err *err) {
     char parent[4096], base[1024];
     if (split_path(final_dir, parent, sizeof parent, base, sizeof base, err)) return -1;
     if (sft_mkdir_p(parent, err)) return -1;
+    /* A crash of an earlier writer may have left final_dir renamed aside:
+     * put it back before deciding whether this is a replacement. */
+    if (recover_parent(parent, base, err)) return -1;
     if (side_path(final_dir, "tmp", tmp_dir, cap, err)) return -1;
     if (remove_tree(tmp_dir, err)) return -1;
     if (mkdir(tmp_dir, 0777)) return sft_err_errno(err, tmp_dir);
@@ -552,6 +557,8 @@ int sft_checkpoint_save(const char *run_dir, const sft_ckpt_save *save, char *sa
     if ((t->adam_m == NULL) != (t->adam_v == NULL))
         return sft_errf(err, "checkpoint: both AdamW moments or neither must be given");
     if (check_views(t, err)) return -1;
+    if (!*weights_name || strchr(weights_name, '/'))
+        return sft_errf(err, "checkpoint: bad weights file name '%s'", weights_name);
 
     char ckdir[4096], final_dir[4200], tmp[4400], path[4600];
     if (checkpoints_dir(run_dir, ckdir, sizeof ckdir, err)) return -1;
@@ -649,9 +656,16 @@ static int read_state(const char *ckpt_dir, sft_trainer_state *state, char *weig
 int sft_checkpoint_load(const char *ckpt_dir, const sft_ckpt_tensors *tensors, const char *weights_name,
                         sft_trainer_state *state, sft_err *err) {
     if (check_views(tensors, err)) return -1;
-    if (read_state(ckpt_dir, state, NULL, 0, err)) return -1;
+    char recorded[256];
+    if (read_state(ckpt_dir, state, recorded, sizeof recorded, err)) return -1;
+    /* Without a name, the weights file the checkpoint itself records. */
+    if (!weights_name) weights_name = recorded;
     char path[4600];
-    if (sft_path_join(path, sizeof path, ckpt_dir, weights_name ? weights_name : "model.safetensors", err) ||
+    if (strchr(weights_name, '/')) {
+        sft_errf(err, "%s: bad weights file name '%s'", ckpt_dir, weights_name);
+        goto fail;
+    }
+    if (sft_path_join(path, sizeof path, ckpt_dir, weights_name, err) ||
         read_tensors(path, tensors, tensors->params, "", 1, err))
         goto fail;
     if (tensors->adam_m || tensors->adam_v) {
@@ -768,6 +782,7 @@ int sft_checkpoint_resolve(const char *path, char *ckpt_dir, size_t cap, sft_err
         char weights[256], weights_path[4600];
         if (read_state(path, &state, weights, sizeof weights, err)) return -1;
         sft_trainer_state_free(&state);
+        if (strchr(weights, '/')) return sft_errf(err, "%s: bad weights file name '%s'", path, weights);
         if (sft_path_join(weights_path, sizeof weights_path, path, weights, err)) return -1;
         if (!sft_file_exists(weights_path))
             return sft_errf(err, "%s: not a complete checkpoint (%s is missing)", path, weights);

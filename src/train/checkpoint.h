@@ -114,7 +114,8 @@ int sft_checkpoint_save(const char *run_dir, const sft_ckpt_save *save, char *sa
 
 /* Loads a checkpoint folder: the weights into tensors->params (every view
  * must be present with its shape; a tensor the views do not name is an
- * error), the moments when adam_m/adam_v are given, and the state. */
+ * error), the moments when adam_m/adam_v are given, and the state.
+ * weights_name NULL: the weights file the checkpoint records. */
 int sft_checkpoint_load(const char *ckpt_dir, const sft_ckpt_tensors *tensors, const char *weights_name,
                         sft_trainer_state *state, sft_err *err);
 
