@@ -930,7 +930,7 @@ static int diagnose_with(point_events *ev, const sft_curve *c, const sft_diagnos
     if (rule_overfitting(c, &loss, cfg, scratch, &list, err)) goto done;
     if (rule_frequent_clipping(c, cfg, &list, err)) goto done;
 
-    qsort(out->findings, out->finding_count, sizeof *out->findings, cmp_finding);
+    if (out->finding_count) qsort(out->findings, out->finding_count, sizeof *out->findings, cmp_finding);
     out->verdict = "healthy";
     for (size_t i = 0; i < out->finding_count; i++) {
         if (out->findings[i].severity == SFT_SEVERITY_CRITICAL) out->verdict = "failing";
