@@ -93,17 +93,27 @@ static int cmd_convert(int argc, char **argv, sft_err *err) {
 static int cmd_stats(int argc, char **argv, sft_err *err) {
     common_flags c = {0};
     int as_json = 0;
-    const char *html = NULL;
+    const char *html = NULL, *tokenizer = NULL, *template_name = NULL;
+    sft_stats_options so = {NULL, 1024};
     sft_arg table[] = {{"json", SFT_ARG_BOOL, &as_json, "print JSON instead of text", NULL},
-                       {"html", SFT_ARG_STRING, &html, "also write an HTML page with the length histogram", NULL},
+                       {"html", SFT_ARG_STRING, &html, "also write an HTML page with the length histograms", NULL},
+                       {"tokenizer", SFT_ARG_STRING, &tokenizer, "count tokens with this model/tokenizer folder", NULL},
+                       {"template", SFT_ARG_STRING, &template_name, "chat template for record tokens (default auto)", NULL},
+                       {"max-len", SFT_ARG_INT, &so.max_len, "report records longer than N tokens (default 1024)", NULL},
                        COMMON_ARGS(c), {NULL, 0, NULL, NULL, NULL}};
-    const char *usage = "sft data stats INPUT... [--json] [--html FILE] [-o FILE]";
+    const char *usage = "sft data stats INPUT... [--json] [--html FILE] [--tokenizer DIR] [-o FILE]";
     int rc = parse(argc, argv, table, &c, usage, 1, err);
     if (rc) return rc;
     sft_data_io io;
     if (make_io(&c, &io, err)) return -1;
+    if (!tokenizer && (template_name || so.max_len != 1024))
+        return sft_errf(err, "--template and --max-len need --tokenizer DIR");
+    if (tokenizer && !(so.tokens = sft_token_counter_open(tokenizer, template_name, err)))
+        return sft_err_prefix(err, "--tokenizer %s", tokenizer);
     sft_stats *s;
-    if (sft_data_stats(&io, &s, err)) return -1;
+    rc = sft_data_stats(&io, &so, &s, err);
+    sft_token_counter_free(so.tokens);
+    if (rc) return -1;
     char *text = NULL;
     size_t len = 0;
     if (as_json) {
@@ -135,6 +145,7 @@ static int cmd_filter(int argc, char **argv, sft_err *err) {
     sft_filter_options o;
     sft_filter_options_default(&o);
     int no_refusal = 0, no_cut = 0, list_phrases = 0;
+    const char *tokenizer = NULL;
     long repeat_ngram = o.repeat_ngram, cut_min_words = o.cut_min_words;
     sft_arg_list keep = {0}, drop = {0};
     sft_arg table[] = {
@@ -142,6 +153,9 @@ static int cmd_filter(int argc, char **argv, sft_err *err) {
         {"min-chars", SFT_ARG_INT, &o.min_chars, "reject a user or assistant turn shorter than N characters", NULL},
         {"max-chars", SFT_ARG_INT, &o.max_chars, "reject a user or assistant turn longer than N characters", NULL},
         {"min-answer-chars", SFT_ARG_INT, &o.min_answer_chars, "reject an assistant turn shorter than N characters", NULL},
+        {"tokenizer", SFT_ARG_STRING, &tokenizer, "model/tokenizer folder for --min-tokens/--max-tokens", NULL},
+        {"min-tokens", SFT_ARG_INT, &o.min_tokens, "reject a user or assistant turn shorter than N tokens", NULL},
+        {"max-tokens", SFT_ARG_INT, &o.max_tokens, "reject a user or assistant turn longer than N tokens", NULL},
         {"allow-empty", SFT_ARG_BOOL, &o.allow_empty, "keep records with empty or white-space turns", NULL},
         {"no-refusal", SFT_ARG_BOOL, &no_refusal, "do not reject refusal/boilerplate answers", NULL},
         {"refusal-phrases", SFT_ARG_STRING, &o.refusal_file, "phrases file (one a line) instead of the built-in list", NULL},
@@ -175,8 +189,12 @@ static int cmd_filter(int argc, char **argv, sft_err *err) {
         return sft_errf(err, "at most %d --keep-regex and %d --drop-regex", SFT_FILTER_MAX_REGEX, SFT_FILTER_MAX_REGEX);
     for (int i = 0; i < keep.count; i++) o.keep_regex[o.keep_regex_count++] = keep.items[i];
     for (int i = 0; i < drop.count; i++) o.drop_regex[o.drop_regex_count++] = drop.items[i];
+    if (tokenizer && !(o.tokens = sft_token_counter_open(tokenizer, NULL, err)))
+        return sft_err_prefix(err, "--tokenizer %s", tokenizer);
     sft_filter_summary s;
-    if (sft_data_filter(&io, &o, &s, err)) return -1;
+    rc = sft_data_filter(&io, &o, &s, err);
+    sft_token_counter_free(o.tokens);
+    if (rc) return -1;
     printf("records %zu, kept %zu, rejected %zu\n", s.records, s.kept, s.rejected);
     for (int r = 0; r < SFT_RULE_COUNT; r++)
         if (s.per_rule[r]) printf("  %-14s %zu\n", sft_filter_rule_name(r), s.per_rule[r]);

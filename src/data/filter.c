@@ -2,7 +2,8 @@
  * records (see pipeline.h for the options).
  *
  * The rules follow the heuristics of the data-curation literature, adapted to
- * chat turns: length bounds per turn, empty turns, unanswered prompts,
+ * chat turns: length bounds per turn (characters, or tokens of the model's
+ * tokenizer), empty turns, unanswered prompts,
  * refusal/boilerplate phrases (the "As an AI language model" family removed
  * from ShareGPT-derived sets such as WizardLM/Vicuna unfiltered), the share of
  * repeated word n-grams (Gopher, Rae et al. 2021, "repetition removal"),
@@ -249,6 +250,22 @@ static int judge(filter_ctx *c, const sft_record *rec, sft_err *err) {
             return SFT_RULE_SHORT_ANSWER;
         }
     }
+    for (size_t i = 0; i < rec->message_count && o->tokens && (o->min_tokens || o->max_tokens); i++) {
+        const sft_message *m = &rec->messages[i];
+        if (m->role == SFT_ROLE_SYSTEM) continue;
+        size_t tokens;
+        if (sft_token_count_text(o->tokens, m->content, m->content_len, &tokens, err)) return -2;
+        if (o->min_tokens && (long)tokens < o->min_tokens) {
+            snprintf(c->detail, sizeof c->detail, "message %zu (%s) has %zu tokens < %ld", i + 1,
+                     sft_role_name(m->role), tokens, o->min_tokens);
+            return SFT_RULE_TOO_SHORT;
+        }
+        if (o->max_tokens && (long)tokens > o->max_tokens) {
+            snprintf(c->detail, sizeof c->detail, "message %zu (%s) has %zu tokens > %ld", i + 1,
+                     sft_role_name(m->role), tokens, o->max_tokens);
+            return SFT_RULE_TOO_LONG;
+        }
+    }
     if (o->max_nonprintable_ratio > 0) {
         size_t bad = 0, chars = 0;
         for (size_t i = 0; i < rec->message_count; i++) {
@@ -354,6 +371,8 @@ int sft_data_filter(const sft_data_io *io, const sft_filter_options *o, sft_filt
     memset(s, 0, sizeof *s);
     if (!io->output) return sft_errf(err, "filter needs an output file (-o)");
     if (o->repeat_ngram < 1) return sft_errf(err, "--repeat-ngram must be at least 1");
+    if ((o->min_tokens || o->max_tokens) && !o->tokens)
+        return sft_errf(err, "--min-tokens/--max-tokens need --tokenizer DIR");
     filter_ctx c = {0};
     c.opts = o;
     c.summary = s;

@@ -36,6 +36,24 @@ typedef struct sft_each_summary {
 int sft_data_each(const sft_data_io *io, int allow_no_assistant, sft_record_fn fn, void *ctx,
                   sft_each_summary *summary, sft_err *err);
 
+/* ---- tokens (--tokenizer DIR) ---- */
+/* Counts tokens with a model's tokenizer: of a text (no special tokens), and
+ * of a whole record rendered exactly as training renders it (chat template,
+ * one BOS, EOS; train/dataset.h) with its supervised (assistant) tokens. */
+typedef struct sft_token_counter sft_token_counter;
+/* template_name: NULL/"auto" detects from the tokenizer; when the tokenizer has
+ * no usable template, record counts are unavailable (see _has_template) but
+ * text counts work. */
+sft_token_counter *sft_token_counter_open(const char *tokenizer_dir, const char *template_name, sft_err *err);
+void sft_token_counter_free(sft_token_counter *tc);
+int sft_token_counter_has_template(const sft_token_counter *tc);
+/* Why there is no template ("" when there is one). */
+const char *sft_token_counter_template_note(const sft_token_counter *tc);
+const char *sft_token_counter_template_name(const sft_token_counter *tc);
+int sft_token_count_text(sft_token_counter *tc, const char *text, size_t len, size_t *tokens, sft_err *err);
+int sft_token_count_record(sft_token_counter *tc, const sft_record *rec, size_t *tokens, size_t *supervised,
+                           sft_err *err);
+
 /* ---- convert ---- */
 int sft_data_convert(const sft_data_io *io, sft_data_format to, sft_each_summary *summary, sft_err *err);
 
@@ -77,6 +95,8 @@ int sft_data_decontaminate(const sft_data_io *io, const sft_decontam_options *o,
 typedef struct sft_filter_options {
     long min_chars, max_chars;       /* per user/assistant turn, 0 = off */
     long min_answer_chars;           /* per assistant turn, 0 = off */
+    sft_token_counter *tokens;       /* for the token bounds below (NULL = off) */
+    long min_tokens, max_tokens;     /* per user/assistant turn, 0 = off */
     int allow_empty;                 /* keep empty/white-space turns */
     int check_refusal;               /* default 1 */
     const char *refusal_file;        /* one phrase a line (# comments); NULL = built-in list */
@@ -128,7 +148,11 @@ int sft_data_split(const sft_data_io *io, const sft_split_options *o, sft_split_
 
 /* ---- stats ---- */
 typedef struct sft_stats sft_stats;
-int sft_data_stats(const sft_data_io *io, sft_stats **out, sft_err *err);
+typedef struct sft_stats_options {
+    sft_token_counter *tokens; /* NULL: characters only */
+    long max_len;              /* for the share truncated (tokens), default 1024 as TRL's max_length */
+} sft_stats_options;
+int sft_data_stats(const sft_data_io *io, const sft_stats_options *o, sft_stats **out, sft_err *err);
 void sft_stats_free(sft_stats *s);
 void sft_stats_print_text(const sft_stats *s, FILE *f);
 char *sft_stats_json(const sft_stats *s); /* malloc'ed */

@@ -2,7 +2,10 @@
  * records and formats, roles and turns, characters per role and per field
  * (with percentiles from a log-scale histogram: constant memory), a length
  * histogram, exact duplicates (normalised, as dedup counts them), empty
- * fields, non-printable characters and the script mix of the letters. Shown
+ * fields, non-printable characters and the script mix of the letters; with a
+ * tokenizer, tokens per message, tokens of each record rendered as training
+ * renders it (template, BOS, EOS), the supervised-token share and the share
+ * longer than --max-len. Shown
  * as text, JSON or a self-contained HTML page with the histogram as SVG. */
 #include <math.h>
 #include <stdlib.h>
@@ -76,6 +79,16 @@ struct sft_stats {
     uint64_t with_system, multi_turn;
     length_dist record_chars;
     uint64_t hist[HIST_BINS];
+    /* tokens (with a tokenizer) */
+    int has_tokens, has_record_tokens;
+    long max_len;
+    char template_name[64];
+    char template_note[SFT_ERR_MSG_MAX];
+    length_dist role_tokens[SFT_ROLE_COUNT];
+    length_dist record_tokens;
+    uint64_t token_hist[HIST_BINS];
+    uint64_t supervised_tokens, truncated;
+    sft_token_counter *counter;
     uint64_t exact_duplicates;
     uint64_t nonprintable, chars;
     uint64_t scripts[SFT_SCRIPT_COUNT];
@@ -111,8 +124,32 @@ static field_stats *field(sft_stats *s, const char *name) {
     return f;
 }
 
+static int hist_bin(uint64_t n) {
+    int bin = n < 16 ? 0 : (int)floor(log2((double)n)) - 3;
+    return bin >= HIST_BINS ? HIST_BINS - 1 : bin;
+}
+
+static int count_tokens(sft_stats *s, const sft_record *rec, sft_err *err) {
+    for (size_t i = 0; i < rec->message_count; i++) {
+        size_t n;
+        if (sft_token_count_text(s->counter, rec->messages[i].content, rec->messages[i].content_len, &n, err))
+            return sft_err_prefix(err, "%s:%zu", rec->path, rec->line);
+        dist_add(&s->role_tokens[rec->messages[i].role], n);
+    }
+    if (!s->has_record_tokens && rec->format != SFT_FORMAT_TEXT) return 0;
+    size_t tokens, supervised;
+    if (sft_token_count_record(s->counter, rec, &tokens, &supervised, err))
+        return sft_err_prefix(err, "%s:%zu", rec->path, rec->line);
+    dist_add(&s->record_tokens, tokens);
+    s->token_hist[hist_bin(tokens)]++;
+    s->supervised_tokens += supervised;
+    s->truncated += s->max_len > 0 && tokens > (size_t)s->max_len;
+    return 0;
+}
+
 static int stats_one(sft_record *rec, void *p, sft_err *err) {
     sft_stats *s = p;
+    if (s->counter && count_tokens(s, rec, err)) return -1;
     if (s->current_path != rec->path) {
         s->current_path = rec->path;
         if (s->file_count < MAX_FILES) {
@@ -135,8 +172,7 @@ static int stats_one(sft_record *rec, void *p, sft_err *err) {
     }
     s->chars += total;
     dist_add(&s->record_chars, total);
-    int bin = total < 16 ? 0 : (int)floor(log2((double)total)) - 3;
-    s->hist[bin >= HIST_BINS ? HIST_BINS - 1 : bin]++;
+    s->hist[hist_bin(total)]++;
     size_t assistants = sft_record_count_role(rec, SFT_ROLE_ASSISTANT);
     dist_add(&s->turns, assistants);
     s->with_system += sft_record_count_role(rec, SFT_ROLE_SYSTEM) > 0;
@@ -158,9 +194,17 @@ static int stats_one(sft_record *rec, void *p, sft_err *err) {
     return 0;
 }
 
-int sft_data_stats(const sft_data_io *io, sft_stats **out, sft_err *err) {
+int sft_data_stats(const sft_data_io *io, const sft_stats_options *o, sft_stats **out, sft_err *err) {
     sft_stats *s = calloc(1, sizeof *s);
     if (!s) return sft_errf(err, "out of memory");
+    if (o && o->tokens) {
+        s->counter = o->tokens;
+        s->has_tokens = 1;
+        s->has_record_tokens = sft_token_counter_has_template(o->tokens);
+        s->max_len = o->max_len > 0 ? o->max_len : 1024;
+        snprintf(s->template_name, sizeof s->template_name, "%s", sft_token_counter_template_name(o->tokens));
+        snprintf(s->template_note, sizeof s->template_note, "%s", sft_token_counter_template_note(o->tokens));
+    }
     sft_each_summary each;
     if (sft_data_each(io, 1, stats_one, s, &each, err)) {
         sft_stats_free(s);
@@ -168,6 +212,7 @@ int sft_data_stats(const sft_data_io *io, sft_stats **out, sft_err *err) {
     }
     s->records = each.records;
     s->skipped = each.skipped;
+    s->counter = NULL;
     *out = s;
     return 0;
 }
@@ -180,17 +225,30 @@ static void hist_label(int b, char *out, size_t cap) {
     else snprintf(out, cap, "%llu-%llu", 1ULL << (b + 3), (1ULL << (b + 4)) - 1);
 }
 
-static int hist_last_bin(const sft_stats *s) {
+static int last_bin(const uint64_t *hist) {
     int last = 0;
     for (int b = 0; b < HIST_BINS; b++)
-        if (s->hist[b]) last = b;
+        if (hist[b]) last = b;
     return last;
 }
 
-static int hist_first_bin(const sft_stats *s) {
+static int first_bin(const uint64_t *hist) {
     for (int b = 0; b < HIST_BINS; b++)
-        if (s->hist[b]) return b;
+        if (hist[b]) return b;
     return 0;
+}
+
+static void print_hist(FILE *f, const uint64_t *hist) {
+    uint64_t top = 1;
+    for (int b = 0; b < HIST_BINS; b++)
+        if (hist[b] > top) top = hist[b];
+    for (int b = first_bin(hist); b <= last_bin(hist); b++) {
+        char label[48];
+        hist_label(b, label, sizeof label);
+        int bar = (int)(40.0 * (double)hist[b] / (double)top + 0.5);
+        fprintf(f, "  %14s %8llu |%.*s\n", label, (unsigned long long)hist[b], bar,
+                "########################################");
+    }
 }
 
 static uint64_t letters(const sft_stats *s) {
@@ -226,15 +284,24 @@ void sft_stats_print_text(const sft_stats *s, FILE *f) {
         print_dist(f, s->fields[i].name, &s->fields[i].chars);
     }
     fprintf(f, "record length histogram (characters):\n");
-    uint64_t top = 1;
-    for (int b = 0; b < HIST_BINS; b++)
-        if (s->hist[b] > top) top = s->hist[b];
-    for (int b = hist_first_bin(s); b <= hist_last_bin(s); b++) {
-        char label[48];
-        hist_label(b, label, sizeof label);
-        int bar = (int)(40.0 * (double)s->hist[b] / (double)top + 0.5);
-        fprintf(f, "  %14s %8llu |%.*s\n", label, (unsigned long long)s->hist[b], bar,
-                "########################################");
+    print_hist(f, s->hist);
+    if (s->has_tokens) {
+        fprintf(f, "tokens per message:\n");
+        for (int r = 0; r < SFT_ROLE_COUNT; r++)
+            if (s->role_tokens[r].count) print_dist(f, sft_role_name((sft_role)r), &s->role_tokens[r]);
+        if (s->record_tokens.count) {
+            fprintf(f, "tokens per record as trained (template %s, BOS/EOS included):\n", s->template_name);
+            print_dist(f, "whole record", &s->record_tokens);
+            print_hist(f, s->token_hist);
+            fprintf(f, "supervised tokens: %llu of %llu (%.1f%%)\n", (unsigned long long)s->supervised_tokens,
+                    (unsigned long long)s->record_tokens.sum,
+                    s->record_tokens.sum ? 100.0 * (double)s->supervised_tokens / (double)s->record_tokens.sum : 0);
+            fprintf(f, "longer than --max-len %ld: %llu records (%.1f%%)\n", s->max_len,
+                    (unsigned long long)s->truncated,
+                    s->record_tokens.count ? 100.0 * (double)s->truncated / (double)s->record_tokens.count : 0);
+        }
+        if (!s->has_record_tokens)
+            fprintf(f, "no chat template, so no record-level token counts: %s\n", s->template_note);
     }
     fprintf(f, "exact duplicates (normalised): %llu (%.1f%%)\n", (unsigned long long)s->exact_duplicates,
             s->records ? 100.0 * (double)s->exact_duplicates / (double)s->records : 0);
@@ -302,7 +369,7 @@ char *sft_stats_json(const sft_stats *s) {
     }
     fprintf(f, "},\"length_histogram\":[");
     int first = 1;
-    for (int b = hist_first_bin(s); b <= hist_last_bin(s) && s->records; b++) {
+    for (int b = first_bin(s->hist); b <= last_bin(s->hist) && s->records; b++) {
         char label[48];
         hist_label(b, label, sizeof label);
         fprintf(f, "%s{\"chars\":\"%s\",\"records\":%llu}", first ? "" : ",", label, (unsigned long long)s->hist[b]);
@@ -319,7 +386,36 @@ char *sft_stats_json(const sft_stats *s) {
             fprintf(f, "%s\"%s\":%llu", first ? "" : ",", sft_script_name(k), (unsigned long long)s->scripts[k]);
             first = 0;
         }
-    fprintf(f, "}}\n");
+    fprintf(f, "}");
+    if (s->has_tokens) {
+        fprintf(f, ",\"tokens\":{\"per_role\":{");
+        for (int r = 0; r < SFT_ROLE_COUNT; r++) {
+            fprintf(f, "%s\"%s\":", r ? "," : "", sft_role_name((sft_role)r));
+            json_dist(f, &s->role_tokens[r]);
+        }
+        fprintf(f, "},\"template\":\"%s\"", s->template_name);
+        if (s->record_tokens.count) {
+            fprintf(f, ",\"per_record\":");
+            json_dist(f, &s->record_tokens);
+            fprintf(f, ",\"histogram\":[");
+            int first_entry = 1;
+            for (int b = first_bin(s->token_hist); b <= last_bin(s->token_hist); b++) {
+                char label[48];
+                hist_label(b, label, sizeof label);
+                fprintf(f, "%s{\"tokens\":\"%s\",\"records\":%llu}", first_entry ? "" : ",", label,
+                        (unsigned long long)s->token_hist[b]);
+                first_entry = 0;
+            }
+            fprintf(f, "],\"supervised_tokens\":%llu,\"supervised_share\":%.4f,\"max_len\":%ld,"
+                       "\"longer_than_max_len\":%llu,\"longer_share\":%.4f",
+                    (unsigned long long)s->supervised_tokens,
+                    s->record_tokens.sum ? (double)s->supervised_tokens / (double)s->record_tokens.sum : 0, s->max_len,
+                    (unsigned long long)s->truncated,
+                    s->record_tokens.count ? (double)s->truncated / (double)s->record_tokens.count : 0);
+        }
+        fprintf(f, "}");
+    }
+    fprintf(f, "}\n");
     fclose(f);
     return text;
 }
@@ -334,6 +430,34 @@ static void html_escape(FILE *f, const char *s) {
     }
 }
 
+/* A bar chart of a histogram as inline SVG. */
+static void svg_histogram(FILE *f, const uint64_t *hist, const char *title) {
+    int lo = first_bin(hist), hi = last_bin(hist);
+    int bins = hi - lo + 1;
+    uint64_t top = 1;
+    for (int b = lo; b <= hi; b++)
+        if (hist[b] > top) top = hist[b];
+    int bar_w = 48, chart_h = 200, left = 50;
+    fprintf(f, "<h2>");
+    html_escape(f, title);
+    fprintf(f, "</h2>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\">\n",
+            left + bins * bar_w + 10, chart_h + 60);
+    fprintf(f, "<line x1=\"%d\" y1=\"10\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n", left, left, chart_h + 10);
+    fprintf(f, "<text x=\"%d\" y=\"16\" font-size=\"11\" text-anchor=\"end\">%llu</text>\n", left - 4,
+            (unsigned long long)top);
+    for (int b = lo; b <= hi; b++) {
+        double h = (double)chart_h * (double)hist[b] / (double)top;
+        int x = left + (b - lo) * bar_w + 4;
+        char label[48];
+        hist_label(b, label, sizeof label);
+        fprintf(f, "<rect x=\"%d\" y=\"%.1f\" width=\"%d\" height=\"%.1f\" fill=\"#4a7bd0\"><title>%s: %llu</title></rect>\n",
+                x, 10 + chart_h - h, bar_w - 8, h, label, (unsigned long long)hist[b]);
+        fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"10\" text-anchor=\"middle\">%s</text>\n", x + (bar_w - 8) / 2,
+                chart_h + 26 + ((b - lo) % 2) * 12, label);
+    }
+    fprintf(f, "</svg>\n");
+}
+
 int sft_stats_write_html(const sft_stats *s, const char *path, sft_err *err) {
     char *text = NULL;
     size_t len = 0;
@@ -344,29 +468,13 @@ int sft_stats_write_html(const sft_stats *s, const char *path, sft_err *err) {
                "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}th{background:#eee}"
                "td:first-child{text-align:left}pre{background:#f6f6f6;padding:1em}</style></head><body>\n"
                "<h1>Dataset statistics</h1>\n");
-    /* The histogram as an SVG bar chart. */
-    int lo = hist_first_bin(s), hi = hist_last_bin(s);
-    int bins = hi - lo + 1;
-    uint64_t top = 1;
-    for (int b = lo; b <= hi; b++)
-        if (s->hist[b] > top) top = s->hist[b];
-    int bar_w = 48, chart_h = 200, left = 50;
-    fprintf(f, "<h2>Record length (characters)</h2>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\">\n",
-            left + bins * bar_w + 10, chart_h + 60);
-    fprintf(f, "<line x1=\"%d\" y1=\"10\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n", left, left, chart_h + 10);
-    fprintf(f, "<text x=\"%d\" y=\"16\" font-size=\"11\" text-anchor=\"end\">%llu</text>\n", left - 4,
-            (unsigned long long)top);
-    for (int b = lo; b <= hi; b++) {
-        double h = (double)chart_h * (double)s->hist[b] / (double)top;
-        int x = left + (b - lo) * bar_w + 4;
-        char label[48];
-        hist_label(b, label, sizeof label);
-        fprintf(f, "<rect x=\"%d\" y=\"%.1f\" width=\"%d\" height=\"%.1f\" fill=\"#4a7bd0\"><title>%s: %llu</title></rect>\n",
-                x, 10 + chart_h - h, bar_w - 8, h, label, (unsigned long long)s->hist[b]);
-        fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"10\" text-anchor=\"middle\">%s</text>\n", x + (bar_w - 8) / 2,
-                chart_h + 26 + ((b - lo) % 2) * 12, label);
+    svg_histogram(f, s->hist, "Record length (characters)");
+    if (s->record_tokens.count) {
+        char title[128];
+        snprintf(title, sizeof title, "Record length (tokens, template %s; max-len %ld)", s->template_name, s->max_len);
+        svg_histogram(f, s->token_hist, title);
     }
-    fprintf(f, "</svg>\n<h2>Characters per message and field</h2>\n<table><tr><th>what</th><th>count</th><th>mean</th>"
+    fprintf(f, "<h2>Characters per message and field</h2>\n<table><tr><th>what</th><th>count</th><th>mean</th>"
                "<th>min</th><th>p50</th><th>p95</th><th>max</th><th>empty</th></tr>\n");
     for (int r = 0; r < SFT_ROLE_COUNT; r++) {
         const length_dist *d = &s->role_chars[r];

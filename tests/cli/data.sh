@@ -43,6 +43,15 @@ $SFT data stats "$tmp/gen.jsonl" --html "$tmp/stats.html" --quiet > "$tmp/stats.
 check "stats text names the detected format" 'grep -q "messages format" "$tmp/stats.txt"'
 check "stats HTML holds the histogram" 'grep -q "<svg" "$tmp/stats.html" && grep -q "<rect" "$tmp/stats.html"'
 
+# tokens with a model's tokenizer and chat template
+$SFT data stats "$tmp/gen.jsonl" --tokenizer tests/fixtures/hf/models/llama3-tiny --max-len 20 --json --quiet > "$tmp/tstats.json"
+check "stats --tokenizer counts tokens as trained, supervised share and overlong records" \
+  'python3 -c "import json,sys; t=json.load(open(sys.argv[1]))[\"tokens\"]; sys.exit(not (t[\"template\"]==\"llama3\" and t[\"per_record\"][\"count\"]==300 and 0<t[\"supervised_share\"]<0.5 and 0<t[\"longer_than_max_len\"]<300))" "$tmp/tstats.json"'
+$SFT data filter "$tmp/gen.jsonl" -o "$tmp/tfilt.jsonl" --tokenizer tests/fixtures/hf/models/gpt2-tiny --max-tokens 9 --quiet > "$tmp/tfilt.txt"
+check "filter --max-tokens rejects long turns" 'grep -q "too_long" "$tmp/tfilt.txt" && [ "$(wc -l < "$tmp/tfilt.jsonl")" -lt 300 ]'
+check "--min-tokens without --tokenizer is refused" \
+  '$SFT data filter "$tmp/gen.jsonl" -o "$tmp/x.jsonl" --min-tokens 3 2>&1 | grep -q "need --tokenizer"'
+
 # a small hand-made set: junk, duplicates, contamination
 cat > "$tmp/raw.jsonl" <<'EOF'
 {"id": "a1", "instruction": "Explain why the sky is blue during the day.", "output": "Sunlight is scattered by the molecules of the air, and blue light is scattered much more than red light because of its shorter wavelength."}
