@@ -30,11 +30,12 @@ const char *const sft_generate_task_descriptions[] = {
     "km to m, m to cm, kg to g, hours to minutes, minutes to seconds",
     NULL};
 
-/* Short common words of lower-case ASCII letters: the whole vocabulary. */
+/* Short common words of lower-case ASCII letters: the whole vocabulary (none
+ * of them a word of the prompt templates, so a prompt names its word once). */
 static const char *const words[] = {
     "apple", "banana", "cherry", "lemon", "mango", "grape", "melon", "peach", "table", "chair",
     "house", "river", "stone", "cloud", "green", "water", "light", "music", "paper", "pencil",
-    "window", "garden", "yellow", "orange", "planet", "rocket", "silver", "forest", "bottle", "letter",
+    "window", "garden", "yellow", "orange", "planet", "rocket", "silver", "forest", "bottle", "ladder",
     "summer", "winter", "spring", "animal", "button", "candle", "dragon", "finger", "jacket", "kitten"};
 #define WORD_COUNT (sizeof words / sizeof words[0])
 
