@@ -172,6 +172,9 @@ static sft_chat_template *by_name(const char *name) {
     return t;
 }
 
+/* The renderer name a template text is detected as, or the error. */
+static const char *detected(const char *text);
+
 #define MSG(role, text) {SFT_ROLE_##role, text, sizeof(text) - 1}
 
 static const sft_chat_message multi_turn[] = {
@@ -287,6 +290,40 @@ TEST(llama2_meta_whitespace_only_first_message_strips_into_the_block) {
     sft_chat_template_free(t);
 }
 
+/* Mixtral 8x7B Instruct's template as its tokenizer_config.json holds it. */
+TEST(mistral_detected_and_rendered_without_spaces_or_system) {
+    CHECK_STR(detected("{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % "
+                       "2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/"
+                       "...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' "
+                       "[/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}{% else "
+                       "%}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor "
+                       "%}"),
+              "mistral");
+    /* The same in another spelling: whitespace control, message.content. */
+    CHECK_STR(detected("{{- bos_token -}}\n{%- for message in messages -%}\n  {%- if message.role == \"user\" -%}\n"
+                       "    {{- \"[INST] \" + message.content + \" [/INST]\" -}}\n  {%- else -%}\n    {{- "
+                       "message.content + eos_token -}}\n  {%- endif -%}\n{%- endfor -%}\n"),
+              "mistral");
+    sft_chat_template *t = by_name("mistral");
+    const sft_chat_message m[] = {MSG(USER, " Hi "), MSG(ASSISTANT, "Hello! "), MSG(USER, "2+2?"), MSG(ASSISTANT, "4")};
+    sft_chat_render r = {0};
+    sft_err err;
+    CHECK_INT(sft_chat_render_messages(t, m, 4, 1, &r, &err), 0);
+    CHECK_STR(r.text, "<s>[INST]  Hi  [/INST]Hello! </s>[INST] 2+2? [/INST]4</s>");
+    CHECK_INT(r.span_count, 2);
+    if (r.span_count == 2) {
+        CHECK_INT(r.spans[0].start, 22);
+        CHECK_INT(r.spans[0].end, 33); /* "Hello! </s>" */
+        CHECK_INT(r.spans[1].end, r.len);
+    }
+    CHECK_INT(sft_chat_render_messages(t, multi_turn, 5, 0, &r, &err), -1);
+    CHECK_STR(err.msg, "messages[0]: the mistral template has no system messages (only user and assistant)");
+    CHECK_INT(sft_chat_render_messages(t, m + 1, 1, 0, &r, &err), -1);
+    CHECK_ERR_HAS(err.msg, "messages[0] has role assistant where the mistral template needs user");
+    sft_chat_render_free(&r);
+    sft_chat_template_free(t);
+}
+
 TEST(alpaca_multi_turn_and_empty_generation_prompt) {
     const char *spans[] = {"Hello!\n</s>", " 4</s>", NULL};
     check_render("alpaca",
@@ -368,9 +405,17 @@ TEST(refuses_variants_it_would_render_differently) {
                            "strftime_now(\"%d %b %Y\") %}{% endif %}<|start_header_id|>Cutting Knowledge "
                            "Date{{ message['content'] | trim }}<|eot_id|>"),
                   "strftime_now");
-    CHECK_ERR_HAS(detected("{{ bos_token }}{% for message in messages %}{{ '[INST] ' + message['content'] + ' [/INST]' "
-                           "}}{% endfor %}"),
-                  "Mistral");
+    /* Mistral 7B v0.1's template with the answer followed by a space. */
+    CHECK_ERR_HAS(detected("{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' + "
+                           "message['content'] + ' [/INST]' }}{% else %}{{ message['content'] + eos_token + ' ' }}{% "
+                           "endif %}{% endfor %}"),
+                  "not Mistral 7B Instruct v0.1");
+    /* Later Mistral templates put the system message into a user turn. */
+    CHECK_ERR_HAS(detected("{%- if messages[0]['role'] == 'system' %}{%- set system_message = messages[0]['content'] "
+                           "%}{%- endif %}{{- bos_token }}{%- for message in messages %}{%- if message['role'] == "
+                           "'user' %}{{- '[INST] ' + message['content'] + ' [/INST]' }}{%- else %}{{- "
+                           "message['content'] + eos_token }}{%- endif %}{%- endfor %}"),
+                  "not Mistral 7B Instruct v0.1");
     CHECK_ERR_HAS(detected("<|im_start|>assistant\\n<think>\\n"), "<think>");
     CHECK_ERR_HAS(detected("{{ '<|im_start|>system\\nYou are Hermes.<|im_end|>\\n' }}<|im_start|>"),
                   "You are Hermes.");
@@ -439,7 +484,7 @@ TEST(unrecognised_template_lists_the_names) {
     CHECK(sft_chat_template_new(NULL, "{{ messages | tojson }}", "<s>", "</s>", &err) == NULL);
     CHECK_ERR_HAS(err.msg, "not one sft recognises");
     CHECK_ERR_HAS(err.msg, "--template NAME (one of: chatml, qwen2, qwen2.5, smollm2, llama3, llama3.1, llama2, "
-                           "llama2-trim, alpaca)");
+                           "llama2-trim, mistral, alpaca)");
     CHECK(sft_chat_template_new(NULL, NULL, "<s>", "</s>", &err) == NULL);
     CHECK_ERR_HAS(err.msg, "no chat template");
     CHECK_ERR_HAS(err.msg, "--template NAME");
@@ -574,7 +619,7 @@ static char *fixture_template_text(const char *dir) {
 TEST(jinja_of_each_renderer_detects_back_to_it) {
     size_t count;
     const char *const *names = sft_chat_template_names(&count);
-    CHECK_INT(count, 9);
+    CHECK_INT(count, 10);
     for (size_t i = 0; i < count; i++) {
         sft_err err;
         sft_chat_template *t = sft_chat_template_new(names[i], NULL, "<s>", "</s>", &err);

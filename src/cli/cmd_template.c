@@ -36,7 +36,7 @@ int sft_cmd_template(int argc, char **argv) {
     int add_generation_prompt = 0;
     const sft_arg flags[] = {
         {"tokenizer", SFT_ARG_STRING, &tokenizer_dir, "model or tokenizer folder (tokenizer.json, tokenizer_config.json, chat template)", NULL},
-        {"template", SFT_ARG_STRING, &template_name, "chat template: auto (detected from the model's template), chatml, qwen2, qwen2.5, smollm2, llama3, llama3.1, llama2, llama2-trim or alpaca", NULL},
+        {"template", SFT_ARG_STRING, &template_name, "chat template: auto (detected from the model's template), chatml, qwen2, qwen2.5, smollm2, llama3, llama3.1, llama2, llama2-trim, mistral or alpaca", NULL},
         {"add-generation-prompt", SFT_ARG_BOOL, &add_generation_prompt, "end with the assistant's turn header", NULL},
         {NULL, 0, NULL, NULL, NULL},
     };

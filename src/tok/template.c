@@ -11,13 +11,14 @@
  * Instruct and Llama 2 chat. */
 #include "tok/template.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "io/suggest.h"
 
-typedef enum { FAMILY_CHATML, FAMILY_LLAMA3, FAMILY_LLAMA2, FAMILY_ALPACA } template_family;
+typedef enum { FAMILY_CHATML, FAMILY_LLAMA3, FAMILY_LLAMA2, FAMILY_MISTRAL, FAMILY_ALPACA } template_family;
 
 typedef struct {
     const char *name;
@@ -41,6 +42,7 @@ static const renderer renderers[] = {
     {"llama3.1", FAMILY_LLAMA3, NULL, 1, 0},
     {"llama2", FAMILY_LLAMA2, NULL, 0, 1},
     {"llama2-trim", FAMILY_LLAMA2, NULL, 0, 0},
+    {"mistral", FAMILY_MISTRAL, NULL, 0, 0},
     {"alpaca", FAMILY_ALPACA, NULL, 0, 0},
 };
 #define RENDERER_COUNT (sizeof renderers / sizeof renderers[0])
@@ -89,6 +91,12 @@ static const char *const renderer_jinja[] = {
     "{{ bos_token + '[INST] ' + (sys if loop.first else '') + message['content'] | trim + ' [/INST]' }}"
     "{% else %}{% generation %}{{ ' ' + message['content'] | trim + ' ' + eos_token }}{% endgeneration %}"
     "{% endif %}{% endfor %}",
+    "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{% generation %}{{ message['content'] + eos_token }}"
+    "{% endgeneration %}{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}"
+    "{% endfor %}",
     "{% for message in messages %}{% if message['role'] == 'system' %}{{ message['content'] + '\\n\\n' }}"
     "{% elif message['role'] == 'user' %}{{ '### Instruction:\\n' + message['content'] + '\\n\\n### Response:\\n' }}"
     "{% elif message['role'] == 'assistant' %}{% generation %}{{ message['content'] + eos_token }}"
@@ -96,7 +104,7 @@ static const char *const renderer_jinja[] = {
 };
 
 static const char *renderer_names[RENDERER_COUNT] = {
-    "chatml", "qwen2", "qwen2.5", "smollm2", "llama3", "llama3.1", "llama2", "llama2-trim", "alpaca",
+    "chatml", "qwen2", "qwen2.5", "smollm2", "llama3", "llama3.1", "llama2", "llama2-trim", "mistral", "alpaca",
 };
 
 /* Llama 3.1's system header, with the template's default date_string. */
@@ -374,6 +382,37 @@ static int render_llama2(const sft_chat_template *t, const sft_chat_message *m, 
     return 0;
 }
 
+/* Mistral 7B Instruct v0.1 / Mixtral 8x7B Instruct: bos, then
+ * [INST] {{user}} [/INST]{{assistant}}eos per turn, nothing trimmed; only
+ * user and assistant messages, alternating from a user one; no generation
+ * prompt. */
+static int render_mistral(const sft_chat_template *t, const sft_chat_message *m, size_t n, int gen_prompt,
+                          sft_chat_render *out, sft_err *err) {
+    (void)gen_prompt;
+    if (puts_(out, t->bos_token, err)) return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].role == SFT_ROLE_SYSTEM)
+            return sft_errf(err, "messages[%zu]: the mistral template has no system messages (only user and assistant)",
+                            i);
+        if ((m[i].role == SFT_ROLE_USER) != (i % 2 == 0))
+            return sft_errf(err,
+                            "messages[%zu] has role %s where the mistral template needs %s: roles must alternate "
+                            "user/assistant/user/...",
+                            i, role_names[m[i].role], i % 2 == 0 ? "user" : "assistant");
+        if (m[i].role == SFT_ROLE_USER) {
+            if (puts_(out, "[INST] ", err) || put(out, m[i].content, m[i].content_len, err) ||
+                puts_(out, " [/INST]", err))
+                return -1;
+        } else {
+            size_t start = out->len;
+            if (put(out, m[i].content, m[i].content_len, err) || puts_(out, t->eos_token, err) ||
+                span_add(out, start, out->len, err))
+                return -1;
+        }
+    }
+    return 0;
+}
+
 /* {{system}}\n\n  ### Instruction:\n{{user}}\n\n### Response:\n  {{assistant}}{{eos}}\n\n;
  * the generation prompt is empty (the last user turn already ends with
  * "### Response:\n"). */
@@ -423,6 +462,7 @@ int sft_chat_render_messages(const sft_chat_template *tmpl, const sft_chat_messa
     case FAMILY_CHATML: rc = render_chatml(tmpl, messages, count, add_generation_prompt, out, err); break;
     case FAMILY_LLAMA3: rc = render_llama3(tmpl, messages, count, add_generation_prompt, out, err); break;
     case FAMILY_LLAMA2: rc = render_llama2(tmpl, messages, count, add_generation_prompt, out, err); break;
+    case FAMILY_MISTRAL: rc = render_mistral(tmpl, messages, count, add_generation_prompt, out, err); break;
     default: rc = render_alpaca(tmpl, messages, count, add_generation_prompt, out, err); break;
     }
     if (rc) {
@@ -533,6 +573,76 @@ static long literal_output_at(const char *text) {
     }
 }
 
+/* The template's code in one spelling, to look for the fragments that decide
+ * a variant: whitespace outside string literals and Jinja's '-' whitespace
+ * controls dropped, double quotes made single, message.role/.content made
+ * message['role']/['content']. malloc'ed; NULL when out of memory. */
+static char *normalize_template(const char *text) {
+    size_t len = strlen(text);
+    char *out = malloc(2 * len + 1);
+    if (!out) return NULL;
+    size_t n = 0;
+    char quote = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (quote) {
+            if (c == '\\' && i + 1 < len) {
+                out[n++] = c;
+                out[n++] = text[++i];
+                continue;
+            }
+            if (c == quote) quote = 0, c = '\'';
+            out[n++] = c;
+            continue;
+        }
+        if (c == '\'' || c == '"') {
+            quote = c;
+            out[n++] = '\'';
+            continue;
+        }
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
+        if (c == '-' && n >= 2 && out[n - 1] != '\'' && (out[n - 2] == '{') &&
+            (out[n - 1] == '%' || out[n - 1] == '{' || out[n - 1] == '#'))
+            continue;
+        if (c == '-' && i + 2 < len + 1 && text[i + 1] && text[i + 2] == '}' &&
+            (text[i + 1] == '%' || text[i + 1] == '}' || text[i + 1] == '#'))
+            continue;
+        out[n++] = c;
+    }
+    out[n] = 0;
+    /* message.role -> message['role'], message.content -> message['content'] */
+    static const char *const fields[][2] = {{"message.role", "message['role']"},
+                                            {"message.content", "message['content']"}};
+    for (size_t f = 0; f < 2; f++) {
+        size_t from_len = strlen(fields[f][0]), to_len = strlen(fields[f][1]);
+        for (char *p = strstr(out, fields[f][0]); p; p = strstr(p + to_len, fields[f][0])) {
+            if (isalnum((unsigned char)p[from_len]) || p[from_len] == '_') continue;
+            memmove(p + to_len, p + from_len, strlen(p + from_len) + 1);
+            memcpy(p, fields[f][1], to_len);
+        }
+    }
+    return out;
+}
+
+/* Mistral v0.1 / Mixtral: the exact turn fragments, and none of the later
+ * versions' system-message or spacing changes. */
+static const renderer *detect_mistral(const char *text, sft_err *err) {
+    char *norm = normalize_template(text);
+    if (!norm) {
+        sft_errf(err, "out of memory");
+        return NULL;
+    }
+    int v01 = strstr(norm, "{{bos_token}}") && strstr(norm, "'[INST] '+message['content']+' [/INST]'") &&
+              strstr(norm, "message['content']+eos_token}}") && !strstr(norm, "system") &&
+              !strstr(norm, "' '+message['content']") && !strstr(norm, "eos_token+") && !strstr(norm, "strip") &&
+              !strstr(norm, "trim");
+    free(norm);
+    if (v01) return renderer_by_name("mistral");
+    refuse(err, "the [INST] template without <<SYS>> is not Mistral 7B Instruct v0.1 / Mixtral's (it handles "
+                "system messages, spaces or trimming differently), and no built-in renderer reproduces it");
+    return NULL;
+}
+
 static const renderer *detect_family(const char *text, sft_err *err) {
     int chatml = strstr(text, "<|im_start|>") != NULL;
     int llama3 = strstr(text, "<|start_header_id|>") != NULL;
@@ -595,11 +705,7 @@ static const renderer *detect_family(const char *text, sft_err *err) {
         return renderer_by_name("llama3");
     }
     if (inst) {
-        if (!strstr(text, "<<SYS>>")) {
-            refuse(err, "the [INST] template has no <<SYS>> block (Mistral style), which no built-in renderer "
-                        "reproduces");
-            return NULL;
-        }
+        if (!strstr(text, "<<SYS>>")) return detect_mistral(text, err);
         if (!strstr(text, "bos_token") || !strstr(text, "eos_token")) {
             refuse(err, "the Llama 2 [INST] template does not write bos_token and eos_token around each turn");
             return NULL;
@@ -688,11 +794,11 @@ sft_chat_template *sft_chat_template_new(const char *name, const char *template_
         if (!r) return NULL;
     }
     /* The families that write a special token by name need it. */
-    if ((r->family == FAMILY_LLAMA3 || r->family == FAMILY_LLAMA2) && !bos_token) {
+    if ((r->family == FAMILY_LLAMA3 || r->family == FAMILY_LLAMA2 || r->family == FAMILY_MISTRAL) && !bos_token) {
         sft_errf(err, "the %s template writes bos_token, but the tokenizer names no bos_token", r->name);
         return NULL;
     }
-    if ((r->family == FAMILY_LLAMA2 || r->family == FAMILY_ALPACA) && !eos_token) {
+    if ((r->family == FAMILY_LLAMA2 || r->family == FAMILY_MISTRAL || r->family == FAMILY_ALPACA) && !eos_token) {
         sft_errf(err, "the %s template writes eos_token, but the tokenizer names no eos_token", r->name);
         return NULL;
     }

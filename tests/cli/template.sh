@@ -75,7 +75,7 @@ mkdir -p "$tmp/odd"
 cp $FX/tokenizers/gpt2-chatml/tokenizer.json $FX/tokenizers/gpt2-chatml/tokenizer_config.json "$tmp/odd/"
 echo '{{ messages | tojson }}' >"$tmp/odd/chat_template.jinja"
 echo "$user" >"$tmp/in"
-expect_error "unrecognised template" "--template NAME (one of: chatml, qwen2, qwen2.5, smollm2, llama3, llama3.1, llama2, llama2-trim, alpaca)" \
+expect_error "unrecognised template" "--template NAME (one of: chatml, qwen2, qwen2.5, smollm2, llama3, llama3.1, llama2, llama2-trim, mistral, alpaca)" \
   $SFT template --tokenizer "$tmp/odd"
 expect_error "missing --tokenizer" "--tokenizer DIR is required" $SFT template
 exit $fail
