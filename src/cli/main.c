@@ -18,15 +18,15 @@ typedef struct {
 
 static const command commands[] = {
     {"demo", NULL, "generate data, fine-tune a small model, sweep, report (offline)", "the training issue (#4)"},
-    {"train", NULL, "one SFT run into --out DIR", "the training issue (#4)"},
+    {"train", sft_cmd_train, "one SFT run into --out DIR", "the training issue (#4)"},
     {"sweep", NULL, "learning-rate sweep, best model by minimal validation loss", "the sweep issue (#6)"},
-    {"eval", NULL, "validation loss, perplexity, exact-match accuracy", "the training issue (#4)"},
+    {"eval", sft_cmd_eval, "validation loss, perplexity, exact-match accuracy", "the training issue (#4)"},
     {"diagnose", sft_cmd_diagnose, "diagnosis of a run dir, metrics.jsonl, trainer_state.json, TensorBoard file or CSV", "the monitor issue (#5)"},
     {"report", NULL, "HTML report with plots of a run or sweep", "the monitor issue (#5)"},
     {"generate", sft_cmd_generate, "sample from a model with its chat template", "the engine issue (#3)"},
     {"chat", sft_cmd_chat, "interactive chat with a model", "the engine issue (#3)"},
     {"data", sft_cmd_data, "dataset pipeline: stats, filter, dedup, decontaminate, split, convert, generate, augment, score", "the data issue (#7)"},
-    {"export", NULL, "HF model dir, PEFT adapter dir or GGUF from a checkpoint", "the training issue (#4)"},
+    {"export", sft_cmd_export, "HF model dir, PEFT adapter dir or GGUF from a checkpoint", "the training issue (#4)"},
     {"init", sft_cmd_init, "a randomly initialised model dir from a config.json and a tokenizer", "the engine issue (#3)"},
     {"tokenize", sft_cmd_tokenize, "JSON lines {\"text\"} on stdin to {\"ids\",\"tokens\"} on stdout", "the foundation issue (#2)"},
     {"template", sft_cmd_template, "JSON lines {\"messages\"} on stdin to {\"text\",\"ids\",\"assistant_mask\"}", "the foundation issue (#2)"},

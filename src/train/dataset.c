@@ -69,6 +69,31 @@ static int encoded_reserve(sft_encoded *e, size_t n, sft_err *err) {
     return 0;
 }
 
+/* Copies ids and mask into out with exactly one BOS: repeated leading BOS
+ * tokens (a template that writes BOS under a tokenizer that also adds one)
+ * are dropped, and one is added when the tokenizer expects it and the text
+ * did not start with it. Plain text gets a final EOS so the model learns to
+ * stop. */
+static int finish_encoding(const sft_encoder *enc, const int32_t *ids, size_t n, const uint8_t *mask,
+                           int train_on_prompt, int plain_text, sft_encoded *out, sft_err *err) {
+    size_t skip = 0;
+    if (enc->bos_id >= 0)
+        while (skip + 1 < n && ids[skip] == enc->bos_id && ids[skip + 1] == enc->bos_id) skip++;
+    int prepend = enc->add_bos && (n == skip || ids[skip] != enc->bos_id);
+    int append_eos = plain_text && enc->eos_id >= 0 && (n == 0 || ids[n - 1] != enc->eos_id);
+    size_t total = (size_t)prepend + (n - skip) + (size_t)append_eos;
+    if (encoded_reserve(out, total, err)) return -1;
+    size_t k = 0;
+    if (prepend) out->ids[k] = enc->bos_id, out->mask[k] = 0, k++;
+    for (size_t i = skip; i < n; i++, k++) {
+        out->ids[k] = ids[i];
+        out->mask[k] = train_on_prompt || !mask ? 1 : mask[i];
+    }
+    if (append_eos) out->ids[k] = enc->eos_id, out->mask[k] = 1, k++;
+    out->count = k;
+    return 0;
+}
+
 int sft_encode_record(const sft_encoder *enc, const sft_record *rec, int train_on_prompt, sft_encoded *out,
                       sft_err *err) {
     out->count = 0;
@@ -85,7 +110,9 @@ int sft_encode_record(const sft_encoder *enc, const sft_record *rec, int train_o
         ids = plain->ids;
         n = plain->count;
     } else {
-        if (!enc->tmpl) return sft_errf(err, "no chat template to render a %s record", sft_data_format_name(rec->format));
+        if (!enc->tmpl)
+            return sft_errf(err, "no chat template to render a %s record: %s", sft_data_format_name(rec->format),
+                            enc->template_error ? enc->template_error : "none given");
         if (rec->message_count > out->message_cap) {
             sft_chat_message *m = realloc(out->messages, rec->message_count * sizeof *m);
             if (!m) return sft_errf(err, "out of memory");
@@ -100,25 +127,17 @@ int sft_encode_record(const sft_encoder *enc, const sft_record *rec, int train_o
         n = out->chat.tokens.count;
         mask = out->chat.assistant_mask;
     }
-    /* Exactly one BOS: drop repeated leading BOS tokens (a template that
-     * writes BOS under a tokenizer that also adds one), add one when the
-     * tokenizer expects it and the text did not start with it. */
-    size_t skip = 0;
-    if (enc->bos_id >= 0)
-        while (skip + 1 < n && ids[skip] == enc->bos_id && ids[skip + 1] == enc->bos_id) skip++;
-    int prepend = enc->add_bos && (n == skip || ids[skip] != enc->bos_id);
-    int append_eos = rec->format == SFT_FORMAT_TEXT && enc->eos_id >= 0 && (n == 0 || ids[n - 1] != enc->eos_id);
-    size_t total = (size_t)prepend + (n - skip) + (size_t)append_eos;
-    if (encoded_reserve(out, total, err)) return -1;
-    size_t k = 0;
-    if (prepend) out->ids[k] = enc->bos_id, out->mask[k] = 0, k++;
-    for (size_t i = skip; i < n; i++, k++) {
-        out->ids[k] = ids[i];
-        out->mask[k] = train_on_prompt || !mask ? 1 : mask[i];
-    }
-    if (append_eos) out->ids[k] = enc->eos_id, out->mask[k] = 1, k++;
-    out->count = k;
-    return 0;
+    return finish_encoding(enc, ids, n, mask, train_on_prompt, rec->format == SFT_FORMAT_TEXT, out, err);
+}
+
+int sft_encode_prompt(const sft_encoder *enc, const sft_chat_message *messages, size_t count, sft_encoded *out,
+                      sft_err *err) {
+    out->count = 0;
+    if (!enc->tmpl)
+        return sft_errf(err, "no chat template to render the prompt: %s",
+                        enc->template_error ? enc->template_error : "none given");
+    if (sft_chat_encode(enc->tmpl, enc->tok, messages, count, 1, &out->chat, err)) return -1;
+    return finish_encoding(enc, out->chat.tokens.ids, out->chat.tokens.count, NULL, 1, 0, out, err);
 }
 
 void sft_encoded_free(sft_encoded *e) {

@@ -51,6 +51,8 @@ typedef struct sft_encoder {
     int add_bos;     /* the tokenizer's post-processor adds BOS: every example starts with one */
     int32_t eos_id;  /* appended to plain text records; -1 when none */
     sft_hash128 key; /* content hash of the tokenizer files and the template */
+    /* Why there is no template (tmpl NULL): named in the error of a chat record. */
+    const char *template_error;
 } sft_encoder;
 
 /* tokenizer_dir: the folder the tokenizer was loaded from (its files are
@@ -70,6 +72,10 @@ typedef struct sft_encoded {
 } sft_encoded;
 
 int sft_encode_record(const sft_encoder *enc, const sft_record *rec, int train_on_prompt, sft_encoded *out,
+                      sft_err *err);
+/* The prompt of a conversation for generation: the messages rendered with
+ * the template's generation prompt, under the same BOS rule (mask all 1). */
+int sft_encode_prompt(const sft_encoder *enc, const sft_chat_message *messages, size_t count, sft_encoded *out,
                       sft_err *err);
 void sft_encoded_free(sft_encoded *e);
 
