@@ -268,8 +268,9 @@ static int cmd_decontaminate(int argc, char **argv, sft_err *err) {
     o.min_ngram = (int)min_ngram;
     sft_decontam_summary s;
     if (sft_data_decontaminate(&io, &o, &s, err)) return -1;
-    printf("records %zu, kept %zu, removed %zu sharing a %d-gram with the evaluation data; %zu of %zu evaluation items hit\n",
-           s.records, s.kept, s.removed, o.ngram, s.eval_items_hit, s.eval_items);
+    printf("records %zu, kept %zu, removed %zu sharing a %d-gram", s.records, s.kept, s.removed, o.ngram);
+    if (o.min_ngram < o.ngram) printf(" (or a whole evaluation text of %d-%d words)", o.min_ngram, o.ngram - 1);
+    printf(" with the evaluation data; %zu of %zu evaluation items hit\n", s.eval_items_hit, s.eval_items);
     if (o.report) printf("report: %s\n", o.report);
     print_skipped(s.skipped);
     return 0;
@@ -302,8 +303,9 @@ static int cmd_split(int argc, char **argv, sft_err *err) {
     if (sft_data_split(&io, &o, &s, err)) return -1;
     printf("records %zu: train %zu, val %zu", s.records, s.train, s.val);
     if (o.test_fraction > 0) printf(", test %zu", s.test);
-    printf(" (%zu clusters%s, %zu strata) in %s/\n", s.clusters, o.keep_near_together ? " of near duplicates" : "",
-           s.strata, io.output);
+    if (o.keep_near_together) printf(" (near duplicates kept together: %zu groups", s.clusters);
+    else printf(" (%zu groups", s.clusters);
+    printf(", %zu strata) in %s/\n", s.strata, io.output);
     print_skipped(s.skipped);
     return 0;
 }
@@ -324,6 +326,7 @@ static int cmd_generate(int argc, char **argv, sft_err *err) {
         {"max-number", SFT_ARG_INT, &o.max_number, "largest operand (default 99)", NULL},
         {"list", SFT_ARG_BOOL, &list, "list the task families and exit", NULL},
         {"output", SFT_ARG_STRING, &c.output, "output file (also -o)", NULL},
+        {"quiet", SFT_ARG_BOOL, &c.quiet, "accepted for symmetry with the other steps (generate prints one line)", NULL},
         {NULL, 0, NULL, NULL, NULL}};
     const char *usage = "sft data generate -o OUTPUT [--count N] [--seed N] [--tasks a,b] [--to FORMAT]";
     int rc = parse(argc, argv, table, &c, usage, 0, err);
