@@ -348,3 +348,73 @@ TEST(monitor_open_in_a_missing_dir_names_it) {
     CHECK(sft_monitor_open("/tmp/sft-no-such-dir-for-monitor/run", &o, &err) == NULL);
     CHECK_ERR_HAS(err.msg, "/tmp/sft-no-such-dir-for-monitor/run");
 }
+
+static int count_in(const char *text, const char *needle) {
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p++) n++;
+    return n;
+}
+
+TEST(resumed_monitor_continues_the_curve_without_reporting_old_findings_again) {
+    make_dir();
+    sft_err err;
+    sft_monitor_options o;
+    sft_monitor_options_default(&o);
+    o.write_tensorboard = 0;
+    o.planned_steps = 100;
+    for (int part = 0; part < 2; part++) {
+        sft_monitor *m = sft_monitor_open(dir, &o, &err);
+        CHECK(m != NULL);
+        if (part == 1) CHECK_INT(sft_monitor_curve(m)->train_count, 60);
+        for (int s = part ? 61 : 1; s <= (part ? 100 : 60); s++) {
+            double loss = 1.5 + 2.0 * exp(-s / 10.0) + 0.02 * sin(s * 1.7);
+            if (s == 50) loss *= 2.5;
+            sft_train_record r = {.step = s, .epoch = NAN, .loss = loss, .grad_norm = 0.5, .grad_norm_clipped = 0.5,
+                                  .lr = 1e-4};
+            CHECK_INT(sft_monitor_train(m, &r, &err), 0);
+            for (size_t i = 0; i < sft_monitor_new_finding_count(m); i++)
+                CHECK(part == 0 || strcmp(sft_monitor_new_finding(m, i)->kind, "loss_spike"));
+        }
+        CHECK_INT(sft_monitor_finish(m, &err), 0);
+        if (part == 1) {
+            CHECK_INT(sft_monitor_curve(m)->train_count, 100);
+            CHECK_STR(sft_monitor_diagnosis(m)->verdict, "warning");
+        }
+        CHECK_INT(sft_monitor_close(m, &err), 0);
+    }
+    char path[512], *text;
+    size_t len;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    CHECK_INT(sft_read_file(path, &text, &len, &err), 0);
+    CHECK_INT(count_in(text, "\"kind\":\"loss_spike\""), 1);
+    CHECK_INT(count_in(text, "{\"type\":\"train\""), 100);
+    free(text);
+    clean_dir();
+}
+
+TEST(finish_judges_the_whole_run_when_the_planned_length_was_unknown) {
+    make_dir();
+    sft_err err;
+    sft_monitor_options o;
+    sft_monitor_options_default(&o);
+    o.write_tensorboard = 0;
+    sft_monitor *m = sft_monitor_open(dir, &o, &err);
+    /* A learning rate far too low: flat at the start's level. */
+    for (int s = 1; s <= 120; s++) {
+        sft_train_record r = {.step = s, .epoch = NAN, .loss = 10.5 - 0.002 * s + 0.05 * sin(s * 2.1), .grad_norm = 0.3,
+                              .grad_norm_clipped = 0.3, .lr = 1e-7};
+        CHECK_INT(sft_monitor_train(m, &r, &err), 0);
+        CHECK_STR(sft_monitor_diagnosis(m)->verdict, "healthy"); /* not judged while the length is unknown */
+    }
+    CHECK_INT(sft_monitor_finish(m, &err), 0);
+    CHECK_STR(sft_monitor_diagnosis(m)->verdict, "warning");
+    CHECK_INT(sft_monitor_new_finding_count(m), 1);
+    CHECK_STR(sft_monitor_new_finding(m, 0)->kind, "underfitting");
+    CHECK_INT(sft_monitor_close(m, &err), 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/diagnosis.json", dir);
+    json_t *j = sft_json_load_file(path, &err);
+    CHECK(j && !strcmp(json_string_value(json_object_get(j, "verdict")), "warning"));
+    json_decref(j);
+    clean_dir();
+}

@@ -8,6 +8,7 @@
 #include <sys/time.h>
 
 #include "io/file.h"
+#include "monitor/readers.h"
 #include "monitor/tensorboard.h"
 
 /* ---- metrics.jsonl --------------------------------------------------------------- */
@@ -157,6 +158,7 @@ struct sft_monitor {
     size_t fresh_count;
     attached_records *attached;
     size_t attached_count, attached_cap;
+    int finished; /* sft_monitor_finish ran */
 };
 
 void sft_monitor_options_default(sft_monitor_options *o) {
@@ -187,6 +189,21 @@ static void monitor_free(sft_monitor *m) {
     free(m);
 }
 
+static int preload(sft_monitor *m, const char *path, sft_err *err) {
+    char *text;
+    size_t len;
+    if (sft_read_file(path, &text, &len, err)) return -1;
+    free(text);
+    if (len == 0) return 0;
+    char source[sizeof m->curve.source];
+    memcpy(source, m->curve.source, sizeof source);
+    if (sft_metrics_jsonl_read(path, &m->curve, err)) return sft_err_prefix(err, "resuming the metrics");
+    memcpy(m->curve.source, source, sizeof source);
+    if (!m->tracker) return 0;
+    size_t raised;
+    return sft_diagnose_update(m->tracker, &m->curve, &m->options.diagnose, &m->diagnosis, &raised, err);
+}
+
 sft_monitor *sft_monitor_open(const char *run_dir, const sft_monitor_options *o, sft_err *err) {
     sft_monitor *m = calloc(1, sizeof *m);
     if (!m) {
@@ -205,9 +222,11 @@ sft_monitor *sft_monitor_open(const char *run_dir, const sft_monitor_options *o,
         goto fail;
     if (o->live_diagnosis && !(m->tracker = sft_diagnose_tracker_new(err))) goto fail;
     if (o->write_jsonl) {
-        if (sft_path_join(path, sizeof path, run_dir, "metrics.jsonl", err) ||
-            sft_metrics_jsonl_sink_open(path, &sink, err) || sft_monitor_add_sink(m, &sink, err))
-            goto fail;
+        if (sft_path_join(path, sizeof path, run_dir, "metrics.jsonl", err)) goto fail;
+        /* A resumed run continues its curve: the live diagnosis sees the
+         * whole run, and what was reported before is not reported again. */
+        if (sft_file_exists(path) && preload(m, path, err)) goto fail;
+        if (sft_metrics_jsonl_sink_open(path, &sink, err) || sft_monitor_add_sink(m, &sink, err)) goto fail;
     }
     if (o->write_tensorboard) {
         if (sft_tensorboard_sink_open(run_dir, &sink, err) || sft_monitor_add_sink(m, &sink, err)) goto fail;
@@ -297,15 +316,20 @@ const sft_finding *sft_monitor_new_finding(const sft_monitor *m, size_t i) {
 const sft_diagnosis *sft_monitor_diagnosis(const sft_monitor *m) { return &m->diagnosis; }
 const sft_curve *sft_monitor_curve(const sft_monitor *m) { return &m->curve; }
 
+int sft_monitor_finish(sft_monitor *m, sft_err *err) {
+    if (m->finished) return 0;
+    m->finished = 1;
+    if (!m->tracker || (!m->curve.train_count && !m->curve.eval_count)) return 0;
+    /* The run is over: judge it whole, as `sft diagnose` will. */
+    m->curve.planned_steps = 0;
+    if (monitor_diagnose(m, m->curve.train_count ? m->curve.train[m->curve.train_count - 1].step : 0, NULL, err))
+        return -1;
+    return m->diagnosis_path[0] ? sft_diagnosis_save(m->diagnosis_path, &m->diagnosis, err) : 0;
+}
+
 int sft_monitor_close(sft_monitor *m, sft_err *err) {
     if (!m) return 0;
-    int rc = 0;
-    if (m->tracker && (m->curve.train_count || m->curve.eval_count)) {
-        /* The run is over: judge it whole, as `sft diagnose` will. */
-        m->curve.planned_steps = 0;
-        rc = monitor_diagnose(m, m->curve.train_count ? m->curve.train[m->curve.train_count - 1].step : 0, NULL, err);
-        if (!rc && m->diagnosis_path[0]) rc = sft_diagnosis_save(m->diagnosis_path, &m->diagnosis, err);
-    }
+    int rc = sft_monitor_finish(m, err);
     close_sinks(m, err, &rc);
     monitor_free(m);
     return rc;

@@ -82,7 +82,9 @@ void sft_monitor_options_default(sft_monitor_options *o);
 
 typedef struct sft_monitor sft_monitor;
 
-/* Opens the sinks under run_dir (which must exist). */
+/* Opens the sinks under run_dir (which must exist). When run_dir already has
+ * a metrics.jsonl (a resumed run, trimmed to its checkpoint), its records
+ * become the start of the curve, and the findings in them count as reported. */
 sft_monitor *sft_monitor_open(const char *run_dir, const sft_monitor_options *o, sft_err *err);
 /* Adds a sink (the live view); the monitor closes it. At most 8 sinks. */
 int sft_monitor_add_sink(sft_monitor *m, const sft_metrics_sink *sink, sft_err *err);
@@ -99,8 +101,11 @@ const sft_finding *sft_monitor_new_finding(const sft_monitor *m, size_t i);
 const sft_diagnosis *sft_monitor_diagnosis(const sft_monitor *m);
 const sft_curve *sft_monitor_curve(const sft_monitor *m);
 
-/* Diagnoses the whole run one last time (findings first raised now still
- * reach the sinks), writes diagnosis.json, closes every sink; frees m. */
+/* The run is over: diagnoses the whole run one last time (findings first
+ * raised now still reach the sinks and sft_monitor_new_finding) and writes
+ * diagnosis.json; sft_monitor_diagnosis then holds the final verdict. */
+int sft_monitor_finish(sft_monitor *m, sft_err *err);
+/* Finishes (when not done yet), closes every sink; frees m. */
 int sft_monitor_close(sft_monitor *m, sft_err *err);
 
 #endif
