@@ -2,7 +2,7 @@
  * array, in the five formats sft accepts, each normalised to a list of
  * {role, content} messages while the original JSON record is kept whole.
  *
- * Formats and how they map to messages (docs/data-formats.md says the same):
+ * Formats and how they map to messages (docs/data.md says the same, with the pipeline steps):
  *   alpaca             {"instruction", "input"?, "output", "system"?}
  *                      -> [system?] user = instruction, or instruction + "\n\n" + input
  *                         when input is a non-empty string (the blank line of the original
