@@ -145,7 +145,8 @@ static int strlist_push(strlist *l, const char *s, size_t len) {
     }
     l->off[l->count] = l->text.len;
     l->len[l->count] = len;
-    if (tok_buf_append(&l->text, s, len)) return -1;
+    /* Reserve even for "" so that every item points into an allocated arena. */
+    if (tok_buf_reserve(&l->text, len + 1) || tok_buf_append(&l->text, s, len)) return -1;
     l->count++;
     return 0;
 }

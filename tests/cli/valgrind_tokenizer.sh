@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# valgrind_tokenizer.sh: the tokenizer test binary under valgrind, with no
+# leak and no invalid access allowed. Skipped when valgrind is not installed
+# and in sanitizer builds (ASan and valgrind cannot share a process).
+set -eu
+BUILD=${BUILD:-build}
+bin="$BUILD/tests/test_tokenizer"
+if ! command -v valgrind >/dev/null 2>&1; then
+  echo "valgrind_tokenizer: valgrind not installed, skipped"
+  exit 0
+fi
+[ -x "$bin" ] || { echo "valgrind_tokenizer: $bin missing (run make test)" >&2; exit 1; }
+if grep -qa __asan_init "$bin"; then
+  echo "valgrind_tokenizer: $bin is an ASan build, skipped"
+  exit 0
+fi
+valgrind --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible \
+  --error-exitcode=1 -q "$bin" >/dev/null
+echo "valgrind_tokenizer: clean"
