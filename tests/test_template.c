@@ -479,6 +479,13 @@ TEST(multi_line_templates_follow_jinja_whitespace_rules) {
     CHECK_ERR_HAS(detected("<|im_start|>{{ message['role'] }}"), "at byte 0");
 }
 
+/* Found by fuzz_template: a name that only starts like message.content at
+ * the very end of the template made the normaliser read past it. */
+TEST(template_ending_in_a_longer_name_is_read_safely) {
+    CHECK_ERR_HAS(detected("{{ bos_token }}[INST]message.contente"), "not Mistral 7B Instruct v0.1");
+    CHECK_ERR_HAS(detected("{{ bos_token }}[INST]message.roles"), "not Mistral 7B Instruct v0.1");
+}
+
 TEST(unrecognised_template_lists_the_names) {
     sft_err err;
     CHECK(sft_chat_template_new(NULL, "{{ messages | tojson }}", "<s>", "</s>", &err) == NULL);

@@ -615,10 +615,14 @@ static char *normalize_template(const char *text) {
                                             {"message.content", "message['content']"}};
     for (size_t f = 0; f < 2; f++) {
         size_t from_len = strlen(fields[f][0]), to_len = strlen(fields[f][1]);
-        for (char *p = strstr(out, fields[f][0]); p; p = strstr(p + to_len, fields[f][0])) {
-            if (isalnum((unsigned char)p[from_len]) || p[from_len] == '_') continue;
+        for (char *p = strstr(out, fields[f][0]); p;) {
+            if (isalnum((unsigned char)p[from_len]) || p[from_len] == '_') { /* message.contents: another name */
+                p = strstr(p + from_len, fields[f][0]);
+                continue;
+            }
             memmove(p + to_len, p + from_len, strlen(p + from_len) + 1);
             memcpy(p, fields[f][1], to_len);
+            p = strstr(p + to_len, fields[f][0]);
         }
     }
     return out;
