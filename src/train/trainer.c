@@ -526,7 +526,7 @@ static int open_run_dir(trainer *t, sft_err *err) {
     for (int i = 0; i < t->train.file_count; i++)
         json_array_append_new(formats, json_string(sft_data_format_name(t->train.files[i].format)));
     json_object_set_new(data, "formats", formats);
-    json_object_set_new(extra, "data", data);
+    json_object_set_new(extra, "dataset", data);
     json_object_set_new(extra, "template", t->tmpl ? json_string(sft_chat_template_name(t->tmpl)) : json_null());
     json_object_set_new(extra, "total_steps", json_integer(t->total_steps));
     json_object_set_new(extra, "resumed_from", t->res->resumed ? json_string(t->resume_ckpt) : json_null());
