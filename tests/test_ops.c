@@ -9,6 +9,7 @@
  * gradient (plus a small floor) separates a right formula from a wrong one by
  * orders of magnitude. */
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -486,4 +487,46 @@ TEST(cross_entropy_with_ignore_index_matches_float64_finite_differences) {
     check_grad("cross-entropy dlogits", ce_ref, &c, c.z.d, CN * CV, g);
     free(g);
     arr_free(c.z);
+}
+
+/* The products split rows (many tokens) or columns (few tokens) across the
+ * threads; every split must give the float64 product. */
+static void split_case(int N, int C, int OC, int w_in_out, int threads) {
+    arr x = arr_rand((size_t)N * C, 1), w = arr_rand((size_t)OC * C, 1), b = arr_rand(OC, 1), d = arr_rand((size_t)N * OC, 1);
+    float *out = malloc(sizeof(float) * N * OC), *dx = calloc((size_t)N * C, sizeof(float));
+    float *dw = calloc((size_t)OC * C, sizeof(float));
+    double *want = malloc(sizeof(double) * N * OC), *want_dx = calloc((size_t)N * C, sizeof(double));
+    double *want_dw = calloc((size_t)OC * C, sizeof(double));
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double s = b.d[o];
+            for (int i = 0; i < C; i++) {
+                size_t wi = w_in_out ? (size_t)i * OC + o : (size_t)o * C + i;
+                s += x.d[n * C + i] * w.d[wi];
+                want_dx[n * C + i] += d.d[n * OC + o] * w.d[wi];
+                want_dw[wi] += d.d[n * OC + o] * x.d[n * C + i];
+            }
+            want[n * OC + o] = s;
+        }
+    int keep = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    sft_matmul_forward(out, x.f, w.f, b.f, N, C, OC, w_in_out);
+    sft_matmul_backward(dx, dw, NULL, d.f, x.f, w.f, N, C, OC, w_in_out);
+    omp_set_num_threads(keep);
+    char what[64];
+    snprintf(what, sizeof what, "split %dx%dx%d layout %d threads %d", N, C, OC, w_in_out, threads);
+    check_close_arrays(what, out, want, (size_t)N * OC, 1e-6, 0);
+    check_close_arrays(what, dx, want_dx, (size_t)N * C, 1e-6, 0);
+    check_close_arrays(what, dw, want_dw, (size_t)OC * C, 1e-6, 0);
+    free(out), free(dx), free(dw), free(want), free(want_dx), free(want_dw);
+    arr_free(x), arr_free(w), arr_free(b), arr_free(d);
+}
+
+TEST(matmul_split_across_threads_by_rows_or_columns_matches_float64) {
+    for (int threads = 1; threads <= 3; threads++)
+        for (int layout = 0; layout < 2; layout++) {
+            split_case(100, 20, 7, layout, threads); /* many rows: split rows */
+            split_case(3, 20, 100, layout, threads); /* few rows: split columns */
+            split_case(1, 5, 2, layout, threads);    /* fewer columns than threads */
+        }
 }

@@ -18,7 +18,7 @@ void sft_set_threads(int n) {
     if (n <= 0) n = omp_get_num_procs();
     sft_threads = n;
     omp_set_num_threads(n);
-    openblas_set_num_threads(n);
+    openblas_set_num_threads(1); /* BLAS runs inside the OpenMP threads (sft_matmul_*) */
 }
 
 int sft_get_threads(void) { return sft_threads > 0 ? sft_threads : omp_get_max_threads(); }
@@ -201,42 +201,123 @@ void sft_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const 
 
 /* ----------------------------------------------------------------- matmul */
 
+/* One thread pool: OpenBLAS is kept at one thread and every product is split
+ * across the OpenMP threads (rows of the output, or its columns when there
+ * are few rows), each thread calling a single-threaded sgemm on its slice.
+ * So BLAS threads never spin against OpenMP threads on the shared cores, and
+ * each output element is computed by exactly one thread (no cross-thread
+ * reductions: results depend on the thread count only). */
+static void blas_single_threaded(void) {
+    static int done = 0;
+    if (!done) {
+        openblas_set_num_threads(1);
+        done = 1;
+    }
+}
+
+/* [lo, hi) of n split in `parts` near-equal slices. */
+static void slice(int n, int part, int parts, int *lo, int *hi) {
+    *lo = (int)((long)n * part / parts);
+    *hi = (int)((long)n * (part + 1) / parts);
+}
+
+#define SPLIT_ROWS_MIN 32 /* fewer rows per thread than this: split the columns instead */
+
 void sft_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C,
                         int OC, int w_in_out) {
-    if (w_in_out)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C, 1.0f, inp, C, weight, OC, 0.0f, out, OC);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
-    if (bias) {
-#pragma omp parallel for schedule(static)
-        for (int n = 0; n < N; n++) {
-            float *o = out + (size_t)n * OC;
-            for (int c = 0; c < OC; c++) o[c] += bias[c];
+    blas_single_threaded();
+#pragma omp parallel
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads(), lo, hi;
+        if (N >= nt * SPLIT_ROWS_MIN || OC < nt) {
+            slice(N, t, nt, &lo, &hi);
+            if (hi > lo) {
+                if (w_in_out)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, OC, C, 1.0f, inp + (size_t)lo * C,
+                                C, weight, OC, 0.0f, out + (size_t)lo * OC, OC);
+                else
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, OC, C, 1.0f, inp + (size_t)lo * C, C,
+                                weight, C, 0.0f, out + (size_t)lo * OC, OC);
+                if (bias)
+                    for (int n = lo; n < hi; n++)
+                        for (int c = 0; c < OC; c++) out[(size_t)n * OC + c] += bias[c];
+            }
+        } else {
+            slice(OC, t, nt, &lo, &hi);
+            if (hi > lo) {
+                if (w_in_out)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, hi - lo, C, 1.0f, inp, C, weight + lo,
+                                OC, 0.0f, out + lo, OC);
+                else
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, hi - lo, C, 1.0f, inp, C,
+                                weight + (size_t)lo * C, C, 0.0f, out + lo, OC);
+                if (bias)
+                    for (int n = 0; n < N; n++)
+                        for (int c = lo; c < hi; c++) out[(size_t)n * OC + c] += bias[c];
+            }
         }
     }
 }
 
 void sft_matmul_forward_add(float *out, const float *inp, const float *weight, int N, int C, int OC) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 1.0f, out, OC);
+    blas_single_threaded();
+#pragma omp parallel
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads(), lo, hi;
+        if (N >= nt * SPLIT_ROWS_MIN || OC < nt) {
+            slice(N, t, nt, &lo, &hi);
+            if (hi > lo)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, OC, C, 1.0f, inp + (size_t)lo * C, C,
+                            weight, C, 1.0f, out + (size_t)lo * OC, OC);
+        } else {
+            slice(OC, t, nt, &lo, &hi);
+            if (hi > lo)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, hi - lo, C, 1.0f, inp, C,
+                            weight + (size_t)lo * C, C, 1.0f, out + lo, OC);
+        }
+    }
 }
 
 void sft_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                          const float *weight, int N, int C, int OC, int w_in_out) {
-    if (dinp) {
-        if (w_in_out) /* W [C, OC]: dinp += dout @ W^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, C, OC, 1.0f, dout, OC, weight, OC, 1.0f, dinp,
-                        C);
-        else /* W [OC, C]: dinp += dout @ W */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp,
-                        C);
-    }
-    if (dweight) {
-        if (w_in_out) /* dW [C, OC] += inp^T @ dout */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dweight,
-                        OC);
-        else /* dW [OC, C] += dout^T @ inp */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight,
-                        C);
+    blas_single_threaded();
+#pragma omp parallel
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads(), lo, hi;
+        if (dinp) {
+            if (N >= nt * SPLIT_ROWS_MIN || C < nt) { /* rows of dinp */
+                slice(N, t, nt, &lo, &hi);
+                if (hi > lo) {
+                    if (w_in_out) /* W [C, OC]: dinp += dout @ W^T */
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, C, OC, 1.0f,
+                                    dout + (size_t)lo * OC, OC, weight, OC, 1.0f, dinp + (size_t)lo * C, C);
+                    else /* W [OC, C]: dinp += dout @ W */
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, C, OC, 1.0f,
+                                    dout + (size_t)lo * OC, OC, weight, C, 1.0f, dinp + (size_t)lo * C, C);
+                }
+            } else { /* columns of dinp */
+                slice(C, t, nt, &lo, &hi);
+                if (hi > lo) {
+                    if (w_in_out)
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, hi - lo, OC, 1.0f, dout, OC,
+                                    weight + (size_t)lo * OC, OC, 1.0f, dinp + lo, C);
+                    else
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, hi - lo, OC, 1.0f, dout, OC,
+                                    weight + lo, C, 1.0f, dinp + lo, C);
+                }
+            }
+        }
+        if (dweight) { /* each thread owns a slice of the OC output channels: no reduction across threads */
+            slice(OC, t, nt, &lo, &hi);
+            if (hi > lo) {
+                if (w_in_out) /* dW [C, OC] += inp^T @ dout */
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, hi - lo, N, 1.0f, inp, C, dout + lo, OC,
+                                1.0f, dweight + lo, OC);
+                else /* dW [OC, C] += dout^T @ inp */
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hi - lo, C, N, 1.0f, dout + lo, OC, inp, C,
+                                1.0f, dweight + (size_t)lo * C, C);
+            }
+        }
     }
     if (dbias) column_sums(dbias, dout, NULL, N, OC);
 }
@@ -388,6 +469,7 @@ void sft_attention_forward(float *out, float *att, const float *q, int q_stride,
                     }
                     const float *kj = k + tj * k_stride + (size_t)kvh * HD;
                     float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
                     for (int d = 0; d < HD; d++) dot += qi[d] * kj[d];
                     row[j] = dot * scale;
                     if (row[j] > maxv) maxv = row[j];
@@ -407,6 +489,7 @@ void sft_attention_forward(float *out, float *att, const float *q, int q_stride,
                     float p = row[j];
                     if (p == 0.0f) continue;
                     const float *vj = v + ((size_t)b * T + j) * v_stride + (size_t)kvh * HD;
+#pragma omp simd
                     for (int d = 0; d < HD; d++) o[d] += p * vj[d];
                 }
             }
@@ -437,6 +520,7 @@ void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
                         if (row[j] == 0.0f) continue;
                         const float *vj = v + ((size_t)b * T + j) * v_stride + (size_t)kvh * HD;
                         float dp = 0.0f;
+#pragma omp simd reduction(+ : dp)
                         for (int d = 0; d < HD; d++) dp += doi[d] * vj[d];
                         weighted += (double)row[j] * dp;
                     }
@@ -450,8 +534,10 @@ void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
                         float *dkj = dk + tj * k_stride + (size_t)kvh * HD;
                         float *dvj = dv + tj * v_stride + (size_t)kvh * HD;
                         float dp = 0.0f;
+#pragma omp simd reduction(+ : dp)
                         for (int d = 0; d < HD; d++) dp += doi[d] * vj[d];
                         float ds = p * (dp - wsum) * scale;
+#pragma omp simd
                         for (int d = 0; d < HD; d++) {
                             dqi[d] += ds * kj[d];
                             dkj[d] += ds * qi[d];

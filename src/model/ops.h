@@ -140,9 +140,10 @@ typedef struct sft_kernels {
 
 extern const sft_kernels sft_kernels_cpu;
 
-/* Threads for the parallel loops (OpenMP) and for BLAS. The two never run at
- * the same time: BLAS is called from serial code only, so each may use every
- * core. n <= 0 picks the number of cores. */
+/* Threads of the one thread pool (OpenMP). BLAS is set to one thread and
+ * the matrix products split their output across the OpenMP threads, so the
+ * BLAS library never starts threads of its own that would compete for the
+ * cores. n <= 0 picks the number of cores. */
 void sft_set_threads(int n);
 int sft_get_threads(void);
 
