@@ -459,7 +459,9 @@ TEST(resolved_yaml_reloads_to_an_identical_config) {
     sft_err err;
     const char *text = "model: \"models/my model: v2\"\n"
                        "data: [\"true\", \"123\", \"-dash.jsonl\", \"quote\\\"d.jsonl\", \"tab\\tand\\nnewline\", "
-                       "\"# not a comment\", 'caf\xc3\xa9.jsonl', \"~\", \"null\", \"[x]\"]\n"
+                       "\"# not a comment\", 'caf\xc3\xa9.jsonl', \"~\", \"null\", \"[x]\", "
+                       /* YAML 1.1 line breaks and non-printables (found by fuzz_run_config) */
+                       "\"nel\\Nls\\Lps\\Pesc\\e\\x80bom\\uFEFF\"]\n"
                        "val_data: \"0.5\"\n"
                        "template: ./templates/my.jinja\n"
                        "lr: 3.3333333333333335e-05\n"
@@ -481,6 +483,7 @@ TEST(resolved_yaml_reloads_to_an_identical_config) {
     CHECK(diff == NULL);
     CHECK_INT(again.seed, 9007199254740993LL);
     CHECK_STR(again.data.items[4], "tab\tand\nnewline");
+    CHECK_STR(again.data.items[10], "nel\xc2\x85ls\xe2\x80\xa8ps\xe2\x80\xa9" "esc\x1b\xc2\x80" "bom\xef\xbb\xbf");
     free(yaml);
     sft_run_config_free(&again);
 

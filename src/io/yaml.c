@@ -325,6 +325,24 @@ size_t sft_yaml_quote(char *out, size_t cap, const char *text) {
                 char hex[5];
                 snprintf(hex, sizeof hex, "\\x%02x", c);
                 for (int k = 0; k < 4; k++) PUT(hex[k]);
+            } else if (c == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+                /* U+0080..U+009F: not printable in YAML, and U+0085 (NEL) is
+                 * a line break that folding would turn into a space. */
+                char hex[5];
+                snprintf(hex, sizeof hex, "\\x%02x", p[1]);
+                for (int k = 0; k < 4; k++) PUT(hex[k]);
+                p++;
+            } else if (c == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)) {
+                /* U+2028 / U+2029: YAML 1.1 line and paragraph separators. */
+                PUT('\\');
+                PUT(p[2] == 0xa8 ? 'L' : 'P');
+                p += 2;
+            } else if (c == 0xef && ((p[1] == 0xbb && p[2] == 0xbf) || (p[1] == 0xbf && (p[2] == 0xbe || p[2] == 0xbf)))) {
+                /* U+FEFF (a byte order mark) and the non-characters U+FFFE/FFFF. */
+                char hex[7];
+                snprintf(hex, sizeof hex, "\\u%04x", p[1] == 0xbb ? 0xfeff : 0xffc0 | (p[2] & 0x3f));
+                for (int k = 0; k < 6; k++) PUT(hex[k]);
+                p += 2;
             } else {
                 PUT((char)c);
             }
