@@ -507,9 +507,9 @@ TEST(unsupported_components_are_named) {
     sft_tokenizer *tok = tiny("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}", &err);
     CHECK(tok == NULL);
     CHECK_ERR_HAS(err.msg, "model type \"WordPiece\" is not supported");
-    tok = tiny("{\"normalizer\": {\"type\": \"NFKC\"}, " TINY_MODEL("") "}", &err);
+    tok = tiny("{\"normalizer\": {\"type\": \"Lowercase\"}, " TINY_MODEL("") "}", &err);
     CHECK(tok == NULL);
-    CHECK_ERR_HAS(err.msg, "normalizer type \"NFKC\" is not supported");
+    CHECK_ERR_HAS(err.msg, "normalizer type \"Lowercase\" is not supported");
     tok = tiny("{\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Whitespace\"}]}, " TINY_MODEL("") "}",
                &err);
     CHECK(tok == NULL);
@@ -525,4 +525,39 @@ TEST(unsupported_components_are_named) {
                &err);
     CHECK(tok == NULL);
     CHECK_ERR_HAS(err.msg, "pre_tokenizer Split: invalid regex /(/");
+}
+
+TEST(unicode_normalizers_compose_and_decompose) {
+    /* NFC (Qwen2's normalizer): "e" + U+0301 -> "é", Hangul jamo L + V -> one syllable. */
+    const char *fmt = "{\"normalizer\": {\"type\": \"%s\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"\u00e9\": 0, "
+                      "\"\uac00\": 1, \"e\": 2, \"\u0301\": 3, \"f\": 4, \"i\": 5, \"\ufb01\": 6, \"x\": 7}, \"merges\": []}}";
+    char json[512];
+    sft_err err;
+    snprintf(json, sizeof json, fmt, "NFC");
+    sft_tokenizer *tok = tiny(json, &err);
+    CHECK(tok != NULL);
+    if (tok) {
+        CHECK_IDS(tok, "xe\xcc\x81x", 0, 7, 0, 7);
+        CHECK_IDS(tok, "\xe1\x84\x80\xe1\x85\xa1", 0, 1);
+        CHECK_IDS(tok, "\xef\xac\x81", 0, 6); /* "ﬁ" is already NFC */
+        sft_encoding enc = encode(tok, "xe\xcc\x81x");
+        /* The composed "é" covers both original characters (bytes 1..4). */
+        if (enc.count == 3) {
+            CHECK_INT(enc.offsets[2], 1);
+            CHECK_INT(enc.offsets[3], 4);
+            CHECK_INT(enc.offsets[4], 4);
+        }
+        sft_encoding_free(&enc);
+        sft_tokenizer_free(tok);
+    }
+    snprintf(json, sizeof json, fmt, "NFD");
+    tok = tiny(json, &err);
+    CHECK(tok != NULL);
+    if (tok) CHECK_IDS(tok, "\xc3\xa9", 0, 2, 3);
+    sft_tokenizer_free(tok);
+    snprintf(json, sizeof json, fmt, "NFKC");
+    tok = tiny(json, &err);
+    CHECK(tok != NULL);
+    if (tok) CHECK_IDS(tok, "\xef\xac\x81", 0, 4, 5); /* "ﬁ" -> "f" "i" */
+    sft_tokenizer_free(tok);
 }

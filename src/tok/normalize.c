@@ -1,13 +1,19 @@
 /* normalize.c: tokenizer.json normalizers (tokenizers/src/normalizers):
  * Sequence, Prepend and Replace (String or Regex pattern), the legacy
- * Llama 2 form being Sequence[Prepend("▁"), Replace(" ", "▁")].
+ * Llama 2 form being Sequence[Prepend("▁"), Replace(" ", "▁")], and the
+ * Unicode forms NFC (Qwen2), NFD, NFKC, NFKD through utf8proc.
  *
  * Alignments follow NormalizedString::prepend and ::replace: prepended text
  * takes the original range of the first character; replacement text takes
- * the range of the last byte of what it replaced. Any other normalizer type
- * is refused by name rather than skipped (skipping would change ids). */
+ * the range of the last byte of what it replaced. A Unicode normalization
+ * that changes a run of characters (a starter, its combining marks and
+ * whatever composes with them) aligns the run's result to the whole run;
+ * text the normalization leaves alone keeps its own alignments. Any other
+ * normalizer type is refused by name rather than skipped (skipping would
+ * change ids). */
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 #include "tok/tok_internal.h"
 
@@ -89,7 +95,25 @@ static int load_one(tok_normalizer **list, size_t *count, size_t *cap, const jso
         memcpy(nm->text, json_string_value(content), nm->text_len + 1);
         return 0;
     }
-    return sft_errf(err, "normalizer type \"%s\" is not supported (sft supports Sequence, Prepend, Replace)", type);
+    static const struct {
+        const char *name;
+        int options;
+    } forms[] = {
+        {"NFC", UTF8PROC_STABLE | UTF8PROC_COMPOSE},
+        {"NFD", UTF8PROC_STABLE | UTF8PROC_DECOMPOSE},
+        {"NFKC", UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT},
+        {"NFKD", UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT},
+    };
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++)
+        if (!strcmp(type, forms[i].name)) {
+            nm->type = TOK_NORM_UNICODE;
+            nm->unicode_options = forms[i].options;
+            (*count)++;
+            return 0;
+        }
+    return sft_errf(err,
+                    "normalizer type \"%s\" is not supported (sft supports Sequence, Prepend, Replace, NFC, NFD, NFKC, NFKD)",
+                    type);
 }
 
 int tok_normalizer_load(tok_normalizer **list, size_t *count, const json_t *j, sft_err *err) {
@@ -120,7 +144,95 @@ static void swap_nstr(tok_nstr *a, tok_nstr *b) {
     *b = t;
 }
 
+/* utf8proc's normal form of text[0..len); NULL when it is not valid UTF-8 (or out of memory). */
+static char *unicode_form(const char *text, size_t len, int options, size_t *out_len) {
+    utf8proc_uint8_t *out = NULL;
+    utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)len, &out,
+                                      (utf8proc_option_t)options);
+    if (n < 0) return NULL;
+    *out_len = (size_t)n;
+    return (char *)out;
+}
+
+/* Appends a run to tmp: unchanged with its alignments, or its normal form aligned to the whole run. */
+static int emit_run(const tok_nstr *s, size_t start, size_t end, int options, tok_nstr *tmp) {
+    size_t n = 0;
+    char *norm = unicode_form(s->text + start, end - start, options, &n);
+    if (!norm || (n == end - start && !memcmp(norm, s->text + start, n))) {
+        free(norm);
+        if (tok_nstr_reserve(tmp, tmp->len + (end - start) + 1)) return -1;
+        memcpy(tmp->text + tmp->len, s->text + start, end - start);
+        memcpy(tmp->align + tmp->len, s->align + start, (end - start) * sizeof *s->align);
+        tmp->len += end - start;
+        return 0;
+    }
+    if (tok_nstr_reserve(tmp, tmp->len + n + 1)) {
+        free(norm);
+        return -1;
+    }
+    tok_span whole = {s->align[start].start, s->align[end - 1].end};
+    memcpy(tmp->text + tmp->len, norm, n);
+    for (size_t k = 0; k < n; k++) tmp->align[tmp->len + k] = whole;
+    tmp->len += n;
+    free(norm);
+    return 0;
+}
+
+/* Whether the two runs [a, b) and [b, c) compose across their boundary. */
+static int runs_interact(const tok_nstr *s, size_t a, size_t b, size_t c, int options) {
+    size_t n_all = 0, n_left = 0, n_right = 0;
+    char *all = unicode_form(s->text + a, c - a, options, &n_all);
+    char *left = unicode_form(s->text + a, b - a, options, &n_left);
+    char *right = unicode_form(s->text + b, c - b, options, &n_right);
+    int interact = all && left && right &&
+                   (n_all != n_left + n_right || memcmp(all, left, n_left) || memcmp(all + n_left, right, n_right));
+    free(all);
+    free(left);
+    free(right);
+    return interact;
+}
+
+static int apply_unicode(const tok_normalizer *nm, tok_nstr *s, tok_nstr *tmp, sft_err *err) {
+    size_t n = 0;
+    char *whole = unicode_form(s->text, s->len, nm->unicode_options, &n);
+    int same = whole && n == s->len && !memcmp(whole, s->text, n);
+    free(whole);
+    if (same) return 0; /* already normal: the common case, alignments untouched */
+    /* Runs: a starter (or an invalid byte) with the combining marks after it. */
+    tmp->len = 0;
+    size_t run = 0, prev_run = 0, i = 0;
+    int have_prev = 0;
+    while (i <= s->len) {
+        size_t next = i;
+        int boundary = i == s->len;
+        if (!boundary) {
+            int vl = tok_utf8_valid_len((const unsigned char *)s->text + i, s->len - i);
+            next = i + (vl ? (size_t)vl : 1);
+            boundary = !vl || utf8proc_get_property((utf8proc_int32_t)tok_utf8_decode((const unsigned char *)s->text + i))
+                                      ->combining_class == 0;
+        }
+        if (boundary && i > run) {
+            /* [run, i) is complete: merge it into the pending group when they compose. */
+            if (have_prev && (nm->unicode_options & UTF8PROC_COMPOSE) &&
+                runs_interact(s, prev_run, run, i, nm->unicode_options)) {
+                /* keep prev_run: the group grows to [prev_run, i) */
+            } else {
+                if (have_prev && emit_run(s, prev_run, run, nm->unicode_options, tmp)) return sft_errf(err, "out of memory");
+                prev_run = run;
+                have_prev = 1;
+            }
+            run = i;
+        }
+        if (i == s->len) break;
+        i = next;
+    }
+    if (have_prev && emit_run(s, prev_run, s->len, nm->unicode_options, tmp)) return sft_errf(err, "out of memory");
+    swap_nstr(s, tmp);
+    return 0;
+}
+
 static int apply(const tok_normalizer *nm, tok_matcher *matcher, tok_nstr *s, tok_nstr *tmp, sft_err *err) {
+    if (nm->type == TOK_NORM_UNICODE) return apply_unicode(nm, s, tmp, err);
     if (nm->type == TOK_NORM_PREPEND) {
         if (!s->len) return 0;
         if (tok_nstr_reserve(tmp, s->len + nm->text_len)) return sft_errf(err, "out of memory");

@@ -138,11 +138,20 @@ int tok_matcher_init(tok_matcher *m, sft_err *err) {
     memset(m, 0, sizeof *m);
     m->md = pcre2_match_data_create(1, NULL);
     m->mctx = pcre2_match_context_create(NULL);
-    m->jit_stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
-    if (!m->md || !m->mctx || !m->jit_stack) {
+    if (!m->md || !m->mctx) {
         tok_matcher_free(m);
         return sft_errf(err, "out of memory creating a regex matcher");
     }
+    return 0;
+}
+
+/* JIT code runs on PCRE2's small default stack; a pattern that needs more
+ * (deep backtracking over a long run) gets a large stack and one retry, so
+ * that short texts do not pay for mapping one on every call. */
+static int grow_jit_stack(tok_matcher *m) {
+    if (m->jit_stack) return -1;
+    m->jit_stack = pcre2_jit_stack_create(64 * 1024, 64 * 1024 * 1024, NULL);
+    if (!m->jit_stack) return -1;
     pcre2_jit_stack_assign(m->mctx, NULL, m->jit_stack);
     return 0;
 }
@@ -169,6 +178,8 @@ int tok_find_next(tok_find_iter *it, size_t *start, size_t *end, sft_err *err) {
         if (it->last_end > it->len) return 0;
         int rc = pcre2_match(it->re->code, (PCRE2_SPTR)it->text, it->len, it->last_end, 0, it->m->md,
                              it->m->mctx);
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !grow_jit_stack(it->m))
+            rc = pcre2_match(it->re->code, (PCRE2_SPTR)it->text, it->len, it->last_end, 0, it->m->md, it->m->mctx);
         if (rc == PCRE2_ERROR_NOMATCH) return 0;
         if (rc < 0) {
             PCRE2_UCHAR msg[256];

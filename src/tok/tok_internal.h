@@ -188,7 +188,8 @@ enum tok_prepend_scheme { TOK_PREPEND_ALWAYS, TOK_PREPEND_FIRST, TOK_PREPEND_NEV
 
 /* Normalizers (a Sequence is flattened into a list). */
 typedef struct {
-    enum { TOK_NORM_PREPEND, TOK_NORM_REPLACE } type;
+    enum { TOK_NORM_PREPEND, TOK_NORM_REPLACE, TOK_NORM_UNICODE } type;
+    int unicode_options; /* utf8proc options of NFC / NFD / NFKC / NFKD */
     char *text; /* Prepend: the prefix; Replace: the content */
     size_t text_len;
     tok_regex pattern; /* Replace */
