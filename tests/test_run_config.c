@@ -557,3 +557,24 @@ TEST(yaml_scalar_typing_rules) {
     sft_yaml_quote(out, sizeof out, "a\"b");
     CHECK_STR(out, "\"a\\\"b\"");
 }
+
+TEST(a_command_flag_replaces_the_key_of_the_same_name) {
+    /* sft sweep takes --lr a,b,c itself; the training key lr then stays as the file or default has it. */
+    const char *lr_list = NULL;
+    int dry_run = 0;
+    const sft_arg extra[] = {
+        {"lr", SFT_ARG_STRING, &lr_list, "learning rates to try, comma-separated", NULL},
+        {"dry-run", SFT_ARG_BOOL, &dry_run, "print the trials only", NULL},
+        {NULL, 0, NULL, NULL, NULL},
+    };
+    char *argv[] = {"sweep", "--lr", "1e-4,3e-4", "--dry-run", "--batch-size", "4", NULL};
+    sft_run_config cfg;
+    sft_err err;
+    sft_run_config_init(&cfg);
+    CHECK_INT(sft_run_flags_parse(&cfg, 6, argv, extra, "sft sweep [flags]", &err), 0);
+    CHECK_STR(lr_list, "1e-4,3e-4");
+    CHECK_INT(dry_run, 1);
+    CHECK_INT(cfg.batch_size, 4);
+    CHECK(isnan(cfg.lr)); /* untouched: still the automatic default */
+    sft_run_config_free(&cfg);
+}
