@@ -19,10 +19,24 @@
 #define DEMO "assets/demo-model"
 #define FIXTURES "tests/fixtures/hf"
 
+static char made[16][64];
+static int made_count;
+
+static void remove_made(void) {
+    for (int i = 0; i < made_count; i++) {
+        char cmd[1100];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", made[i]);
+        if (system(cmd)) fprintf(stderr, "could not remove %s\n", made[i]);
+    }
+}
+
+/* A fresh folder, removed at exit. */
 static char *tmpdir(void) {
-    static char dir[64];
-    snprintf(dir, sizeof dir, "/tmp/sft-test-dataset-XXXXXX");
+    if (made_count == 16) abort();
+    char *dir = made[made_count++];
+    snprintf(dir, 64, "/tmp/sft-test-dataset-XXXXXX");
     if (!mkdtemp(dir)) abort();
+    if (made_count == 1) atexit(remove_made);
     return dir;
 }
 
