@@ -490,6 +490,13 @@ TEST(loading_into_a_different_model_names_the_tensor) {
     t.count = NVIEWS;
     CHECK_INT(sft_checkpoint_load(ckpt, &t, NULL, &state, &err), -1);
     CHECK_STR(err.msg, "checkpoint: tensor 'model.embed' (offset 20, 10 values) lies outside the 26-value buffer");
+
+    sft_ckpt_view twice[NVIEWS];
+    memcpy(twice, views, sizeof twice);
+    twice[1].name = twice[0].name;
+    t.views = twice;
+    CHECK_INT(sft_checkpoint_load(ckpt, &t, NULL, &state, &err), -1);
+    CHECK_STR(err.msg, "checkpoint: two tensors are named 'model.layers.0.w'");
     remove_tree(run);
 }
 

@@ -440,6 +440,9 @@ static int check_views(const sft_ckpt_tensors *t, sft_err *err) {
             if (v->shape[d] < 0) return sft_errf(err, "checkpoint: tensor '%s' has a negative dimension", v->name);
             numel *= (size_t)v->shape[d];
         }
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(t->views[j].name, v->name))
+                return sft_errf(err, "checkpoint: two tensors are named '%s'", v->name);
         if (v->offset > t->numel || numel > t->numel - v->offset)
             return sft_errf(err, "checkpoint: tensor '%s' (offset %zu, %zu values) lies outside the %zu-value buffer",
                             v->name, v->offset, numel, t->numel);
@@ -447,33 +450,39 @@ static int check_views(const sft_ckpt_tensors *t, sft_err *err) {
     return 0;
 }
 
-/* Writes base[view] for every view, named prefix + name, as float32. */
-static int write_tensors(const char *path, const sft_ckpt_tensors *t, const float *base, const char *prefix,
-                         sft_err *err) {
-    sft_tensor_out *out = calloc(t->count ? t->count : 1, sizeof *out);
-    char **names = calloc(t->count ? t->count : 1, sizeof *names);
+/* Writes, for each part p and view, bases[p][view] named prefixes[p] + name,
+ * as float32, into one file. The tensors point into the caller's buffers:
+ * nothing is copied (the moments of a large model are gigabytes). */
+static int write_tensors(const char *path, const sft_ckpt_tensors *t, int parts, const float *const *bases,
+                         const char *const *prefixes, sft_err *err) {
+    size_t total = (size_t)parts * t->count;
+    sft_tensor_out *out = calloc(total ? total : 1, sizeof *out);
+    char **names = calloc(total ? total : 1, sizeof *names);
     int rc = -1;
     if (!out || !names) {
         sft_errf(err, "out of memory");
         goto done;
     }
-    for (size_t i = 0; i < t->count; i++) {
-        const sft_ckpt_view *v = &t->views[i];
-        size_t n = strlen(prefix) + strlen(v->name) + 1;
-        if (!(names[i] = malloc(n))) {
-            sft_errf(err, "out of memory");
-            goto done;
+    for (int p = 0; p < parts; p++) {
+        for (size_t i = 0; i < t->count; i++) {
+            const sft_ckpt_view *v = &t->views[i];
+            size_t k = (size_t)p * t->count + i;
+            size_t n = strlen(prefixes[p]) + strlen(v->name) + 1;
+            if (!(names[k] = malloc(n))) {
+                sft_errf(err, "out of memory");
+                goto done;
+            }
+            snprintf(names[k], n, "%s%s", prefixes[p], v->name);
+            out[k].name = names[k];
+            out[k].ndim = v->ndim;
+            memcpy(out[k].shape, v->shape, sizeof out[k].shape);
+            out[k].data = bases[p] + v->offset;
         }
-        snprintf(names[i], n, "%s%s", prefix, v->name);
-        out[i].name = names[i];
-        out[i].ndim = v->ndim;
-        memcpy(out[i].shape, v->shape, sizeof out[i].shape);
-        out[i].data = base + v->offset;
     }
-    rc = sft_safetensors_write(path, out, t->count, SFT_DTYPE_F32, err);
+    rc = sft_safetensors_write(path, out, total, SFT_DTYPE_F32, err);
 done:
     if (names)
-        for (size_t i = 0; i < t->count; i++) free(names[i]);
+        for (size_t k = 0; k < total; k++) free(names[k]);
     free(names);
     free(out);
     return rc;
@@ -568,47 +577,19 @@ int sft_checkpoint_save(const char *run_dir, const sft_ckpt_save *save, char *sa
     if (sft_dir_begin(final_dir, tmp, sizeof tmp, err)) return -1;
     crash_point("begin");
 
-    if (sft_path_join(path, sizeof path, tmp, weights_name, err) || write_tensors(path, t, t->params, "", err))
+    const float *weights_base[] = {t->params};
+    const char *const weights_prefix[] = {""};
+    if (sft_path_join(path, sizeof path, tmp, weights_name, err) ||
+        write_tensors(path, t, 1, weights_base, weights_prefix, err))
         goto fail;
     crash_point("weights");
     if (t->adam_m) {
-        if (sft_path_join(path, sizeof path, tmp, "optimizer.safetensors", err)) goto fail;
-        /* Both moments in one file: one name per moment and tensor. */
-        sft_ckpt_tensors both = *t;
-        size_t n = t->count;
-        sft_ckpt_view *views = calloc(2 * n + 1, sizeof *views);
-        char **names = calloc(2 * n + 1, sizeof *names);
-        float *joined = NULL;
-        int rc = -1;
-        if (!views || !names || (t->numel && !(joined = malloc(2 * t->numel * sizeof *joined)))) {
-            sft_errf(err, "out of memory");
-        } else {
-            memcpy(joined, t->adam_m, t->numel * sizeof *joined);
-            memcpy(joined + t->numel, t->adam_v, t->numel * sizeof *joined);
-            rc = 0;
-            for (size_t i = 0; i < 2 * n && !rc; i++) {
-                const sft_ckpt_view *v = &t->views[i % n];
-                const char *prefix = i < n ? "exp_avg/" : "exp_avg_sq/";
-                size_t len = strlen(prefix) + strlen(v->name) + 1;
-                if (!(names[i] = malloc(len))) {
-                    rc = sft_errf(err, "out of memory");
-                    break;
-                }
-                snprintf(names[i], len, "%s%s", prefix, v->name);
-                views[i] = *v;
-                views[i].name = names[i];
-                views[i].offset = v->offset + (i < n ? 0 : t->numel);
-            }
-            both.views = views;
-            both.count = 2 * n;
-            both.numel = 2 * t->numel;
-            if (!rc) rc = write_tensors(path, &both, joined, "", err);
-        }
-        for (size_t i = 0; names && i < 2 * n; i++) free(names[i]);
-        free(names);
-        free(views);
-        free(joined);
-        if (rc) goto fail;
+        /* Both moments in one file, named as torch's AdamW state keys. */
+        const float *moment_base[] = {t->adam_m, t->adam_v};
+        const char *const moment_prefix[] = {"exp_avg/", "exp_avg_sq/"};
+        if (sft_path_join(path, sizeof path, tmp, "optimizer.safetensors", err) ||
+            write_tensors(path, t, 2, moment_base, moment_prefix, err))
+            goto fail;
     }
     crash_point("optimizer");
     for (size_t i = 0; i < save->file_count; i++)
