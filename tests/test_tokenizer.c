@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "test.h"
@@ -559,5 +560,54 @@ TEST(unicode_normalizers_compose_and_decompose) {
     tok = tiny(json, &err);
     CHECK(tok != NULL);
     if (tok) CHECK_IDS(tok, "\xef\xac\x81", 0, 4, 5); /* "ﬁ" -> "f" "i" */
+    sft_tokenizer_free(tok);
+}
+
+/* Two threads encode the same texts at once (sharing the word cache) and
+ * must get what one thread gets. */
+struct thread_job {
+    const sft_tokenizer *tok;
+    long checksum;
+    int failed;
+};
+
+static const char *thread_texts[] = {"The quick brown fox jumps over the lazy dog.", "naïve café résumé",
+                                     "def f(x):\n    return x ** 2  # square\n", "中文分词测试，你好世界。",
+                                     "I'm sure you'll see they've said it's fine"};
+
+static void *encode_many(void *arg) {
+    struct thread_job *job = arg;
+    sft_encoding enc = {0};
+    sft_err err;
+    for (int round = 0; round < 200; round++)
+        for (size_t k = 0; k < sizeof thread_texts / sizeof thread_texts[0]; k++) {
+            if (sft_tokenizer_encode(job->tok, thread_texts[k], strlen(thread_texts[k]), 0, &enc, &err)) {
+                job->failed = 1;
+                break;
+            }
+            for (size_t i = 0; i < enc.count; i++) job->checksum += (long)enc.ids[i] * (long)(i + 1);
+        }
+    sft_encoding_free(&enc);
+    return NULL;
+}
+
+TEST(encoding_from_two_threads_gives_the_same_ids) {
+    sft_err err;
+    sft_tokenizer *tok = sft_tokenizer_load(FIX "models/gpt2-tiny", &err);
+    CHECK(tok != NULL);
+    if (!tok) return;
+    struct thread_job alone = {tok, 0, 0};
+    encode_many(&alone);
+    sft_tokenizer_free(tok);
+    tok = sft_tokenizer_load(FIX "models/gpt2-tiny", &err); /* a fresh, empty word cache */
+    if (!tok) return;
+    struct thread_job jobs[2] = {{tok, 0, 0}, {tok, 0, 0}};
+    pthread_t threads[2];
+    for (int t = 0; t < 2; t++) CHECK_INT(pthread_create(&threads[t], NULL, encode_many, &jobs[t]), 0);
+    for (int t = 0; t < 2; t++) pthread_join(threads[t], NULL);
+    for (int t = 0; t < 2; t++) {
+        CHECK(!jobs[t].failed);
+        CHECK_INT(jobs[t].checksum, alone.checksum);
+    }
     sft_tokenizer_free(tok);
 }
