@@ -419,6 +419,9 @@ TEST(refuses_variants_it_would_render_differently) {
     CHECK_ERR_HAS(detected("<|im_start|>assistant\\n<think>\\n"), "<think>");
     CHECK_ERR_HAS(detected("{{ '<|im_start|>system\\nYou are Hermes.<|im_end|>\\n' }}<|im_start|>"),
                   "You are Hermes.");
+    /* In double quotes, with an apostrophe, and escapes unescaped. */
+    CHECK_ERR_HAS(detected("{{ \"<|im_start|>system\\nYou're \\\"Hermes\\\".<|im_end|>\\n\" }}{{ '<|im_start|>' }}"),
+                  "(\"You're \"Hermes\".\")");
     CHECK_ERR_HAS(detected("Below is an instruction that describes a task. ### Instruction: ### Response:"),
                   "preamble");
     CHECK_ERR_HAS(detected("{% if messages[0]['role'] == 'system' %}{% set system_message = messages[0]['content'] %}"

@@ -487,33 +487,84 @@ static int refuse(sft_err *err, const char *why) {
                     names_list(names, sizeof names));
 }
 
-/* The default system prompt a ChatML template writes itself: the literal
- * after '<|im_start|>system\n' up to <|im_end|> inside one Jinja string
- * (Qwen2: '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n').
- * Occurrences followed by a quote (the system message's own content) are
- * skipped. *found = 0 when there is none; -1 when one cannot be read. */
-static int chatml_default_system(const char *text, char *buf, size_t cap, int *found, sft_err *err) {
-    static const char marker[] = "<|im_start|>system\\n";
-    *found = 0;
-    for (const char *p = strstr(text, marker); p; p = strstr(p + 1, marker)) {
-        const char *s = p + sizeof marker - 1;
-        const char *end = strstr(s, "<|im_end|>");
-        const char *quote = strpbrk(s, "'\"");
-        if (!end || (quote && quote < end) || end == s) continue;
-        size_t n = 0;
-        for (const char *c = s; c < end; c++) {
-            char ch = *c;
-            if (ch == '\\') {
-                c++;
-                ch = *c == 'n' ? '\n' : *c == 't' ? '\t' : *c;
+/* The next Jinja tag ({{, {% or {#) at or after p, or NULL. */
+static const char *next_tag(const char *p) {
+    for (p = strchr(p, '{'); p; p = strchr(p + 1, '{'))
+        if (p[1] == '{' || p[1] == '%' || p[1] == '#') return p;
+    return NULL;
+}
+
+/* The closing delimiter ("}}", "%}" or "#}") of the tag at `tag`, minding
+ * string literals that may hold one; NULL when unterminated. When
+ * `literals` is given, appends each string literal of an expression or
+ * statement tag, unescaped as Jinja does for the common escapes, followed by
+ * a \x1f separator (it must hold strlen(tag) + 1 more bytes). */
+static const char *tag_end(const char *tag, char *literals, size_t *literals_len) {
+    char close = tag[1] == '{' ? '}' : tag[1] == '%' ? '%' : '#';
+    char quote = 0;
+    for (const char *q = tag + 2; *q; q++) {
+        if (quote) {
+            if (*q == quote) {
+                quote = 0;
+                if (literals) literals[(*literals_len)++] = '\x1f';
+                continue;
             }
-            if (n + 1 >= cap) return refuse(err, "the ChatML template's default system prompt is too long to read");
-            buf[n++] = ch;
+            char c = *q;
+            if (c == '\\' && q[1]) {
+                q++;
+                c = *q == 'n' ? '\n' : *q == 't' ? '\t' : *q == 'r' ? '\r' : *q;
+            }
+            if (literals) literals[(*literals_len)++] = c;
+        } else if (close != '#' && (*q == '\'' || *q == '"')) {
+            quote = *q;
+        } else if (*q == close && q[1] == '}') {
+            return q;
         }
+    }
+    return NULL;
+}
+
+/* Every string literal of the template's tags, unescaped, each followed by
+ * \x1f: what the template can write. malloc'ed; NULL when out of memory. */
+static char *template_literals(const char *text) {
+    char *out = malloc(strlen(text) + 1);
+    if (!out) return NULL;
+    size_t n = 0;
+    for (const char *tag = next_tag(text); tag;) {
+        const char *end = tag_end(tag, out, &n);
+        if (!end) break;
+        tag = next_tag(end + 2);
+    }
+    out[n] = 0;
+    return out;
+}
+
+/* The default system prompt a ChatML template writes itself: the text after
+ * "<|im_start|>system\n" up to <|im_end|> inside one string literal (Qwen2:
+ * '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n'). Literals
+ * where the marker ends the string (the system message's own content
+ * follows) do not count. *found = 0 when there is none. */
+static int chatml_default_system(const char *text, char *buf, size_t cap, int *found, sft_err *err) {
+    static const char marker[] = "<|im_start|>system\n";
+    *found = 0;
+    char *literals = template_literals(text);
+    if (!literals) return sft_errf(err, "out of memory");
+    for (const char *p = strstr(literals, marker); p; p = strstr(p + 1, marker)) {
+        const char *start = p + sizeof marker - 1;
+        const char *stop = strchr(start, '\x1f');
+        const char *end = strstr(start, "<|im_end|>");
+        if (!end || (stop && stop < end) || end == start) continue;
+        size_t n = (size_t)(end - start);
+        if (n >= cap) {
+            free(literals);
+            return refuse(err, "the ChatML template's default system prompt is too long to read");
+        }
+        memcpy(buf, start, n);
         buf[n] = 0;
         *found = 1;
-        return 0;
+        break;
     }
+    free(literals);
     return 0;
 }
 
@@ -529,8 +580,7 @@ static long literal_output_at(const char *text) {
     const char *p = text, *literal = text;
     int strip_next = 0, after_block = 0;
     for (;;) {
-        const char *tag = strstr(p, "{");
-        while (tag && tag[1] != '{' && tag[1] != '%' && tag[1] != '#') tag = strstr(tag + 1, "{");
+        const char *tag = next_tag(p);
         const char *lit_end = tag ? tag : literal + strlen(literal);
         /* The literal run [literal, lit_end), trimmed by the rules. */
         const char *a = literal, *b = lit_end;
@@ -552,23 +602,10 @@ static long literal_output_at(const char *text) {
         }
         if (a < b) return (long)(a - text);
         if (!tag) return -1;
-        /* Skip the tag, minding quoted strings that may hold '}'. */
-        char close = tag[1] == '{' ? '}' : tag[1] == '%' ? '%' : '#';
-        const char *q = tag + 2;
-        char quote = 0;
-        for (; *q; q++) {
-            if (quote) {
-                if (*q == '\\' && q[1]) q++;
-                else if (*q == quote) quote = 0;
-            } else if (close != '#' && (*q == '\'' || *q == '"')) {
-                quote = *q;
-            } else if (*q == close && q[1] == '}') {
-                break;
-            }
-        }
-        if (!*q) return (long)(tag - text); /* unterminated tag: let it count as text */
+        const char *q = tag_end(tag, NULL, NULL);
+        if (!q) return (long)(tag - text); /* unterminated tag: let it count as text */
         strip_next = q[-1] == '-';
-        after_block = close != '}';
+        after_block = *q != '}';
         p = literal = q + 2;
     }
 }
