@@ -6,13 +6,14 @@
  * Families (sft_chat_template_names lists them): chatml and its variants with
  * a built-in default system prompt (qwen2, qwen2.5, smollm2), llama3,
  * llama3.1, llama2 (Meta's template: strip over system+content, roles must
- * alternate), llama2-trim (per-message `| trim`, as in the HF fixtures) and
- * alpaca. The family is detected from the model's template text by its
- * markers (<|im_start|>, <|start_header_id|>, [INST] + <<SYS>>,
- * ### Instruction:), or chosen by name. A template that is not recognised,
- * or a known variant that renders differently (Llama 3.2's date of today,
- * Qwen3's <think>, Mistral's [INST] without <<SYS>>), is an error listing the
- * names --template accepts: never a silent fallback.
+ * alternate), llama2-trim (per-message `| trim`, as in the HF fixtures),
+ * mistral (v0.1 / Mixtral) and alpaca. The family is detected from the
+ * model's template text by its markers (<|im_start|>, <|start_header_id|>,
+ * [INST], ### Instruction:), or chosen by name. A template that is not
+ * recognised, or a known variant that renders differently (Llama 3.2's date
+ * of today, Qwen3's <think>, later Mistral templates, text written between
+ * tags), is an error listing the names --template accepts: never a silent
+ * fallback. docs/templates.md has the details.
  *
  * Assistant spans are what the `{% generation %}` blocks of the HF fixture
  * templates (and TRL's assistant-only-loss templates) enclose: the
