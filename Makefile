@@ -17,7 +17,7 @@ endif
 
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -fopenmp -Isrc -MMD -MP $(SANFLAGS)
 CFLAGS += $(CFLAGS_BASE)
-LDLIBS = -ljansson -lpcre2-8 -lopenblas -lyaml -lz -lm -lutf8proc -lxxhash
+LDLIBS = -ljansson -lpcre2-8 -lopenblas -lyaml -lz -lm -lutf8proc -lxxhash -lcairo
 LDFLAGS += -fopenmp $(SANFLAGS)
 
 LIB_SRC := $(shell find src -name '*.c' ! -path 'src/cli/*' | sort)

@@ -54,7 +54,9 @@ TEST(jsonl_reads_spec_records_with_bare_nan_and_skips_other_types) {
                         "{\"type\":\"train\",\"step\":1,\"epoch\":0.1,\"loss\":2.5,\"grad_norm\":1.5,\"grad_norm_clipped\":1,"
                         "\"clipped\":true,\"lr\":1e-4,\"tokens\":300,\"tokens_per_s\":900.5,\"elapsed_s\":0.3}\n"
                         "\n"
-                        "{\"type\":\"finding\",\"kind\":\"loss_spike\"}\n"
+                        "{\"type\":\"finding\",\"kind\":\"loss_spike\",\"severity\":\"warning\",\"step\":1,"
+                        "\"end_step\":1,\"evidence\":{\"loss\":2.5,\"records\":\"a.jsonl:4\"},\"message\":\"m\","
+                        "\"advice\":\"a\"}\n"
                         "{\"type\":\"sample\",\"text\":\"hi\"}\n"
                         "{\"type\":\"train\",\"step\":2,\"loss\":NaN,\"grad_norm\":Infinity}\r\n"
                         "{\"type\":\"eval\",\"step\":2,\"val_loss\":2.75,\"val_tokens\":4096}\n",
@@ -63,12 +65,17 @@ TEST(jsonl_reads_spec_records_with_bare_nan_and_skips_other_types) {
     CHECK_STR(c.source, "metrics.jsonl");
     CHECK_INT(c.train_count, 2);
     CHECK_INT(c.eval_count, 1);
+    if (c.train_count != 2 || c.eval_count != 1) return;
     CHECK(c.train[0].clipped && (c.train[0].has & SFT_HAS_CLIPPED));
     CHECK_NEAR(c.train[0].grad_norm_clipped, 1, 0);
     CHECK_INT(c.train[0].tokens, 300);
     CHECK(isnan(c.train[1].loss) && isinf(c.train[1].grad_norm));
     CHECK(!(c.train[1].has & SFT_HAS_LR));
     CHECK_INT(c.eval[0].val_tokens, 4096);
+    /* The finding line keeps the batch records it named. */
+    CHECK_INT(c.note_count, 1);
+    CHECK_STR(c.notes[0].kind, "loss_spike");
+    CHECK_STR(c.notes[0].records, "a.jsonl:4");
     sft_curve_free(&c);
     clean_dir();
 }
@@ -316,6 +323,18 @@ TEST(monitor_raises_a_spike_once_with_the_batch_records_in_every_sink) {
     sft_curve_init(&c);
     CHECK_INT(sft_curve_read(dir, &c, &err), 0);
     CHECK_INT(c.train_count, 80);
+    /* ... and an offline diagnosis names the batch of the spike again. */
+    sft_diagnose_config cfg;
+    sft_diagnose_config_default(&cfg);
+    sft_diagnosis offline;
+    sft_diagnosis_init(&offline);
+    CHECK_INT(sft_diagnose(&c, &cfg, &offline, &err), 0);
+    int named = 0;
+    for (size_t i = 0; i < offline.finding_count; i++)
+        named += !strcmp(offline.findings[i].kind, "loss_spike") &&
+                 !strcmp(offline.findings[i].records, "train.jsonl:17 train.jsonl:230");
+    CHECK_INT(named, 1);
+    sft_diagnosis_free(&offline);
     sft_curve_free(&c);
     clean_dir();
 }

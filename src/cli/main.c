@@ -22,7 +22,7 @@ static const command commands[] = {
     {"sweep", NULL, "learning-rate sweep, best model by minimal validation loss", "the sweep issue (#6)"},
     {"eval", sft_cmd_eval, "validation loss, perplexity, exact-match accuracy", "the training issue (#4)"},
     {"diagnose", sft_cmd_diagnose, "diagnosis of a run dir, metrics.jsonl, trainer_state.json, TensorBoard file or CSV", "the monitor issue (#5)"},
-    {"report", NULL, "HTML report with plots of a run or sweep", "the monitor issue (#5)"},
+    {"report", sft_cmd_report, "HTML report with plots of a run or sweep", "the monitor issue (#5)"},
     {"generate", sft_cmd_generate, "sample from a model with its chat template", "the engine issue (#3)"},
     {"chat", sft_cmd_chat, "interactive chat with a model", "the engine issue (#3)"},
     {"data", sft_cmd_data, "dataset pipeline: stats, filter, dedup, decontaminate, split, convert, generate, augment, score", "the data issue (#7)"},

@@ -1,6 +1,7 @@
 /* curve.c: growing and ordering the series of a training curve (curve.h). */
 #include "monitor/curve.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,7 @@ void sft_curve_init(sft_curve *c) { memset(c, 0, sizeof *c); }
 void sft_curve_free(sft_curve *c) {
     free(c->train);
     free(c->eval);
+    free(c->notes);
     memset(c, 0, sizeof *c);
 }
 
@@ -31,6 +33,15 @@ int sft_curve_add_train(sft_curve *c, const sft_train_point *p, sft_err *err) {
 int sft_curve_add_eval(sft_curve *c, const sft_eval_point *p, sft_err *err) {
     if (grow((void **)&c->eval, &c->eval_cap, c->eval_count, sizeof *p, err)) return -1;
     c->eval[c->eval_count++] = *p;
+    return 0;
+}
+
+int sft_curve_add_note(sft_curve *c, const char *kind, int64_t step, const char *records, sft_err *err) {
+    if (grow((void **)&c->notes, &c->note_cap, c->note_count, sizeof *c->notes, err)) return -1;
+    sft_curve_note *n = &c->notes[c->note_count++];
+    snprintf(n->kind, sizeof n->kind, "%s", kind);
+    n->step = step;
+    snprintf(n->records, sizeof n->records, "%s", records);
     return 0;
 }
 

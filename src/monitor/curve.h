@@ -51,6 +51,15 @@ typedef struct sft_eval_point {
     int64_t val_tokens;
 } sft_eval_point;
 
+/* The batch records a finding named when it was raised during training
+ * (metrics.jsonl keeps them in the finding line); a later diagnosis of the
+ * same curve attaches them to the finding of that kind and step. */
+typedef struct sft_curve_note {
+    char kind[32];
+    int64_t step;
+    char records[512];
+} sft_curve_note;
+
 typedef struct sft_curve {
     sft_train_point *train;
     size_t train_count, train_cap;
@@ -62,12 +71,15 @@ typedef struct sft_curve {
      * whole run (underfitting) wait until enough of it is there. */
     int64_t planned_steps;
     char source[64];      /* "metrics.jsonl", "trainer_state.json", "tfevents", "csv" */
+    sft_curve_note *notes;
+    size_t note_count, note_cap;
 } sft_curve;
 
 void sft_curve_init(sft_curve *c);
 void sft_curve_free(sft_curve *c);
 int sft_curve_add_train(sft_curve *c, const sft_train_point *p, sft_err *err);
 int sft_curve_add_eval(sft_curve *c, const sft_eval_point *p, sft_err *err);
+int sft_curve_add_note(sft_curve *c, const char *kind, int64_t step, const char *records, sft_err *err);
 /* Stable sort of both series by step (readers of files that may be out of order). */
 void sft_curve_sort(sft_curve *c);
 

@@ -931,6 +931,10 @@ static int diagnose_with(point_events *ev, const sft_curve *c, const sft_diagnos
     if (rule_frequent_clipping(c, cfg, &list, err)) goto done;
 
     if (out->finding_count) qsort(out->findings, out->finding_count, sizeof *out->findings, cmp_finding);
+    for (size_t i = 0; i < out->finding_count; i++)
+        for (size_t k = 0; k < c->note_count && !out->findings[i].records[0]; k++)
+            if (c->notes[k].step == out->findings[i].step && !strcmp(c->notes[k].kind, out->findings[i].kind))
+                snprintf(out->findings[i].records, sizeof out->findings[i].records, "%s", c->notes[k].records);
     out->verdict = "healthy";
     for (size_t i = 0; i < out->finding_count; i++) {
         if (out->findings[i].severity == SFT_SEVERITY_CRITICAL) out->verdict = "failing";

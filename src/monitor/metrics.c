@@ -139,13 +139,6 @@ int sft_tensorboard_sink_open(const char *dir, sft_metrics_sink *sink, sft_err *
 
 #define MONITOR_MAX_SINKS 8
 
-/* The batch records attached to a point finding, kept across re-diagnoses. */
-typedef struct {
-    char kind[32];
-    int64_t step;
-    char records[512];
-} attached_records;
-
 struct sft_monitor {
     sft_monitor_options options;
     char diagnosis_path[4096];
@@ -156,8 +149,6 @@ struct sft_monitor {
     sft_diagnosis diagnosis;
     const sft_finding *fresh[64];
     size_t fresh_count;
-    attached_records *attached;
-    size_t attached_count, attached_cap;
     int finished; /* sft_monitor_finish ran */
 };
 
@@ -185,7 +176,6 @@ static void monitor_free(sft_monitor *m) {
     sft_curve_free(&m->curve);
     sft_diagnose_tracker_free(m->tracker);
     sft_diagnosis_free(&m->diagnosis);
-    free(m->attached);
     free(m);
 }
 
@@ -239,21 +229,6 @@ fail:;
     return NULL;
 }
 
-static int attach_records(sft_monitor *m, const sft_finding *f, const char *records, sft_err *err) {
-    if (m->attached_count == m->attached_cap) {
-        size_t cap = m->attached_cap ? 2 * m->attached_cap : 16;
-        attached_records *p = realloc(m->attached, cap * sizeof *p);
-        if (!p) return sft_errf(err, "out of memory");
-        m->attached = p;
-        m->attached_cap = cap;
-    }
-    attached_records *a = &m->attached[m->attached_count++];
-    snprintf(a->kind, sizeof a->kind, "%s", f->kind);
-    a->step = f->step;
-    snprintf(a->records, sizeof a->records, "%s", records);
-    return 0;
-}
-
 static int is_batch_kind(const char *kind) {
     return !strcmp(kind, "loss_spike") || !strcmp(kind, "non_finite") || !strcmp(kind, "exploding_gradients");
 }
@@ -266,13 +241,13 @@ static int monitor_diagnose(sft_monitor *m, int64_t step, const char *batch_reco
     if (sft_diagnose_update(m->tracker, &m->curve, &m->options.diagnose, &m->diagnosis, &raised, err)) return -1;
     for (size_t i = 0; i < m->diagnosis.finding_count; i++) {
         sft_finding *f = &m->diagnosis.findings[i];
-        if (f->first_raised && batch_records && batch_records[0] && f->step == step && is_batch_kind(f->kind) &&
-            attach_records(m, f, batch_records, err))
-            return -1;
-        for (size_t a = 0; a < m->attached_count; a++)
-            if (m->attached[a].step == f->step && !strcmp(m->attached[a].kind, f->kind))
-                snprintf(f->records, sizeof f->records, "%s", m->attached[a].records);
         if (!f->first_raised) continue;
+        /* The batch of the step that raised it; kept in the curve so later
+         * diagnoses (and sft diagnose of metrics.jsonl) name it too. */
+        if (batch_records && batch_records[0] && f->step == step && is_batch_kind(f->kind) && !f->records[0]) {
+            if (sft_curve_add_note(&m->curve, f->kind, f->step, batch_records, err)) return -1;
+            snprintf(f->records, sizeof f->records, "%s", batch_records);
+        }
         if (m->fresh_count < sizeof m->fresh / sizeof m->fresh[0]) m->fresh[m->fresh_count++] = f;
         for (int s = 0; s < m->sink_count; s++)
             if (m->sinks[s].on_finding && m->sinks[s].on_finding(m->sinks[s].ctx, f, err)) return -1;

@@ -60,7 +60,18 @@ static int jsonl_record(const json_t *rec, const char *ctx, sft_curve *c, sft_er
         if (tokens >= 0) e.val_tokens = tokens, e.has |= SFT_HAS_VAL_TOKENS;
         return sft_curve_add_eval(c, &e, err);
     }
-    return 0; /* findings are re-derived; other record types are not curves */
+    if (!strcmp(type, "finding")) {
+        /* Findings are re-derived from the curve; only the batch records
+         * they named are kept, to attach them again. */
+        const char *kind = NULL, *records = NULL;
+        int64_t step = 0;
+        const json_t *evidence = json_object_get(rec, "evidence");
+        if (sft_json_get_string(rec, "kind", &kind, ctx, err) || sft_json_get_int(rec, "step", &step, ctx, err))
+            return -1;
+        if (json_is_object(evidence) && sft_json_get_string_opt(evidence, "records", &records, ctx, err)) return -1;
+        return records ? sft_curve_add_note(c, kind, step, records, err) : 0;
+    }
+    return 0; /* other record types are not curves */
 }
 
 int sft_metrics_jsonl_read(const char *path, sft_curve *c, sft_err *err) {
