@@ -142,13 +142,17 @@ fail:
     return NULL;
 }
 
-static int parser_error(const yaml_parser_t *parser, const char *name, sft_err *err) {
+static int parser_error(const yaml_parser_t *parser, const char *text, size_t len, const char *name,
+                        sft_err *err) {
     const char *problem = parser->problem ? parser->problem : "malformed document";
     int line = (int)parser->problem_mark.line + 1, column = (int)parser->problem_mark.column + 1;
+    /* The commonest YAML mistake has the least helpful message. */
+    size_t at = parser->problem_mark.index;
+    const char *hint = at < len && text[at] == '\t' ? " (a tab: YAML indents with spaces)" : "";
     if (parser->context)
-        return sft_errf(err, "%s:%d:%d: invalid YAML: %s %s (line %d)", name, line, column, problem,
-                        parser->context, (int)parser->context_mark.line + 1);
-    return sft_errf(err, "%s:%d:%d: invalid YAML: %s", name, line, column, problem);
+        return sft_errf(err, "%s:%d:%d: invalid YAML: %s%s (%s started at line %d)", name, line, column, problem,
+                        hint, parser->context, (int)parser->context_mark.line + 1);
+    return sft_errf(err, "%s:%d:%d: invalid YAML: %s%s", name, line, column, problem, hint);
 }
 
 sft_yaml_doc *sft_yaml_load_string(const char *text, size_t len, const char *name, sft_err *err) {
@@ -167,7 +171,7 @@ sft_yaml_doc *sft_yaml_load_string(const char *text, size_t len, const char *nam
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     yaml_document_t ydoc;
     if (!yaml_parser_load(&parser, &ydoc)) {
-        parser_error(&parser, name, err);
+        parser_error(&parser, text, len, name, err);
         yaml_parser_delete(&parser);
         sft_yaml_free(doc);
         return NULL;
@@ -183,7 +187,7 @@ sft_yaml_doc *sft_yaml_load_string(const char *text, size_t len, const char *nam
          * certainly two files pasted together. */
         yaml_document_t next;
         if (!yaml_parser_load(&parser, &next)) {
-            parser_error(&parser, name, err);
+            parser_error(&parser, text, len, name, err);
             failed = 1;
         } else {
             yaml_node_t *second = yaml_document_get_root_node(&next);
