@@ -507,8 +507,17 @@ static int open_run_dir(trainer *t, sft_err *err) {
     }
     if (sft_mkdir_p(cfg->out, err)) return -1;
     if (!realpath(cfg->out, t->res->run_dir)) snprintf(t->res->run_dir, sizeof t->res->run_dir, "%s", cfg->out);
-    if (sft_path_join(path, sizeof path, cfg->out, "run.yaml", err) || sft_run_config_write_yaml(cfg, path, err))
-        return -1;
+    /* run.yaml describes the run, not how this process started it: without
+     * `resume`, so that `sft train -c run.yaml` re-runs it (and refuses to
+     * overwrite it), while `-c run.yaml --resume` continues it. */
+    sft_run_config resolved;
+    if (sft_run_config_copy(&resolved, cfg, err)) return -1;
+    free(resolved.resume);
+    resolved.resume = NULL;
+    int yaml_rc = sft_path_join(path, sizeof path, cfg->out, "run.yaml", err);
+    if (!yaml_rc) yaml_rc = sft_run_config_write_yaml(&resolved, path, err);
+    sft_run_config_free(&resolved);
+    if (yaml_rc) return -1;
     json_t *extra = json_object();
     json_t *data = json_object();
     if (!extra || !data) return sft_errf(err, "out of memory");
