@@ -179,6 +179,37 @@ static void format_tick(char *buf, size_t cap, double v) {
     snprintf(buf, cap, "%.4g", v);
 }
 
+/* The legend: on the title row, right-aligned, when it fits there; else in
+ * rows under the title, left to right. Text widths are estimated (about
+ * 6.5 px a character at 11 px, 8 px at the title's 14 px) so that the SVG
+ * and the PNG place it alike. Returns the rows used under the title. */
+#define LEGEND_LEFT 64.0
+static int legend_layout(const sft_chart *c, double *entry_x, double *entry_y) {
+    double right = c->width - 16, total = 0;
+    for (int s = 0; s < c->series_count; s++)
+        if (c->series[s].label) total += 6.5 * (double)strlen(c->series[s].label) + 28;
+    double title_end = LEGEND_LEFT + (c->title ? 8.0 * (double)strlen(c->title) + 16 : 0);
+    if (right - total >= title_end) {
+        double x = right - total;
+        for (int s = 0; s < c->series_count; s++) {
+            if (!c->series[s].label) continue;
+            entry_x[s] = x, entry_y[s] = 16;
+            x += 6.5 * (double)strlen(c->series[s].label) + 28;
+        }
+        return 0;
+    }
+    int rows = 1;
+    double x = LEGEND_LEFT;
+    for (int s = 0; s < c->series_count; s++) {
+        if (!c->series[s].label) continue;
+        double w = 6.5 * (double)strlen(c->series[s].label) + 28;
+        if (x > LEGEND_LEFT && x + w > right) rows++, x = LEGEND_LEFT;
+        entry_x[s] = x, entry_y[s] = 16 + 16.0 * rows;
+        x += w;
+    }
+    return rows;
+}
+
 static void layout(const sft_chart *c, frame *f) {
     double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
     for (int s = 0; s < c->series_count; s++)
@@ -206,7 +237,9 @@ static void layout(const sft_chart *c, frame *f) {
     double pad = (ymax - ymin) * 0.05;
     f->x0 = xmin, f->x1 = xmax, f->y0 = ymin - pad, f->y1 = ymax + pad;
     f->log_y = c->log_y;
-    f->left = 64, f->right = c->width - 16, f->top = 34, f->bottom = c->height - 40;
+    double entry_x[SFT_CHART_MAX_SERIES], entry_y[SFT_CHART_MAX_SERIES];
+    int legend_rows = legend_layout(c, entry_x, entry_y);
+    f->left = LEGEND_LEFT, f->right = c->width - 16, f->top = 34 + 16.0 * legend_rows, f->bottom = c->height - 40;
 }
 
 static void draw(canvas *cv, const sft_chart *c) {
@@ -217,13 +250,22 @@ static void draw(canvas *cv, const sft_chart *c) {
     /* Grid and ticks. */
     char label[32];
     if (f.log_y) {
-        for (double e = ceil(f.y0); e <= f.y1; e += 1) {
-            double y = pow(10, e);
-            double yy = py(&f, y);
-            cv->line(cv, f.left, yy, f.right, yy, "#e5e5e5", 1, 0);
-            format_tick(label, sizeof label, y);
-            cv->text(cv, f.left - 6, yy + 4, label, 1, 11, "#555555", 0);
-        }
+        /* Powers of ten; over a range of a few decades also 2 and 5 times
+         * them, and over less than one decade every integer multiple, so
+         * that a log axis always has labelled ticks to read values by. */
+        static const double every[] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, some[] = {1, 2, 5}, decades_only[] = {1};
+        double span = f.y1 - f.y0;
+        const double *mult = span > 4 ? decades_only : span > 1.2 ? some : every;
+        int mult_count = span > 4 ? 1 : span > 1.2 ? 3 : 9;
+        for (double e = floor(f.y0); e <= f.y1; e += 1)
+            for (int k = 0; k < mult_count; k++) {
+                double y = mult[k] * pow(10, e), t = log10(y);
+                if (t < f.y0 || t > f.y1) continue;
+                double yy = py(&f, y);
+                cv->line(cv, f.left, yy, f.right, yy, k ? "#f0f0f0" : "#e0e0e0", 1, 0);
+                format_tick(label, sizeof label, y);
+                cv->text(cv, f.left - 6, yy + 4, label, 1, 11, "#555555", 0);
+            }
     } else {
         double step = nice_step(f.y1 - f.y0, 5);
         for (double y = ceil(f.y0 / step) * step; y <= f.y1 + step * 1e-9; y += step) {
@@ -295,16 +337,36 @@ static void draw(canvas *cv, const sft_chart *c) {
         }
         if (mk->tooltip) cv->end_tooltip(cv);
     }
-    /* Legend, top right. */
-    double lx = f.right;
-    for (int s = c->series_count - 1; s >= 0; s--) {
-        const char *text = c->series[s].label;
-        if (!text) continue;
-        double w = 7.0 * (double)strlen(text) + 26;
-        lx -= w;
-        cv->line(cv, lx, 16, lx + 16, 16, c->series[s].color, 3, 0);
-        cv->text(cv, lx + 20, 20, text, -1, 11, "#333333", 0);
+    /* Legend: a short line of the series' colour (a dot for a series of
+     * dots only), then its label. */
+    double entry_x[SFT_CHART_MAX_SERIES], entry_y[SFT_CHART_MAX_SERIES];
+    legend_layout(c, entry_x, entry_y);
+    for (int s = 0; s < c->series_count; s++) {
+        const sft_chart_series *se = &c->series[s];
+        if (!se->label) continue;
+        double x = entry_x[s], y = entry_y[s];
+        if (se->width > 0) cv->line(cv, x, y, x + 16, y, se->color, 3, 0);
+        else cv->dot(cv, x + 8, y, 3.2, se->color);
+        cv->text(cv, x + 20, y + 4, se->label, -1, 11, "#333333", 0);
     }
+}
+
+int sft_chart_overlay(sft_chart *c, const sft_chart_curve *curves, int n) {
+    static const char *const palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                                          "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+    int added = 0;
+    for (int i = 0; i < n && c->series_count < SFT_CHART_MAX_SERIES; i++, added++) {
+        int k = c->series_count;
+        c->series[c->series_count++] = (sft_chart_series){.x = curves[i].x,
+                                                          .y = curves[i].y,
+                                                          .n = curves[i].n,
+                                                          .color = palette[k % 10],
+                                                          .width = 1.8,
+                                                          .opacity = 1,
+                                                          .points = 1,
+                                                          .label = curves[i].label};
+    }
+    return added;
 }
 
 void sft_chart_svg(FILE *f, const sft_chart *c) {

@@ -11,7 +11,7 @@
 
 #include "io/err.h"
 
-#define SFT_CHART_MAX_SERIES 4
+#define SFT_CHART_MAX_SERIES 32
 #define SFT_CHART_MAX_MARKS 64
 
 typedef struct {
@@ -45,6 +45,20 @@ typedef struct {
     double hline_y; /* a horizontal reference (the clipping threshold) when hline_label is set */
     const char *hline_label;
 } sft_chart;
+
+/* One named curve of an overlay (a run of a sweep, a validation curve). */
+typedef struct {
+    const char *label;
+    const double *x, *y;
+    size_t n;
+} sft_chart_curve;
+
+/* Overlays n curves in one call: each gets the next colour of a
+ * categorical palette (Tableau 10, as matplotlib's default cycle), a line
+ * with a dot per point, and a legend entry (the legend wraps onto more rows
+ * when it does not fit). Returns how many were added: the chart holds at
+ * most SFT_CHART_MAX_SERIES series. */
+int sft_chart_overlay(sft_chart *c, const sft_chart_curve *curves, int n);
 
 /* Whether the chart has any finite point to draw. */
 int sft_chart_has_data(const sft_chart *c);
