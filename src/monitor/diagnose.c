@@ -1103,8 +1103,11 @@ void sft_diagnosis_print_text(FILE *f, const sft_diagnosis *d, const char *sourc
     fputc('\n', f);
     if (d->has_best) fprintf(f, "best step: %lld (validation loss %.4g)\n", (long long)d->best_step, d->best_val_loss);
     else fputs("best step: none (no validation loss recorded)\n", f);
+    /* Most severe first; by step within a severity. */
+    for (int sev = SFT_SEVERITY_CRITICAL; sev >= SFT_SEVERITY_INFO; sev--)
     for (size_t i = 0; i < d->finding_count; i++) {
         const sft_finding *x = &d->findings[i];
+        if ((int)x->severity != sev) continue;
         fprintf(f, "\n[%s] %s at step %lld", sft_severity_name(x->severity), x->kind, (long long)x->step);
         if (x->end_step != x->step) fprintf(f, "-%lld", (long long)x->end_step);
         fprintf(f, "\n  %s\n  advice: %s\n", x->message, x->advice);

@@ -256,8 +256,10 @@ static void write_html(FILE *f, const char *name, const sft_curve *c, const sft_
     if (c->max_grad_norm > 0) fprintf(f, "<tr><td>max grad norm</td><td>%.4g</td></tr>\n", c->max_grad_norm);
     fputs("</table>\n<h2>Findings</h2>\n", f);
     if (!d->finding_count) fputs("<p>None: the curves look like a healthy run.</p>\n", f);
+    for (int sev = SFT_SEVERITY_CRITICAL; sev >= SFT_SEVERITY_INFO; sev--)
     for (size_t i = 0; i < d->finding_count; i++) {
         const sft_finding *x = &d->findings[i];
+        if ((int)x->severity != sev) continue;
         fprintf(f, "<div class=\"finding %s\"><p><b>%s</b> (%s) at step %lld", sft_severity_name(x->severity), x->kind,
                 sft_severity_name(x->severity), (long long)x->step);
         if (x->end_step != x->step) fprintf(f, " to %lld", (long long)x->end_step);
