@@ -16,6 +16,7 @@
 #include "io/json.h"
 #include "model/lora.h"
 #include "model/ops.h"
+#include "monitor/live.h"
 #include "monitor/metrics.h"
 #include "train/checkpoint.h"
 #include "train/export.h"
@@ -77,7 +78,7 @@ typedef struct trainer {
     const sft_train_options *opts;
     sft_train_result *res;
     FILE *log;
-    int tty;
+    sft_live *live; /* the progress line (monitor/live.h), NULL when off */
 
     sft_tokenizer *tok;
     sft_chat_template *tmpl;
@@ -114,7 +115,7 @@ typedef struct trainer {
 static void say(trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(trainer *t, const char *fmt, ...) {
     if (!t->log) return;
-    if (t->tty && t->opts->progress) fputs("\r\033[K", t->log); /* clear the live line first */
+    if (t->live) sft_live_clear(t->live); /* erase the live line first */
     va_list ap;
     va_start(ap, fmt);
     vfprintf(t->log, fmt, ap);
@@ -122,34 +123,22 @@ static void say(trainer *t, const char *fmt, ...) {
     fflush(t->log);
 }
 
-static void format_duration(double s, char *out, size_t cap) {
-    if (!isfinite(s) || s < 0) {
-        snprintf(out, cap, "?");
-        return;
-    }
-    long v = (long)(s + 0.5);
-    if (v >= 3600) snprintf(out, cap, "%ldh%02ldm", v / 3600, (v % 3600) / 60);
-    else if (v >= 60) snprintf(out, cap, "%ldm%02lds", v / 60, v % 60);
-    else snprintf(out, cap, "%lds", v);
-}
-
+/* The live line after a step; the time left is estimated from this
+ * session's steps (a resumed run's earlier steps took no time here). */
 static void progress_line(trainer *t, const sft_train_record *r) {
-    if (!t->log || !t->opts->progress) return;
-    char val[32] = "-", eta[32];
-    if (isfinite(t->last_val_loss)) snprintf(val, sizeof val, "%.4f", t->last_val_loss);
+    if (!t->live) return;
     double per_step = t->session_steps ? t->session_step_time / (double)t->session_steps : NAN;
-    format_duration(per_step * (double)(t->total_steps - r->step), eta, sizeof eta);
-    int width = snprintf(NULL, 0, "%lld", (long long)t->total_steps);
-    fprintf(t->log, "%sstep %*lld/%lld  loss %.4f  val %s  grad %.3g  lr %.3g  %.0f tok/s  ETA %s%s",
-            t->tty ? "\r\033[K" : "", width, (long long)r->step, (long long)t->total_steps, r->loss, val,
-            r->grad_norm, r->lr, r->tokens_per_s, eta, t->tty ? "" : "\n");
-    fflush(t->log);
+    sft_live_step(t->live, r, t->total_steps, per_step * (double)(t->total_steps - r->step));
 }
 
 static void print_new_findings(trainer *t) {
     size_t n = sft_monitor_new_finding_count(t->monitor);
     for (size_t i = 0; i < n; i++) {
         const sft_finding *f = sft_monitor_new_finding(t->monitor, i);
+        if (t->live) {
+            sft_live_finding(t->live, f);
+            continue;
+        }
         say(t, "finding [%s] %s at step %lld: %s\n  advice: %s\n", sft_severity_name(f->severity), f->kind,
             (long long)f->step, f->message, f->advice);
     }
@@ -255,6 +244,7 @@ static int evaluate(trainer *t, sft_err *err) {
     t->res->final_val_loss = loss;
     sft_eval_record r = {.step = t->state.step, .epoch = t->state.epoch, .val_loss = loss, .val_tokens = tokens};
     if (sft_monitor_eval(t->monitor, &r, err)) return -1;
+    if (t->live) sft_live_eval(t->live, &r);
     print_new_findings(t);
     int improved_best = isfinite(loss) && (!isfinite(t->state.best_val_loss) || loss < t->state.best_val_loss);
     /* Early stopping counts as HF's EarlyStoppingCallback: an improvement
@@ -262,7 +252,7 @@ static int evaluate(trainer *t, sft_err *err) {
     int improved_enough = isfinite(loss) && (!isfinite(t->state.best_val_loss) ||
                                              t->state.best_val_loss - loss > t->cfg->early_stopping_threshold);
     t->state.evals_without_improvement = improved_enough ? 0 : t->state.evals_without_improvement + 1;
-    if (!t->opts->progress || !t->tty)
+    if (!t->live)
         say(t, "eval at step %lld: val_loss %.4f over %lld tokens%s\n", (long long)t->state.step, loss,
             (long long)tokens, improved_best ? " (best so far)" : "");
     if (improved_best) {
@@ -699,7 +689,7 @@ static int run_loop(trainer *t, sft_err *err) {
     if (export_dir(t, "final", t->res->final_dir, sizeof t->res->final_dir, err)) goto done;
     rc = 0;
 done:
-    if (t->log && t->opts->progress && t->tty) fputc('\n', t->log);
+    if (t->live) sft_live_end(t->live);
     free(items);
     free(records);
     sft_batch_buf_free(&buf);
@@ -715,13 +705,13 @@ int sft_train_run(const sft_run_config *cfg, const sft_train_options *opts, sft_
     result->best_val_loss = result->first_val_loss = result->final_val_loss = result->final_train_loss = NAN;
     snprintf(result->verdict, sizeof result->verdict, "healthy");
     trainer t = {.cfg = cfg, .opts = opts, .res = result, .log = opts->log};
-    t.tty = t.log && isatty(fileno(t.log));
     t.last_eval_step = t.last_save_step = -1;
     t.last_val_loss = NAN;
     double start = now_s();
     int rc = -1, signals = 0;
     if (setup(&t, err)) goto done;
     if (open_run_dir(&t, err)) goto done;
+    if (opts->log && opts->progress && !(t.live = sft_live_open(opts->log, NULL, err))) goto done;
     if (opts->handle_signals) {
         if (sft_signals_install("stopping after this step (a checkpoint will be saved); press Ctrl-C again to abort",
                                 err))
@@ -743,6 +733,7 @@ int sft_train_run(const sft_run_config *cfg, const sft_train_options *opts, sft_
     if (!isfinite(result->final_val_loss)) result->final_val_loss = t.last_val_loss;
 done:
     if (signals) sft_signals_uninstall();
+    sft_live_free(t.live);
     if (t.monitor) {
         fill_result_diagnosis(&t);
         sft_err close_err;
