@@ -569,10 +569,36 @@ TEST(invalid_utf8_and_empty_conversations_are_errors) {
     sft_err err;
     CHECK_INT(sft_chat_render_messages(t, m, 2, 0, &r, &err), -1);
     CHECK_STR(err.msg, "messages[1] (assistant): content is not valid UTF-8 at byte 4");
-    CHECK_INT(sft_chat_render_messages(t, m, 0, 0, &r, &err), -1);
-    CHECK_STR(err.msg, "no messages to render");
     sft_chat_render_free(&r);
     sft_chat_template_free(t);
+}
+
+/* apply_chat_template([]) works for the loop-only templates (the
+ * generation prompt alone) and fails where the template reads messages[0]. */
+TEST(empty_conversation_renders_only_where_transformers_does) {
+    sft_chat_render r = {0};
+    sft_err err;
+    sft_chat_template *t = by_name("chatml");
+    CHECK_INT(sft_chat_render_messages(t, NULL, 0, 1, &r, &err), 0);
+    CHECK_STR(r.text, "<|im_start|>assistant\n");
+    CHECK_INT(r.span_count, 0);
+    sft_chat_template_free(t);
+    t = by_name("qwen2");
+    CHECK_INT(sft_chat_render_messages(t, NULL, 0, 0, &r, &err), 0);
+    CHECK_STR(r.text, "");
+    sft_chat_template_free(t);
+    t = by_name("mistral");
+    CHECK_INT(sft_chat_render_messages(t, NULL, 0, 0, &r, &err), 0);
+    CHECK_STR(r.text, "<s>");
+    sft_chat_template_free(t);
+    static const char *const refusing[] = {"qwen2.5", "llama3", "llama3.1", "llama2", "llama2-trim"};
+    for (size_t i = 0; i < 5; i++) {
+        t = by_name(refusing[i]);
+        CHECK_INT(sft_chat_render_messages(t, NULL, 0, 0, &r, &err), -1);
+        CHECK_ERR_HAS(err.msg, "no messages to render");
+        sft_chat_template_free(t);
+    }
+    sft_chat_render_free(&r);
 }
 
 /* ---- the mask rule on hand-made offsets ---------------------------------- */

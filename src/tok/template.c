@@ -282,7 +282,10 @@ void sft_chat_render_free(sft_chat_render *render) {
  * default system prompt write it when messages[0] is not a system message. */
 static int render_chatml(const sft_chat_template *t, const sft_chat_message *m, size_t n, int gen_prompt,
                          sft_chat_render *out, sft_err *err) {
-    if (t->r->default_system && m[0].role != SFT_ROLE_SYSTEM) {
+    /* Qwen2 and SmolLM2 write the default inside the loop (nothing for no
+     * messages); Qwen2.5 reads messages[0] outside it (an error then,
+     * refused in sft_chat_render_messages). */
+    if (t->r->default_system && n && m[0].role != SFT_ROLE_SYSTEM) {
         if (puts_(out, "<|im_start|>system\n", err) || puts_(out, t->r->default_system, err) ||
             puts_(out, "<|im_end|>\n", err))
             return -1;
@@ -446,7 +449,13 @@ int sft_chat_render_messages(const sft_chat_template *tmpl, const sft_chat_messa
     out->span_count = 0;
     if (out_reserve(out, 0, err)) return -1;
     out->text[0] = 0;
-    if (!count) return sft_errf(err, "no messages to render");
+    /* No messages: the ChatML loop templates, Mistral's and Alpaca's render
+     * (their generation prompt, BOS, nothing); the others read messages[0]
+     * (an error in Jinja), and Llama 3's upstream and fixture templates
+     * differ on it (BOS inside or outside the loop). */
+    if (!count && (tmpl->r->family == FAMILY_LLAMA3 || tmpl->r->family == FAMILY_LLAMA2 ||
+                   !strcmp(tmpl->r->name, "qwen2.5")))
+        return sft_errf(err, "no messages to render (the %s template needs at least one)", tmpl->r->name);
     for (size_t i = 0; i < count; i++) {
         if ((unsigned)messages[i].role > SFT_ROLE_ASSISTANT)
             return sft_errf(err, "messages[%zu]: invalid role %d", i, (int)messages[i].role);
