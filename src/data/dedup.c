@@ -129,8 +129,6 @@ int sft_record_shingles(const sft_record *rec, size_t shingle_words, int prompt_
 
 /* ------------------------------------------------------------ MinHash LSH */
 
-#define MERSENNE61 ((1ULL << 61) - 1)
-
 static uint64_t splitmix64(uint64_t *state) {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -138,24 +136,21 @@ static uint64_t splitmix64(uint64_t *state) {
     return z ^ (z >> 31);
 }
 
-/* (a*x + b) mod 2^61-1 without overflow, for x, a, b < 2^61. */
-static uint64_t mulmod61(uint64_t a, uint64_t x, uint64_t b) {
-    unsigned __int128 p = (unsigned __int128)a * x + b;
-    uint64_t r = (uint64_t)(p & MERSENNE61) + (uint64_t)(p >> 61);
-    r = (r & MERSENNE61) + (r >> 61);
-    return r >= MERSENNE61 ? r - MERSENNE61 : r;
-}
-
 typedef struct {
-    uint64_t *items;
+    uint64_t *items; /* the shingle set, sorted */
     size_t count;
 } leader_set;
 
 struct sft_near_index {
     sft_near_options opts;
     int bands, rows;
+    /* The permutations are Dietzfelbinger's multiply-add-shift hashes of a
+     * 32-bit key, h_i(x) = (a_i x + b_i) >> 32 with 64-bit a_i, b_i: a
+     * universal family, and a loop over i the compiler vectorises. MinHash only
+     * proposes candidates here (each is verified exactly), so 32-bit values
+     * are plenty. */
     uint64_t *perm_a, *perm_b;
-    uint64_t *signature;
+    uint32_t *signature;
     uint64_t *band_keys;
     sft_u64map buckets;
     leader_set *leaders;
@@ -202,8 +197,8 @@ sft_near_index *sft_near_index_new(const sft_near_options *opts, sft_err *err) {
     }
     uint64_t state = idx->opts.seed ? idx->opts.seed : 1;
     for (int i = 0; i < n; i++) {
-        idx->perm_a[i] = 1 + splitmix64(&state) % (MERSENNE61 - 1);
-        idx->perm_b[i] = splitmix64(&state) % MERSENNE61;
+        idx->perm_a[i] = splitmix64(&state) | 1;
+        idx->perm_b[i] = splitmix64(&state);
     }
     return idx;
 }
@@ -279,12 +274,14 @@ int sft_near_index_assign(sft_near_index *idx, const uint64_t *set, size_t count
     /* A record without words has no shingles; only exact dedup can judge it. */
     if (count == 0) return 0;
     int n = idx->opts.num_perm;
-    for (int i = 0; i < n; i++) idx->signature[i] = UINT64_MAX;
+    uint32_t *sig = idx->signature;
+    const uint64_t *pa = idx->perm_a, *pb = idx->perm_b;
+    for (int i = 0; i < n; i++) sig[i] = UINT32_MAX;
     for (size_t k = 0; k < count; k++) {
-        uint64_t x = set[k] % MERSENNE61;
+        uint64_t x = (uint32_t)(set[k] ^ (set[k] >> 32));
         for (int i = 0; i < n; i++) {
-            uint64_t h = mulmod61(idx->perm_a[i], x, idx->perm_b[i]);
-            if (h < idx->signature[i]) idx->signature[i] = h;
+            uint32_t h = (uint32_t)((pa[i] * x + pb[i]) >> 32);
+            sig[i] = h < sig[i] ? h : sig[i];
         }
     }
     for (int b = 0; b < idx->bands; b++)
