@@ -3,7 +3,7 @@
 # As root it installs the missing ones with apt-get; otherwise it names them.
 set -eu
 packages="gcc make pkg-config libjansson-dev libpcre2-dev libopenblas-dev libyaml-dev zlib1g-dev libutf8proc-dev libxxhash-dev libcairo2-dev"
-[ "${1:-}" = "--test" ] && packages="$packages valgrind"
+[ "${1:-}" = "--test" ] && packages="$packages valgrind libxml2-utils"
 [ "${1:-}" = "--fuzz" ] && packages="$packages clang libclang-rt-14-dev"
 missing=""
 for p in $packages; do

@@ -1,7 +1,10 @@
-/* cmd_report.c: `sft report PATH [--out DIR] [--no-png]`: report.html (inline
- * SVG charts, findings, configuration, manifest, samples) and loss.png,
- * grad_norm.png, lr.png for a run dir or any metrics file sft diagnose reads. */
+/* cmd_report.c: `sft report PATH [--out FILE.html|DIR] [--no-png]
+ * [--smoothing W]`: report.html (inline SVG charts, findings, configuration,
+ * manifest, samples) and loss.png, grad_norm.png, lr.png for a run dir or
+ * any metrics file sft diagnose reads; for a sweep dir, the comparison of
+ * its trials (monitor/report.h). */
 #include <stdio.h>
+#include <string.h>
 
 #include "cli/args.h"
 #include "cli/cli.h"
@@ -10,24 +13,40 @@
 int sft_cmd_report(int argc, char **argv) {
     const char *out = NULL;
     int no_png = 0;
+    double smoothing = 0;
     const sft_arg flags[] = {
-        {"out", SFT_ARG_STRING, &out, "folder for report.html and the PNGs (default: the run dir)", NULL},
+        {"out", SFT_ARG_STRING, &out,
+         "FILE.html: the report's path (PNGs beside it); DIR: the folder for report.html and the PNGs "
+         "(default: the run dir, or the folder of the metrics file)",
+         NULL},
         {"no-png", SFT_ARG_BOOL, &no_png, "write only report.html", NULL},
+        {"smoothing", SFT_ARG_DOUBLE, &smoothing,
+         "weight of the training loss's moving average in [0, 1), as TensorBoard's slider (default: from the "
+         "number of points, at least 0.6); -1: no smoothed line",
+         NULL},
         {NULL, 0, NULL, NULL, NULL},
     };
     const char *pos[1];
     int npos = 0;
     sft_err err;
     int rc = sft_args_parse(argc, argv, flags, pos, 1, &npos,
-                            "sft report PATH [--out DIR] [--no-png]   (PATH: run dir, metrics.jsonl, "
-                            "trainer_state.json, events.out.tfevents.*, or CSV)",
+                            "sft report PATH [--out FILE.html|DIR] [--no-png] [--smoothing W]   (PATH: run dir, "
+                            "sweep dir, metrics.jsonl, trainer_state.json, events.out.tfevents.*, or CSV)",
                             &err);
     if (rc) return rc > 0 ? 0 : sft_cli_fail("report", &err);
     if (npos != 1) {
         sft_errf(&err, "expected one PATH (a run dir or a metrics file; see --help)");
         return sft_cli_fail("report", &err);
     }
-    sft_report_options o = {.out_dir = out, .png = !no_png};
+    if (!(smoothing < 1)) {
+        sft_errf(&err, "--smoothing %g: expected a weight below 1 (0: automatic, -1: none)", smoothing);
+        return sft_cli_fail("report", &err);
+    }
+    sft_report_options o = {.png = !no_png, .smoothing = smoothing};
+    size_t len = out ? strlen(out) : 0;
+    if ((len > 5 && !strcmp(out + len - 5, ".html")) || (len > 4 && !strcmp(out + len - 4, ".htm")))
+        o.out_html = out;
+    else o.out_dir = out;
     char html[4096];
     if (sft_report_write(pos[0], &o, html, sizeof html, &err)) return sft_cli_fail("report", &err);
     printf("%s\n", html);

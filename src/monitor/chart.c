@@ -345,7 +345,8 @@ static void draw(canvas *cv, const sft_chart *c) {
         const sft_chart_series *se = &c->series[s];
         if (!se->label) continue;
         double x = entry_x[s], y = entry_y[s];
-        if (se->width > 0) cv->line(cv, x, y, x + 16, y, se->color, 3, 0);
+        double seg_x[2] = {x, x + 16}, seg_y[2] = {y, y};
+        if (se->width > 0) cv->path(cv, seg_x, seg_y, 2, se->color, 3, se->opacity > 0 ? se->opacity : 1);
         else cv->dot(cv, x + 8, y, 3.2, se->color);
         cv->text(cv, x + 20, y + 4, se->label, -1, 11, "#333333", 0);
     }
