@@ -265,36 +265,6 @@ static void series_free(series *s) {
     free(s->step);
 }
 
-static int series_alloc(series *s, size_t n, sft_err *err) {
-    s->n = 0;
-    s->value = malloc((n ? n : 1) * sizeof *s->value);
-    s->step = malloc((n ? n : 1) * sizeof *s->step);
-    if (!s->value || !s->step) return sft_errf(err, "out of memory");
-    return 0;
-}
-
-static int finite_losses(const sft_curve *c, series *s, sft_err *err) {
-    if (series_alloc(s, c->train_count, err)) return -1;
-    for (size_t i = 0; i < c->train_count; i++) {
-        const sft_train_point *p = &c->train[i];
-        if (!(p->has & SFT_HAS_LOSS) || !isfinite(p->loss)) continue;
-        s->value[s->n] = p->loss;
-        s->step[s->n++] = p->step;
-    }
-    return 0;
-}
-
-static int finite_grad_norms(const sft_curve *c, series *s, sft_err *err) {
-    if (series_alloc(s, c->train_count, err)) return -1;
-    for (size_t i = 0; i < c->train_count; i++) {
-        const sft_train_point *p = &c->train[i];
-        if (!(p->has & SFT_HAS_GRAD_NORM) || !isfinite(p->grad_norm) || !(p->grad_norm > 0)) continue;
-        s->value[s->n] = p->grad_norm;
-        s->step[s->n++] = p->step;
-    }
-    return 0;
-}
-
 /* ---- point rules (causal, incremental) ----------------------------------------------- */
 
 /* The point events found so far, and how far each rule has scanned. */
@@ -884,51 +854,127 @@ static int cmp_finding(const void *a, const void *b) {
     return (x->end_step > y->end_step) - (x->end_step < y->end_step);
 }
 
-struct sft_diagnose_tracker {
+/* What a diagnosis keeps between calls on a growing curve: the finite
+ * series (appended to, never rebuilt), the point events, a scratch buffer,
+ * and the findings of the last pass of the curve rules. */
+typedef struct {
     point_events events;
-    struct reported {
-        char kind[32];
-        int64_t step;
-        sft_severity severity;
-    } *reported;
-    size_t reported_count, reported_cap;
-};
+    series loss, grad;
+    size_t loss_cap, grad_cap;
+    size_t train_seen; /* curve training points already appended to the series */
+    double *scratch;
+    size_t scratch_cap;
+    sft_finding *curve_findings;
+    size_t curve_count, curve_cap;
+    int curve_pass_done;
+    size_t pass_train_count, pass_eval_count;
+    int64_t pass_planned_steps;
+} diagnose_state;
 
-static int is_point_kind(const char *kind) {
-    return !strcmp(kind, "loss_spike") || !strcmp(kind, "exploding_gradients");
+static void state_init(diagnose_state *st) {
+    memset(st, 0, sizeof *st);
+    st->events.spike_open = st->events.grad_open = -1;
 }
 
-static int diagnose_with(point_events *ev, const sft_curve *c, const sft_diagnose_config *cfg, sft_diagnosis *out,
-                         sft_err *err) {
-    sft_diagnosis_free(out);
-    series loss = {0}, grad = {0};
-    blocks b = {0};
-    size_t scratch_n = 4 * (c->train_count + c->eval_count + 16);
-    double *scratch = malloc(scratch_n * sizeof *scratch);
-    int rc = -1;
-    if (!scratch) {
-        sft_errf(err, "out of memory");
-        goto done;
-    }
-    if (finite_losses(c, &loss, err) || finite_grad_norms(c, &grad, err)) goto done;
-    if (scan_spikes(ev, &loss, cfg, scratch, err) || scan_grad_norms(ev, &grad, cfg, scratch, err)) goto done;
+static void state_free(diagnose_state *st) {
+    free(st->events.items);
+    series_free(&st->loss);
+    series_free(&st->grad);
+    free(st->scratch);
+    free(st->curve_findings);
+}
 
-    finding_list list = {&out->findings, &out->finding_count, &out->finding_cap};
-    for (size_t i = 0; i < ev->count; i++) {
-        sft_finding *f = list_add(&list, ev->items[i].kind, ev->items[i].severity, 0, 0, err);
-        if (!f) goto done;
-        *f = ev->items[i];
+static int series_push(series *s, size_t *cap, double value, int64_t step, sft_err *err) {
+    if (s->n == *cap) {
+        size_t new_cap = *cap ? 2 * *cap : 256;
+        double *v = realloc(s->value, new_cap * sizeof *v);
+        if (v) s->value = v;
+        int64_t *st = v ? realloc(s->step, new_cap * sizeof *st) : NULL;
+        if (!v || !st) return sft_errf(err, "out of memory");
+        s->step = st;
+        *cap = new_cap;
     }
-    if (rule_non_finite(c, &list, err)) goto done;
-    if (blocks_build(&b, &loss, scratch, err)) goto done;
-    int diverged = 0;
+    s->value[s->n] = value;
+    s->step[s->n++] = step;
+    return 0;
+}
+
+/* Appends the curve's new training points to the finite series. */
+static int state_extend(diagnose_state *st, const sft_curve *c, sft_err *err) {
+    for (; st->train_seen < c->train_count; st->train_seen++) {
+        const sft_train_point *p = &c->train[st->train_seen];
+        if ((p->has & SFT_HAS_LOSS) && isfinite(p->loss) && series_push(&st->loss, &st->loss_cap, p->loss, p->step, err))
+            return -1;
+        if ((p->has & SFT_HAS_GRAD_NORM) && isfinite(p->grad_norm) && p->grad_norm > 0 &&
+            series_push(&st->grad, &st->grad_cap, p->grad_norm, p->step, err))
+            return -1;
+    }
+    size_t need = 4 * (c->train_count + c->eval_count + 16);
+    if (need > st->scratch_cap) {
+        double *p = realloc(st->scratch, 2 * need * sizeof *p);
+        if (!p) return sft_errf(err, "out of memory");
+        st->scratch = p;
+        st->scratch_cap = 2 * need;
+    }
+    return 0;
+}
+
+/* The curve rules look at the whole curve (linear cost): during training
+ * they run again when the curve grew by 1%, an evaluation arrived, or the
+ * run reached its planned end; point rules and NaN checks run every call. */
+static int curve_pass_due(const diagnose_state *st, const sft_curve *c) {
+    if (!st->curve_pass_done || c->planned_steps == 0 || c->planned_steps != st->pass_planned_steps) return 1;
+    if (c->eval_count != st->pass_eval_count) return 1;
+    if (c->planned_steps > 0 && c->train_count && c->train[c->train_count - 1].step >= c->planned_steps) return 1;
+    return c->train_count >= st->pass_train_count + 1 + st->pass_train_count / 100;
+}
+
+static int curve_pass(diagnose_state *st, const sft_curve *c, const sft_diagnose_config *cfg, sft_err *err) {
+    st->curve_count = 0;
+    finding_list list = {&st->curve_findings, &st->curve_count, &st->curve_cap};
+    blocks b = {0};
+    int rc = -1, diverged = 0;
+    if (blocks_build(&b, &st->loss, st->scratch, err)) goto done;
     if (b.block_count) {
-        if (rule_divergence(&b, &loss, cfg, &list, &diverged, err)) goto done;
-        if (!diverged && (rule_plateau(&b, &loss, cfg, &list, err) || rule_underfitting(&b, &loss, c, cfg, scratch, &list, err)))
+        if (rule_divergence(&b, &st->loss, cfg, &list, &diverged, err)) goto done;
+        if (!diverged && (rule_plateau(&b, &st->loss, cfg, &list, err) ||
+                          rule_underfitting(&b, &st->loss, c, cfg, st->scratch, &list, err)))
             goto done;
     }
-    if (rule_overfitting(c, &loss, cfg, scratch, &list, err)) goto done;
+    if (rule_overfitting(c, &st->loss, cfg, st->scratch, &list, err)) goto done;
     if (rule_frequent_clipping(c, cfg, &list, err)) goto done;
+    st->curve_pass_done = 1;
+    st->pass_train_count = c->train_count;
+    st->pass_eval_count = c->eval_count;
+    st->pass_planned_steps = c->planned_steps;
+    rc = 0;
+done:
+    blocks_free(&b);
+    return rc;
+}
+
+static int copy_findings(finding_list *list, const sft_finding *items, size_t count, sft_err *err) {
+    for (size_t i = 0; i < count; i++) {
+        sft_finding *f = list_add(list, items[i].kind, items[i].severity, 0, 0, err);
+        if (!f) return -1;
+        *f = items[i];
+    }
+    return 0;
+}
+
+static int diagnose_with(diagnose_state *st, const sft_curve *c, const sft_diagnose_config *cfg, sft_diagnosis *out,
+                         sft_err *err) {
+    sft_diagnosis_free(out);
+    if (c->train_count < st->train_seen) return sft_errf(err, "the curve shrank between two diagnoses");
+    if (state_extend(st, c, err)) return -1;
+    if (scan_spikes(&st->events, &st->loss, cfg, st->scratch, err) ||
+        scan_grad_norms(&st->events, &st->grad, cfg, st->scratch, err))
+        return -1;
+    if (curve_pass_due(st, c) && curve_pass(st, c, cfg, err)) return -1;
+    finding_list list = {&out->findings, &out->finding_count, &out->finding_cap};
+    if (copy_findings(&list, st->events.items, st->events.count, err) || rule_non_finite(c, &list, err) ||
+        copy_findings(&list, st->curve_findings, st->curve_count, err))
+        return -1;
 
     if (out->finding_count) qsort(out->findings, out->finding_count, sizeof *out->findings, cmp_finding);
     for (size_t i = 0; i < out->finding_count; i++)
@@ -949,26 +995,29 @@ static int diagnose_with(point_events *ev, const sft_curve *c, const sft_diagnos
             out->best_step = c->eval[i].step;
         }
     }
-    rc = 0;
-done:
-    free(scratch);
-    series_free(&loss);
-    series_free(&grad);
-    blocks_free(&b);
-    return rc;
-}
-
-static void point_events_init(point_events *ev) {
-    memset(ev, 0, sizeof *ev);
-    ev->spike_open = ev->grad_open = -1;
+    return 0;
 }
 
 int sft_diagnose(const sft_curve *c, const sft_diagnose_config *cfg, sft_diagnosis *out, sft_err *err) {
-    point_events ev;
-    point_events_init(&ev);
-    int rc = diagnose_with(&ev, c, cfg, out, err);
-    free(ev.items);
+    diagnose_state st;
+    state_init(&st);
+    int rc = diagnose_with(&st, c, cfg, out, err);
+    state_free(&st);
     return rc;
+}
+
+struct sft_diagnose_tracker {
+    diagnose_state state;
+    struct reported {
+        char kind[32];
+        int64_t step;
+        sft_severity severity;
+    } *reported;
+    size_t reported_count, reported_cap;
+};
+
+static int is_point_kind(const char *kind) {
+    return !strcmp(kind, "loss_spike") || !strcmp(kind, "exploding_gradients");
 }
 
 sft_diagnose_tracker *sft_diagnose_tracker_new(sft_err *err) {
@@ -977,13 +1026,13 @@ sft_diagnose_tracker *sft_diagnose_tracker_new(sft_err *err) {
         sft_errf(err, "out of memory");
         return NULL;
     }
-    point_events_init(&t->events);
+    state_init(&t->state);
     return t;
 }
 
 void sft_diagnose_tracker_free(sft_diagnose_tracker *t) {
     if (!t) return;
-    free(t->events.items);
+    state_free(&t->state);
     free(t->reported);
     free(t);
 }
@@ -991,7 +1040,7 @@ void sft_diagnose_tracker_free(sft_diagnose_tracker *t) {
 int sft_diagnose_update(sft_diagnose_tracker *t, const sft_curve *c, const sft_diagnose_config *cfg,
                         sft_diagnosis *out, size_t *first_raised_count, sft_err *err) {
     *first_raised_count = 0;
-    if (diagnose_with(&t->events, c, cfg, out, err)) return -1;
+    if (diagnose_with(&t->state, c, cfg, out, err)) return -1;
     for (size_t i = 0; i < out->finding_count; i++) {
         sft_finding *f = &out->findings[i];
         int point = is_point_kind(f->kind);
