@@ -80,10 +80,10 @@ static int same_tokens(const sft_encoding *enc, const json_t *want, char *why, s
     return 1;
 }
 
-/* Byte offset -> Python character offset, as BytesToCharOffsetConverter. */
-static int char_offsets(const char *text, size_t len, size_t start, size_t end, size_t *cs, size_t *ce) {
+/* Byte index -> index of the character holding it (BytesToCharOffsetConverter's map). */
+static size_t *char_map(const char *text, size_t len, size_t *chars_out) {
     size_t *map = malloc((len + 1) * sizeof *map);
-    if (!map) return -1;
+    if (!map) return NULL;
     size_t chars = 0;
     for (size_t i = 0; i < len;) {
         size_t n = 1;
@@ -95,16 +95,19 @@ static int char_offsets(const char *text, size_t len, size_t start, size_t end, 
         chars++;
         i += n;
     }
-    int rc = 0;
+    *chars_out = chars;
+    return map;
+}
+
+/* Byte offsets -> Python character offsets, as BytesToCharOffsetConverter::convert. */
+static void char_offsets(const size_t *map, size_t len, size_t start, size_t end, size_t *cs, size_t *ce) {
     if (start >= len) {
         *cs = start; /* not in the map: tokenizers leaves the offsets as they are */
         *ce = end;
-    } else {
-        *cs = map[start];
-        *ce = end < len ? map[end] : (end ? map[end - 1] + 1 : *cs + 1);
+        return;
     }
-    free(map);
-    return rc;
+    *cs = map[start];
+    *ce = end < len ? map[end] : (end ? map[end - 1] + 1 : *cs + 1);
 }
 
 static int same_offsets(const sft_encoding *enc, const char *text, size_t len, const json_t *want, char *why,
@@ -113,22 +116,27 @@ static int same_offsets(const sft_encoding *enc, const char *text, size_t len, c
         snprintf(why, cap, "%zu offsets, the reference has %zu", enc->count, json_array_size(want));
         return 0;
     }
-    for (size_t i = 0; i < enc->count; i++) {
+    size_t chars;
+    size_t *map = char_map(text, len, &chars);
+    if (!map) {
+        snprintf(why, cap, "out of memory");
+        return 0;
+    }
+    int ok = 1;
+    for (size_t i = 0; i < enc->count && ok; i++) {
         size_t cs, ce;
         int64_t ws, we;
-        if (char_offsets(text, len, enc->offsets[2 * i], enc->offsets[2 * i + 1], &cs, &ce)) {
-            snprintf(why, cap, "out of memory");
-            return 0;
-        }
+        char_offsets(map, len, enc->offsets[2 * i], enc->offsets[2 * i + 1], &cs, &ce);
         const json_t *w = json_array_get(want, i);
         if (sft_json_int(json_array_get(w, 0), &ws) || sft_json_int(json_array_get(w, 1), &we) || (size_t)ws != cs ||
             (size_t)we != ce) {
             snprintf(why, cap, "token %zu \"%s\" at characters [%zu, %zu), expected [%lld, %lld)", i,
                      enc->tokens[i] ? enc->tokens[i] : "", cs, ce, (long long)ws, (long long)we);
-            return 0;
+            ok = 0;
         }
     }
-    return 1;
+    free(map);
+    return ok;
 }
 
 static void check_string(const sft_tokenizer *tok, const char *key, size_t i, const json_t *item, sft_parity *p,
