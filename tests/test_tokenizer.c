@@ -130,6 +130,9 @@ TEST(gpt2_family_encodes_decodes_and_reports_byte_offsets) {
     CHECK_IDS(tok, "The end.<|endoftext|>Next doc", 0, 464, 886, 13, 50256, 10019, 2205);
     CHECK_DECODE(tok, 0, "The end.<|endoftext|>Next doc", 464, 886, 13, 50256, 10019, 2205);
     CHECK_DECODE(tok, 1, "The end.Next doc", 464, 886, 13, 50256, 10019, 2205);
+    /* No ids: the empty string (a fuzz finding: the byte-level decoder once did pointer arithmetic on NULL). */
+    check_decode(tok, NULL, 0, 0, "", 0, __LINE__);
+    CHECK_NO_IDS(tok, "", 0);
 
     sft_encoding enc = encode(tok, "naïve ñ");
     /* "na" "ïve" " Ã" "±": offsets are bytes of the input; both halves of ñ cover all of it. */
