@@ -332,3 +332,28 @@ TEST(cost_per_step_is_far_under_one_percent_of_a_step) {
     sft_live_free(l);
     fclose(null);
 }
+
+TEST(colour_marks_only_the_finding) {
+    capture c;
+    capture_open(&c);
+    sft_live_options o;
+    sft_live_options_default(&o);
+    o.tty = 1;
+    o.columns = 200;
+    o.min_redraw_s = 0;
+    o.color = 1;
+    sft_err err;
+    sft_live *l = sft_live_open(c.f, &o, &err);
+    sft_train_record r = record(5, 2.0);
+    sft_live_step(l, &r, 10, 1);
+    sft_finding f = {.kind = "loss_spike", .severity = SFT_SEVERITY_CRITICAL, .step = 5, .end_step = 5};
+    sft_live_finding(l, &f);
+    const char *t = capture_text(&c);
+    /* The finding's own line and its tag in the live line: two coloured spans, nothing else. */
+    CHECK_INT(count(t, "\033[1;31m"), 2);
+    CHECK_INT(count(t, "\033[0m"), 2);
+    CHECK(strstr(t, "\033[1;31m!! loss_spike@5\033[0m") != NULL);
+    CHECK(strstr(t, "\r\033[Kstep  5/10  loss 2.0000") != NULL);
+    sft_live_free(l);
+    capture_close(&c);
+}

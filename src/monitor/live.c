@@ -184,10 +184,11 @@ static double time_left(const sft_live *l) {
     return per_step * (double)(left > 0 ? left : 0);
 }
 
-/* The fields of the line in display order; terminal: with the sparkline and
- * the latest finding. */
+/* The fields of the line in display order (at most 9); terminal: with the
+ * sparkline and the latest finding. */
 static int line_fields(const sft_live *l, int terminal, field *f) {
     int n = 0;
+    memset(f, 0, 9 * sizeof *f);
     char num[64];
     if (l->total_steps > 0) {
         int width = snprintf(NULL, 0, "%lld", (long long)l->total_steps);
@@ -408,6 +409,8 @@ void sft_live_end(sft_live *l) {
     }
     fflush(l->out);
 }
+
+int sft_live_is_terminal(const sft_live *l) { return l->tty; }
 
 /* ------------------------------------------------------------- as a sink */
 

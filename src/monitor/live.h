@@ -59,6 +59,9 @@ void sft_live_finding(sft_live *l, const sft_finding *f);
 void sft_live_clear(sft_live *l);
 /* The run is over: the last line stays, followed by a newline. */
 void sft_live_end(sft_live *l);
+/* Whether the view redraws one terminal line (else it writes plain lines,
+ * and the caller prints what the line would have shown, e.g. evaluations). */
+int sft_live_is_terminal(const sft_live *l);
 
 /* The view as a monitor sink (metrics.h): steps, evaluations and findings
  * reach it through sft_monitor. The sink's close ends the line and frees l. */

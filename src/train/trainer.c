@@ -18,6 +18,7 @@
 #include "model/ops.h"
 #include "monitor/live.h"
 #include "monitor/metrics.h"
+#include "monitor/report.h"
 #include "train/checkpoint.h"
 #include "train/export.h"
 #include "train/manifest.h"
@@ -252,7 +253,7 @@ static int evaluate(trainer *t, sft_err *err) {
     int improved_enough = isfinite(loss) && (!isfinite(t->state.best_val_loss) ||
                                              t->state.best_val_loss - loss > t->cfg->early_stopping_threshold);
     t->state.evals_without_improvement = improved_enough ? 0 : t->state.evals_without_improvement + 1;
-    if (!t->live)
+    if (!t->live || !sft_live_is_terminal(t->live)) /* a log keeps a line per evaluation */
         say(t, "eval at step %lld: val_loss %.4f over %lld tokens%s\n", (long long)t->state.step, loss,
             (long long)tokens, improved_best ? " (best so far)" : "");
     if (improved_best) {
@@ -734,6 +735,7 @@ int sft_train_run(const sft_run_config *cfg, const sft_train_options *opts, sft_
 done:
     if (signals) sft_signals_uninstall();
     sft_live_free(t.live);
+    t.live = NULL;
     if (t.monitor) {
         fill_result_diagnosis(&t);
         sft_err close_err;
@@ -741,6 +743,13 @@ done:
             *err = close_err;
             rc = -1;
         }
+        /* The run dir's report.html and PNG charts (monitor/report.h), also
+         * for an interrupted run. A report that cannot be written does not
+         * undo the training: it is said, not failed. */
+        sft_err report_err;
+        sft_report_options report_opts = {.png = 1};
+        if (rc == 0 && sft_report_write(cfg->out, &report_opts, NULL, 0, &report_err))
+            say(&t, "report not written: %s\n", report_err.msg);
     }
     result->wall_s = now_s() - start;
     sft_trainer_state_free(&t.state);
