@@ -575,6 +575,18 @@ TEST(invalid_utf8_and_empty_conversations_are_errors) {
 
 /* apply_chat_template([]) works for the loop-only templates (the
  * generation prompt alone) and fails where the template reads messages[0]. */
+/* An empty message may come as {NULL, 0} from C callers. */
+TEST(empty_message_content_may_be_null) {
+    sft_chat_template *t = by_name("llama2");
+    const sft_chat_message m[] = {{SFT_ROLE_USER, NULL, 0}, {SFT_ROLE_ASSISTANT, NULL, 0}};
+    sft_chat_render r = {0};
+    sft_err err;
+    CHECK_INT(sft_chat_render_messages(t, m, 2, 0, &r, &err), 0);
+    CHECK_STR(r.text, "<s>[INST]  [/INST]  </s>");
+    sft_chat_render_free(&r);
+    sft_chat_template_free(t);
+}
+
 TEST(empty_conversation_renders_only_where_transformers_does) {
     sft_chat_render r = {0};
     sft_err err;

@@ -240,6 +240,7 @@ static int out_reserve(sft_chat_render *out, size_t more, sft_err *err) {
 }
 
 static int put(sft_chat_render *out, const char *s, size_t n, sft_err *err) {
+    if (!n) return 0; /* s may be NULL for an empty message */
     if (out_reserve(out, n, err)) return -1;
     memcpy(out->text + out->len, s, n);
     out->len += n;
