@@ -267,14 +267,10 @@ static int verify_candidate(uint32_t leader, void *p) {
     return 0;
 }
 
-int sft_near_index_assign(sft_near_index *idx, const uint64_t *set, size_t count, long *leader,
-                          double *jaccard, sft_err *err) {
-    *leader = -1;
-    *jaccard = 0;
-    /* A record without words has no shingles; only exact dedup can judge it. */
-    if (count == 0) return 0;
+int sft_near_index_num_perm(const sft_near_index *idx) { return idx->opts.num_perm; }
+
+void sft_near_index_signature(const sft_near_index *idx, const uint64_t *set, size_t count, uint32_t *sig) {
     int n = idx->opts.num_perm;
-    uint32_t *sig = idx->signature;
     const uint64_t *pa = idx->perm_a, *pb = idx->perm_b;
     for (int i = 0; i < n; i++) sig[i] = UINT32_MAX;
     for (size_t k = 0; k < count; k++) {
@@ -284,6 +280,21 @@ int sft_near_index_assign(sft_near_index *idx, const uint64_t *set, size_t count
             sig[i] = h < sig[i] ? h : sig[i];
         }
     }
+}
+
+int sft_near_index_assign(sft_near_index *idx, const uint64_t *set, size_t count, long *leader,
+                          double *jaccard, sft_err *err) {
+    sft_near_index_signature(idx, set, count, idx->signature);
+    return sft_near_index_assign_signed(idx, set, count, idx->signature, leader, jaccard, err);
+}
+
+int sft_near_index_assign_signed(sft_near_index *idx, const uint64_t *set, size_t count, const uint32_t *signature,
+                                 long *leader, double *jaccard, sft_err *err) {
+    *leader = -1;
+    *jaccard = 0;
+    /* A record without words has no shingles; only exact dedup can judge it. */
+    if (count == 0) return 0;
+    if (signature != idx->signature) memcpy(idx->signature, signature, (size_t)idx->opts.num_perm * sizeof *signature);
     for (int b = 0; b < idx->bands; b++)
         idx->band_keys[b] = XXH3_64bits_withSeed(idx->signature + b * idx->rows,
                                                  idx->rows * sizeof *idx->signature, (uint64_t)b + 1);

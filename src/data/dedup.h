@@ -72,6 +72,13 @@ void sft_near_index_free(sft_near_index *idx);
  * becomes leader number sft_near_index_leaders()-1. */
 int sft_near_index_assign(sft_near_index *idx, const uint64_t *set, size_t count, long *leader,
                           double *jaccard, sft_err *err);
+/* The same in two halves, so that signatures can be computed in parallel:
+ * _signature only reads the index (any thread); _assign_signed must be called
+ * in record order. signature holds sft_near_index_num_perm() values. */
+int sft_near_index_num_perm(const sft_near_index *idx);
+void sft_near_index_signature(const sft_near_index *idx, const uint64_t *set, size_t count, uint32_t *signature);
+int sft_near_index_assign_signed(sft_near_index *idx, const uint64_t *set, size_t count, const uint32_t *signature,
+                                 long *leader, double *jaccard, sft_err *err);
 size_t sft_near_index_leaders(const sft_near_index *idx);
 /* Verified candidate pairs and the LSH shape, for reports and benchmarks. */
 size_t sft_near_index_candidates(const sft_near_index *idx);

@@ -139,6 +139,12 @@ typedef struct {
     origin from;
 } removed_entry;
 
+/* Records are deduplicated in batches: the per-record work (normalising,
+ * hashing, shingling, MinHash) runs on all threads, then the decisions are
+ * taken one record at a time in input order, so the output does not depend
+ * on the thread count. */
+#define DEDUP_BATCH 1024
+
 typedef struct {
     const sft_dedup_options *opts;
     sft_writer *out;
@@ -146,9 +152,15 @@ typedef struct {
     sft_near_index *near;
     uint32_t *leader_to_kept;
     size_t leader_cap;
-    sft_text_scratch scratch;
-    sft_u64s shingles;
     size_t kept;
+    /* the batch */
+    sft_record *batch;
+    size_t batch_count;
+    uint64_t *batch_keys;
+    sft_u64s *batch_sets;
+    uint32_t *batch_sigs;
+    char **paths; /* stable copies of the input paths the batch points to */
+    size_t path_count;
     sft_dedup_summary *summary;
     /* report only */
     origin *kept_origins;
@@ -176,11 +188,11 @@ static int note_removed(dedup_ctx *c, const sft_record *rec, uint32_t cluster, d
     return 0;
 }
 
-static int dedup_one(sft_record *rec, void *p, sft_err *err) {
-    dedup_ctx *c = p;
-    uint64_t key = 0;
+/* The decision for record i of the batch, in input order. */
+static int dedup_decide(dedup_ctx *c, size_t i, sft_err *err) {
+    const sft_record *rec = &c->batch[i];
+    uint64_t key = c->batch_keys[i];
     if (c->opts->exact) {
-        if (sft_record_exact_hash(rec, &c->scratch, &key, err)) return -1;
         long k = sft_u64map_first(&c->exact_keys, key);
         if (k >= 0) {
             c->summary->exact_removed++;
@@ -188,13 +200,12 @@ static int dedup_one(sft_record *rec, void *p, sft_err *err) {
         }
     }
     if (c->opts->near) {
-        if (sft_record_shingles(rec, (size_t)c->opts->shingle_words, c->opts->prompt_only, &c->scratch,
-                                &c->shingles, err))
-            return -1;
         long leader;
         double j;
         size_t before = sft_near_index_leaders(c->near);
-        if (sft_near_index_assign(c->near, c->shingles.items, c->shingles.count, &leader, &j, err)) return -1;
+        const sft_u64s *set = &c->batch_sets[i];
+        const uint32_t *sig = c->batch_sigs + i * (size_t)sft_near_index_num_perm(c->near);
+        if (sft_near_index_assign_signed(c->near, set->items, set->count, sig, &leader, &j, err)) return -1;
         if (leader >= 0) {
             c->summary->near_removed++;
             return note_removed(c, rec, c->leader_to_kept[leader], j, 0, err);
@@ -223,6 +234,67 @@ static int dedup_one(sft_record *rec, void *p, sft_err *err) {
     }
     c->kept++;
     return sft_writer_put_record(c->out, rec, err);
+}
+
+static int dedup_flush(dedup_ctx *c, sft_err *err) {
+    size_t n = c->batch_count;
+    long failed = -1; /* the first record whose preparation failed */
+    sft_err first_err = {{0}};
+    int perms = c->near ? sft_near_index_num_perm(c->near) : 0;
+#pragma omp parallel
+    {
+        sft_text_scratch scratch = {0};
+        sft_err local = {{0}};
+#pragma omp for schedule(dynamic, 16)
+        for (size_t i = 0; i < n; i++) {
+            const sft_record *rec = &c->batch[i];
+            int rc = 0;
+            c->batch_keys[i] = 0;
+            if (c->opts->exact) rc = sft_record_exact_hash(rec, &scratch, &c->batch_keys[i], &local);
+            if (!rc && c->opts->near) {
+                rc = sft_record_shingles(rec, (size_t)c->opts->shingle_words, c->opts->prompt_only, &scratch,
+                                         &c->batch_sets[i], &local);
+                if (!rc)
+                    sft_near_index_signature(c->near, c->batch_sets[i].items, c->batch_sets[i].count,
+                                             c->batch_sigs + i * (size_t)perms);
+            }
+            if (rc) {
+#pragma omp critical(dedup_error)
+                if (failed < 0 || (long)i < failed) {
+                    failed = (long)i;
+                    first_err = local;
+                }
+            }
+        }
+        sft_text_scratch_free(&scratch);
+    }
+    size_t upto = failed < 0 ? n : (size_t)failed;
+    for (size_t i = 0; i < upto; i++)
+        if (dedup_decide(c, i, err)) return -1;
+    c->batch_count = 0;
+    if (failed >= 0) {
+        *err = first_err;
+        return sft_err_prefix(err, "%s:%zu", c->batch[failed].path, c->batch[failed].line);
+    }
+    return 0;
+}
+
+/* Moves the record into the batch (the reader gets the slot's old buffers). */
+static int dedup_collect(sft_record *rec, void *p, sft_err *err) {
+    dedup_ctx *c = p;
+    if (!c->path_count || strcmp(c->paths[c->path_count - 1], rec->path)) {
+        char **paths = realloc(c->paths, (c->path_count + 1) * sizeof *paths);
+        if (!paths) return sft_errf(err, "out of memory");
+        c->paths = paths;
+        if (!(c->paths[c->path_count] = strdup(rec->path))) return sft_errf(err, "out of memory");
+        c->path_count++;
+    }
+    sft_record *slot = &c->batch[c->batch_count++];
+    sft_record old = *slot;
+    *slot = *rec;
+    *rec = old;
+    slot->path = c->paths[c->path_count - 1];
+    return c->batch_count == DEDUP_BATCH ? dedup_flush(c, err) : 0;
 }
 
 static int cmp_removed(const void *a, const void *b) {
@@ -278,10 +350,15 @@ int sft_data_dedup(const sft_data_io *io, const sft_dedup_options *o, sft_dedup_
     if (o->near && !(c.near = sft_near_index_new(&o->near_opts, err))) return -1;
     if (c.near) sft_near_index_shape(c.near, &s->bands, &s->rows);
     int rc = -1;
-    c.out = sft_writer_open(io->output, err);
-    if (c.out) {
+    c.batch = calloc(DEDUP_BATCH, sizeof *c.batch);
+    c.batch_keys = calloc(DEDUP_BATCH, sizeof *c.batch_keys);
+    c.batch_sets = calloc(DEDUP_BATCH, sizeof *c.batch_sets);
+    if (c.near) c.batch_sigs = calloc((size_t)DEDUP_BATCH * (size_t)sft_near_index_num_perm(c.near), sizeof *c.batch_sigs);
+    if (!c.batch || !c.batch_keys || !c.batch_sets || (c.near && !c.batch_sigs)) sft_errf(err, "out of memory");
+    else if ((c.out = sft_writer_open(io->output, err))) {
         sft_each_summary each;
-        rc = sft_data_each(io, 0, dedup_one, &c, &each, err);
+        rc = sft_data_each(io, 0, dedup_collect, &c, &each, err);
+        if (!rc) rc = dedup_flush(&c, err);
         s->records = each.records;
         s->skipped = each.skipped;
         s->kept = c.kept;
@@ -297,10 +374,16 @@ int sft_data_dedup(const sft_data_io *io, const sft_dedup_options *o, sft_dedup_
     free(c.kept_origins);
     free(c.removed);
     free(c.leader_to_kept);
+    for (size_t i = 0; c.batch && i < DEDUP_BATCH; i++) sft_record_free(&c.batch[i]);
+    for (size_t i = 0; c.batch_sets && i < DEDUP_BATCH; i++) sft_u64s_free(&c.batch_sets[i]);
+    for (size_t i = 0; i < c.path_count; i++) free(c.paths[i]);
+    free(c.paths);
+    free(c.batch);
+    free(c.batch_keys);
+    free(c.batch_sets);
+    free(c.batch_sigs);
     sft_u64map_free(&c.exact_keys);
     sft_near_index_free(c.near);
-    sft_text_scratch_free(&c.scratch);
-    sft_u64s_free(&c.shingles);
     return rc;
 }
 
