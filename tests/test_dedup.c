@@ -5,6 +5,7 @@
  * two unrelated records share almost no 5-word shingle (Jaccard ~ 0); planted
  * near duplicates change one or two words of a 120-200-word record, which
  * gives Jaccard 0.85-0.95 on 5-word shingles (measured below, not assumed). */
+#include <omp.h>
 #include <unistd.h>
 
 #include "data/pipeline.h"
@@ -221,6 +222,23 @@ TEST(planted_duplicates_removed_with_full_precision_and_recall) {
     CHECK_INT(sft_read_file(report, &rep, &len, &err), 0);
     CHECK(strstr(rep, "\"match\":\"exact\"") && strstr(rep, "\"match\":\"near\""));
     free(rep);
+    /* The batches are prepared on all threads; the output must not depend on how many. */
+    char out1[128];
+    snprintf(out1, sizeof out1, "/tmp/sft_test_dedup_out1_%d.jsonl", (int)getpid());
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    io.output = out1;
+    o.report = NULL;
+    CHECK_INT(sft_data_dedup(&io, &o, &s, &err), 0);
+    omp_set_num_threads(threads);
+    char *a, *b;
+    size_t la, lb;
+    CHECK_INT(sft_read_file(out, &a, &la, &err), 0);
+    CHECK_INT(sft_read_file(out1, &b, &lb, &err), 0);
+    CHECK(la == lb && !memcmp(a, b, la));
+    free(a);
+    free(b);
+    unlink(out1);
     unlink(in);
     unlink(out);
     unlink(report);
