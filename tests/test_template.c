@@ -692,3 +692,100 @@ TEST(jinja_of_each_renderer_detects_back_to_it) {
         sft_chat_template_free(t);
     }
 }
+
+/* ---- the mask against a character-level model of transformers ----------- */
+
+/* A direct transcription of what Python does, in characters: tokenizers'
+ * BytesToCharOffsetConverter (byte -> index of the char holding it; an end
+ * past the text maps to the last char + 1; a start past it stays as it
+ * was), Encoding.char_to_token (first token with start <= c < end) and
+ * apply_chat_template's loop over the generation spans. */
+static void reference_mask(const char *text, size_t len, const sft_chat_span *spans, size_t span_count,
+                           const size_t *offsets, size_t token_count, uint8_t *mask) {
+    size_t *char_of = malloc((len + 1) * sizeof *char_of), nchars = 0;
+    for (size_t b = 0; b < len; b++) {
+        if (b && ((unsigned char)text[b] & 0xC0) != 0x80) nchars++;
+        char_of[b] = nchars;
+    }
+    if (len) nchars++;
+    size_t *cs = malloc((token_count + 1) * sizeof *cs), *ce = malloc((token_count + 1) * sizeof *ce);
+    for (size_t i = 0; i < token_count; i++) {
+        size_t s = offsets[2 * i], e = offsets[2 * i + 1];
+        if (s >= len) {
+            cs[i] = s, ce[i] = e; /* not converted */
+        } else if (e < len) {
+            cs[i] = char_of[s], ce[i] = char_of[e];
+        } else {
+            cs[i] = char_of[s], ce[i] = (e ? char_of[e - 1] : cs[i]) + 1;
+        }
+    }
+    memset(mask, 0, token_count);
+    for (size_t k = 0; k < span_count; k++) {
+        long start_char = spans[k].start < len ? (long)char_of[spans[k].start] : (long)nchars;
+        long end_char = spans[k].end < len ? (long)char_of[spans[k].end] : (long)nchars;
+        long first = -1, last = -1;
+        for (size_t i = 0; i < token_count && first < 0; i++)
+            if ((long)cs[i] <= start_char && start_char < (long)ce[i]) first = (long)i;
+        for (size_t i = 0; i < token_count && last < 0; i++)
+            if ((long)cs[i] <= end_char - 1 && end_char - 1 < (long)ce[i]) last = (long)i;
+        if (first < 0) break;
+        size_t stop = last > 0 ? (size_t)last + 1 : token_count;
+        for (size_t i = (size_t)first; i < stop; i++) mask[i] = 1;
+    }
+    free(char_of);
+    free(cs);
+    free(ce);
+}
+
+/* Random texts of 1- to 4-byte characters, token offsets that are monotone
+ * or not, overlapping, empty, cut inside characters, and spans on
+ * character boundaries: the fast mask equals the reference every time. */
+TEST(assistant_mask_equals_character_level_reference_on_random_cases) {
+    static const char *const pieces[] = {"a", " ", "\n", "\xc3\xa9", "\xe4\xb8\xad", "\xf0\x9f\x98\x80", "<|x|>"};
+    unsigned long long rng = 12345;
+#define NEXT() (rng = rng * 6364136223846793005ULL + 1442695040888963407ULL, (unsigned)(rng >> 33))
+    int mismatches = 0;
+    for (int trial = 0; trial < 3000; trial++) {
+        char text[512];
+        size_t len = 0, bounds[256], nb = 0;
+        int n_pieces = 1 + (int)(NEXT() % 40);
+        for (int p = 0; p < n_pieces; p++) {
+            const char *piece = pieces[NEXT() % 7];
+            bounds[nb++] = len;
+            memcpy(text + len, piece, strlen(piece));
+            len += strlen(piece);
+        }
+        bounds[nb++] = len;
+        text[len] = 0;
+        /* Tokens: mostly consecutive cuts at any byte, sometimes odd ones. */
+        size_t offsets[2 * 200], count = 0, at = 0;
+        while (at < len && count < 190) {
+            size_t w = 1 + NEXT() % 5;
+            if (at + w > len) w = len - at;
+            size_t s = at, e = at + w;
+            unsigned kind = NEXT() % 20;
+            if (kind == 0) s = e = 0;                       /* a post-processor token */
+            else if (kind == 1 && s) s -= 1 + NEXT() % s;   /* overlaps earlier text */
+            else if (kind == 2) e = s;                      /* empty */
+            offsets[2 * count] = s;
+            offsets[2 * count + 1] = e;
+            count++;
+            at += w;
+        }
+        /* Spans on character boundaries, in order, sometimes empty. */
+        sft_chat_span spans[6];
+        size_t span_count = 0, from = 0;
+        while (span_count < 1 + NEXT() % 5 && from + 1 < nb) {
+            size_t a = from + NEXT() % (nb - from);
+            size_t b = a + NEXT() % (nb - a);
+            spans[span_count++] = (sft_chat_span){bounds[a], bounds[b]};
+            from = b + 1;
+        }
+        uint8_t fast[200], slow[200];
+        sft_chat_assistant_mask(text, len, spans, span_count, offsets, count, fast);
+        reference_mask(text, len, spans, span_count, offsets, count, slow);
+        if (memcmp(fast, slow, count)) mismatches++;
+    }
+    CHECK_INT(mismatches, 0);
+#undef NEXT
+}

@@ -892,34 +892,54 @@ static size_t char_floor(const char *text, size_t b) {
     return b;
 }
 
-/* tokenizers' Encoding::char_to_token after its byte-to-char offset
- * conversion, in bytes: the first token whose character range holds the
- * character starting at byte `at`. A token's byte range [s, e) becomes the
- * characters from the one holding byte s up to, not including, the one
- * holding byte e (through the last character when e is the end of the text);
- * a start at the end of the text is left unconverted and holds nothing.
- * Returns token_count when no token holds it. */
-static size_t char_to_token(const char *text, size_t len, const size_t *offsets, size_t token_count, size_t at) {
-    for (size_t i = 0; i < token_count; i++) {
-        size_t s = offsets[2 * i], e = offsets[2 * i + 1];
-        if (s >= len || e <= s) continue;
-        size_t lo = char_floor(text, s), hi = e >= len ? len : char_floor(text, e);
-        if (lo <= at && at < hi) return i;
-    }
+/* Token i's character range, in bytes of the text: tokenizers turns the
+ * byte range [s, e) into the characters from the one holding byte s up to,
+ * not including, the one holding byte e (through the last character when e
+ * is the end of the text); a start at the end of the text is left
+ * unconverted and holds nothing. 0 when the range holds no character. */
+static int token_chars(const char *text, size_t len, const size_t *offsets, size_t i, size_t *lo, size_t *hi) {
+    size_t s = offsets[2 * i], e = offsets[2 * i + 1];
+    if (s >= len || e <= s) return 0;
+    *lo = char_floor(text, s);
+    *hi = e >= len ? len : char_floor(text, e);
+    return *lo < *hi;
+}
+
+/* tokenizers' Encoding::char_to_token on those ranges: the first token
+ * holding the character that starts at byte `at`; token_count when none.
+ * Lookups come in increasing order, so a cursor skips the tokens that end
+ * at or before the previous lookup (none of them can hold a later one);
+ * a lookup behind the previous one starts again from token 0. */
+typedef struct {
+    size_t cursor, last_at;
+} token_finder;
+
+static size_t char_to_token(token_finder *f, const char *text, size_t len, const size_t *offsets, size_t token_count,
+                            size_t at) {
+    if (at < f->last_at) f->cursor = 0;
+    f->last_at = at;
+    size_t lo, hi;
+    /* Skip tokens that hold nothing or end at or before `at`. */
+    while (f->cursor < token_count &&
+           (!token_chars(text, len, offsets, f->cursor, &lo, &hi) || hi <= at))
+        f->cursor++;
+    for (size_t i = f->cursor; i < token_count; i++)
+        if (token_chars(text, len, offsets, i, &lo, &hi) && lo <= at && at < hi) return i;
     return token_count;
 }
 
 void sft_chat_assistant_mask(const char *text, size_t len, const sft_chat_span *spans, size_t span_count,
                              const size_t *offsets, size_t token_count, uint8_t *mask) {
     memset(mask, 0, token_count);
+    token_finder finder = {0, 0};
     for (size_t k = 0; k < span_count; k++) {
         size_t start = spans[k].start, end = spans[k].end;
         if (start >= len) break; /* char_to_token(start) is None: transformers stops */
-        size_t first = char_to_token(text, len, offsets, token_count, start);
+        size_t first = char_to_token(&finder, text, len, offsets, token_count, start);
         if (first == token_count) break;
         /* The character before `end` (end - 1 in characters). */
         size_t last_char = end > 0 ? char_floor(text, (end > len ? len : end) - 1) : 0;
-        size_t last = end > 0 ? char_to_token(text, len, offsets, token_count, last_char) : token_count;
+        size_t last = end > 0 ? char_to_token(&finder, text, len, offsets, token_count, last_char) : token_count;
         /* `end_token + 1 if end_token else len(input_ids)`: None and 0 both
          * run the span to the end of the sequence. */
         size_t stop = (last == token_count || last == 0) ? token_count : last + 1;
