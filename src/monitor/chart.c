@@ -184,25 +184,31 @@ static void format_tick(char *buf, size_t cap, double v) {
  * 6.5 px a character at 11 px, 8 px at the title's 14 px) so that the SVG
  * and the PNG place it alike. Returns the rows used under the title. */
 #define LEGEND_LEFT 64.0
+/* Legend entry i: series i, or (i == series_count) the reference line. */
+static const char *legend_text(const sft_chart *c, int i) {
+    return i < c->series_count ? c->series[i].label : c->hline_label;
+}
+
 static int legend_layout(const sft_chart *c, double *entry_x, double *entry_y) {
     double right = c->width - 16, total = 0;
-    for (int s = 0; s < c->series_count; s++)
-        if (c->series[s].label) total += 6.5 * (double)strlen(c->series[s].label) + 28;
+    int entries = c->series_count + 1;
+    for (int s = 0; s < entries; s++)
+        if (legend_text(c, s)) total += 6.5 * (double)strlen(legend_text(c, s)) + 28;
     double title_end = LEGEND_LEFT + (c->title ? 8.0 * (double)strlen(c->title) + 16 : 0);
     if (right - total >= title_end) {
         double x = right - total;
-        for (int s = 0; s < c->series_count; s++) {
-            if (!c->series[s].label) continue;
+        for (int s = 0; s < entries; s++) {
+            if (!legend_text(c, s)) continue;
             entry_x[s] = x, entry_y[s] = 16;
-            x += 6.5 * (double)strlen(c->series[s].label) + 28;
+            x += 6.5 * (double)strlen(legend_text(c, s)) + 28;
         }
         return 0;
     }
     int rows = 1;
     double x = LEGEND_LEFT;
-    for (int s = 0; s < c->series_count; s++) {
-        if (!c->series[s].label) continue;
-        double w = 6.5 * (double)strlen(c->series[s].label) + 28;
+    for (int s = 0; s < entries; s++) {
+        if (!legend_text(c, s)) continue;
+        double w = 6.5 * (double)strlen(legend_text(c, s)) + 28;
         if (x > LEGEND_LEFT && x + w > right) rows++, x = LEGEND_LEFT;
         entry_x[s] = x, entry_y[s] = 16 + 16.0 * rows;
         x += w;
@@ -237,7 +243,7 @@ static void layout(const sft_chart *c, frame *f) {
     double pad = (ymax - ymin) * 0.05;
     f->x0 = xmin, f->x1 = xmax, f->y0 = ymin - pad, f->y1 = ymax + pad;
     f->log_y = c->log_y;
-    double entry_x[SFT_CHART_MAX_SERIES], entry_y[SFT_CHART_MAX_SERIES];
+    double entry_x[SFT_CHART_MAX_SERIES + 1], entry_y[SFT_CHART_MAX_SERIES + 1];
     int legend_rows = legend_layout(c, entry_x, entry_y);
     f->left = LEGEND_LEFT, f->right = c->width - 16, f->top = 34 + 16.0 * legend_rows, f->bottom = c->height - 40;
 }
@@ -290,9 +296,9 @@ static void draw(canvas *cv, const sft_chart *c) {
     if (c->hline_label && usable(c, c->hline_y)) {
         double yy = py(&f, c->hline_y);
         cv->line(cv, f.left, yy, f.right, yy, "#d62728", 1.2, 1);
-        cv->text(cv, f.right - 4, yy - 4, c->hline_label, 1, 11, "#d62728", 0);
     }
-    /* Series: lines broken at non-finite values, then dots. */
+    /* Series: lines broken at non-finite values, then dots (smaller when
+     * they are dense, so that they do not merge into a band). */
     size_t cap = 0;
     for (int s = 0; s < c->series_count; s++)
         if (c->series[s].n > cap) cap = c->series[s].n;
@@ -300,6 +306,8 @@ static void draw(canvas *cv, const sft_chart *c) {
     for (int s = 0; s < c->series_count && xs && ys; s++) {
         const sft_chart_series *se = &c->series[s];
         double opacity = se->opacity > 0 ? se->opacity : 1;
+        double spacing = (f.right - f.left) / (double)(se->n ? se->n : 1);
+        double radius = spacing / 2 < 1.4 ? 1.4 : spacing / 2 > 2.8 ? 2.8 : spacing / 2;
         size_t run = 0;
         for (size_t i = 0; i <= se->n; i++) {
             int ok = i < se->n && isfinite(se->x[i]) && usable(c, se->y[i]);
@@ -310,7 +318,7 @@ static void draw(canvas *cv, const sft_chart *c) {
             }
             if (se->width > 0 && run >= 2) cv->path(cv, xs, ys, run, se->color, se->width, opacity);
             if (se->points)
-                for (size_t k = 0; k < run; k++) cv->dot(cv, xs[k], ys[k], 2.8, se->color);
+                for (size_t k = 0; k < run; k++) cv->dot(cv, xs[k], ys[k], radius, se->color);
             run = 0;
         }
     }
@@ -339,7 +347,7 @@ static void draw(canvas *cv, const sft_chart *c) {
     }
     /* Legend: a short line of the series' colour (a dot for a series of
      * dots only), then its label. */
-    double entry_x[SFT_CHART_MAX_SERIES], entry_y[SFT_CHART_MAX_SERIES];
+    double entry_x[SFT_CHART_MAX_SERIES + 1], entry_y[SFT_CHART_MAX_SERIES + 1];
     legend_layout(c, entry_x, entry_y);
     for (int s = 0; s < c->series_count; s++) {
         const sft_chart_series *se = &c->series[s];
@@ -349,6 +357,13 @@ static void draw(canvas *cv, const sft_chart *c) {
         if (se->width > 0) cv->path(cv, seg_x, seg_y, 2, se->color, 3, se->opacity > 0 ? se->opacity : 1);
         else cv->dot(cv, x + 8, y, 3.2, se->color);
         cv->text(cv, x + 20, y + 4, se->label, -1, 11, "#333333", 0);
+    }
+    /* The reference line (the clipping threshold) is named in the legend,
+     * where its label hides no data. */
+    if (c->hline_label) {
+        double x = entry_x[c->series_count], y = entry_y[c->series_count];
+        cv->line(cv, x, y, x + 16, y, "#d62728", 1.5, 1);
+        cv->text(cv, x + 20, y + 4, c->hline_label, -1, 11, "#333333", 0);
     }
 }
 

@@ -81,6 +81,7 @@ typedef struct {
     double *clip_step, *clip_grad; /* the steps where clipping fired */
     size_t clip_n, clip_known;     /* clipped steps; steps whose clipping state is known */
     char clip_label[64];
+    char threshold_label[64];
     int has_grad, has_grad_clipped, has_lr, has_speed;
     double smoothing; /* the EMA weight used; 0: no smoothed line */
     int log_loss;     /* the loss spans more than LOG_LOSS_RATIO */
@@ -165,6 +166,7 @@ static int arrays_build(const sft_curve *c, double smoothing, curve_arrays *a, s
     }
     if (a->clip_n)
         snprintf(a->clip_label, sizeof a->clip_label, "clipped (%zu of %zu steps)", a->clip_n, a->clip_known);
+    snprintf(a->threshold_label, sizeof a->threshold_label, "clipping threshold %.4g", c->max_grad_norm);
     a->smoothing = smoothing < 0 || a->n < 3 ? 0 : smoothing > 0 ? smoothing : smoothing_weight(a->n);
     if (a->smoothing >= 1) a->smoothing = 0.999;
     if (a->smoothing > 0) ema_smooth(a->loss, a->n, a->smoothing, a->smoothed);
@@ -226,7 +228,7 @@ static void make_chart(chart_kind kind, const curve_arrays *a, const sft_curve *
         if (a->clip_n)
             ch->series[ch->series_count++] =
                 (sft_chart_series){a->clip_step, a->clip_grad, a->clip_n, COLOR_CLIPPED, 0, 1, 1, a->clip_label};
-        if (c->max_grad_norm > 0) ch->hline_y = c->max_grad_norm, ch->hline_label = "clipping threshold";
+        if (c->max_grad_norm > 0) ch->hline_y = c->max_grad_norm, ch->hline_label = a->threshold_label;
         /* A wide range (an explosion) reads better on a log axis. */
         double lo = INFINITY, hi = 0;
         for (size_t i = 0; i < a->n; i++)
