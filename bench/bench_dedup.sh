@@ -9,7 +9,6 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 python3 bench/bench_dedup_data.py "$n" "$tmp/in.jsonl"
 echo "input: $n records, $(du -m "$tmp/in.jsonl" | cut -f1) MB, $(nproc) cores"
-start=$(date +%s.%N)
-/usr/bin/time -f "peak memory %M KB" "$build/sft" data dedup "$tmp/in.jsonl" -o "$tmp/out.jsonl" --report "$tmp/clusters.jsonl" --quiet
-end=$(date +%s.%N)
-echo "dedup wall time: $(echo "$end - $start" | bc) s"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+/usr/bin/time -f "dedup: %e s wall, %U s CPU (user, all threads), peak memory %M KB" \
+  "$build/sft" data dedup "$tmp/in.jsonl" -o "$tmp/out.jsonl" --report "$tmp/clusters.jsonl" --quiet
