@@ -614,3 +614,22 @@ TEST(encoding_from_two_threads_gives_the_same_ids) {
     }
     sft_tokenizer_free(tok);
 }
+
+TEST(digits_pre_tokenizer_splits_numbers) {
+    /* SmolLM-style: Digits(individual_digits) before the model; "12" exists but digits stay apart. */
+    const char *fmt = "{\"pre_tokenizer\": {\"type\": \"Digits\", \"individual_digits\": %s}, \"model\": {\"type\": "
+                      "\"BPE\", \"vocab\": {\"a\": 0, \"1\": 1, \"2\": 2, \"12\": 3, \"a1\": 4, \"\u0662\": 5}, "
+                      "\"merges\": [\"1 2\", \"a 1\"]}}";
+    char json[512];
+    sft_err err;
+    snprintf(json, sizeof json, fmt, "true");
+    sft_tokenizer *tok = tiny(json, &err);
+    CHECK(tok != NULL);
+    if (tok) CHECK_IDS(tok, "a12\xd9\xa2", 0, 0, 1, 2, 5); /* U+0662 ARABIC-INDIC TWO is numeric too */
+    sft_tokenizer_free(tok);
+    snprintf(json, sizeof json, fmt, "false");
+    tok = tiny(json, &err);
+    CHECK(tok != NULL);
+    if (tok) CHECK_IDS(tok, "a12", 0, 0, 3);
+    sft_tokenizer_free(tok);
+}

@@ -7,6 +7,8 @@
  *              then apply ByteLevel(use_regex=false);
  *   Metaspace  (metaspace.rs): spaces to "▁", prepend_scheme always / first /
  *              never, split on "▁" or not (newer Llama-2-style files);
+ *   Digits     (digits.rs): numeric characters split off one by one or in
+ *              runs (SmolLM), i.e. a Split on \p{N};
  *   Sequence   of these.
  * Each step splits or rewrites a piece and hands every resulting piece to
  * the next step, depth first, and the last step to the BPE model; that gives
@@ -115,8 +117,10 @@ static int load_one(sft_tokenizer *tok, size_t *cap, const json_t *j, int depth,
             if (load_one(tok, cap, json_array_get(items, i), depth + 1, err)) return -1;
         return 0;
     }
-    if (strcmp(type, "Split") && strcmp(type, "ByteLevel") && strcmp(type, "Metaspace"))
-        return sft_errf(err, "pre_tokenizer type \"%s\" is not supported (sft supports Sequence, Split, ByteLevel, Metaspace)",
+    if (strcmp(type, "Split") && strcmp(type, "ByteLevel") && strcmp(type, "Metaspace") && strcmp(type, "Digits"))
+        return sft_errf(err,
+                        "pre_tokenizer type \"%s\" is not supported (sft supports Sequence, Split, ByteLevel, Metaspace, "
+                        "Digits)",
                         type);
     if (tok->pretokenizer_count == TOK_MAX_STEPS)
         return sft_errf(err, "pre_tokenizer: more than %d steps", TOK_MAX_STEPS);
@@ -142,6 +146,16 @@ static int load_one(sft_tokenizer *tok, size_t *cap, const json_t *j, int depth,
         p->behavior = (enum tok_split_behavior)found;
         if (parse_bool(j, "invert", 0, &p->invert, "pre_tokenizer Split", err)) return -1;
         if (parse_pattern(j, "pre_tokenizer Split", &p->pattern, err)) return -1;
+        tok->pretokenizer_count++;
+        return 0;
+    }
+    if (!strcmp(type, "Digits")) {
+        /* char::is_numeric (categories Nd, Nl, No), each character its own match. */
+        int individual;
+        if (parse_bool(j, "individual_digits", 0, &individual, "pre_tokenizer Digits", err)) return -1;
+        p->type = TOK_PRE_SPLIT;
+        p->behavior = individual ? TOK_SPLIT_ISOLATED : TOK_SPLIT_CONTIGUOUS;
+        if (tok_regex_compile(&p->pattern, "\\p{N}", 5, 0, err)) return sft_err_prefix(err, "pre_tokenizer Digits");
         tok->pretokenizer_count++;
         return 0;
     }
