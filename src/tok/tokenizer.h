@@ -1,6 +1,19 @@
 /* tokenizer.h: a Hugging Face tokenizer.json, encoded and decoded exactly as
  * the tokenizers library does, for the BPE families of GPT-2, Llama 3,
- * Qwen2 (byte-level) and Llama 2 (SentencePiece-style, byte fallback). */
+ * Qwen2, SmolLM (byte-level) and Llama 2 / Mistral (SentencePiece-style,
+ * byte fallback).
+ *
+ * Understood components (anything else is refused by name at load time):
+ *   model           BPE (merges "a b" or [a, b], unk_token, fuse_unk,
+ *                   byte_fallback, ignore_merges, subword prefix/suffix)
+ *   normalizer      Sequence, Prepend, Replace, NFC, NFD, NFKC, NFKD
+ *   pre_tokenizer   Sequence, ByteLevel, Split, Metaspace, Digits
+ *   post_processor  Sequence, ByteLevel, TemplateProcessing
+ *   decoder         Sequence, ByteLevel, Metaspace, Replace, ByteFallback,
+ *                   Fuse, Strip
+ *   added_tokens    special or not, lstrip, rstrip, normalized, single_word
+ * Regexes run on PCRE2 with Oniguruma's meaning of \s, \w, ^ and $ (see
+ * regex.c). truncation and padding are not applied (sft has --max-len). */
 #ifndef SFT_TOK_TOKENIZER_H
 #define SFT_TOK_TOKENIZER_H
 
