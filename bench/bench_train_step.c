@@ -30,6 +30,12 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -70,24 +76,27 @@ static int run(int lora, int steps, int threads) {
     }
     for (int i = 0; i < B * T; i++) targets[i] = (i % T) + 1 < T ? tokens[i + 1] : SFT_IGNORE_INDEX;
     sft_batch batch = {B, T, tokens, targets, pos, seq, (long)B * (T - 1)};
-    double times[64], loss = 0;
+    double times[64], loss = 0, cpu_total = 0;
     if (steps > 63) steps = 63;
     for (int step = 0; step <= steps; step++) {
-        double t0 = now_s();
+        double t0 = now_s(), c0 = cpu_s();
         sft_model_zero_grad(m);
         if (sft_model_forward(m, &batch, &loss, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
         sft_model_backward(m, &batch);
         sft_clip_grad_norm(m->trainable, 1.0);
         sft_adamw_step(&opt, m->trainable, 1e-4);
         times[step] = now_s() - t0; /* step 0 is the warm-up */
+        if (step) cpu_total += cpu_s() - c0;
     }
     qsort(times + 1, (size_t)steps, sizeof(double), cmp_double);
     double median = times[1 + steps / 2];
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("sft %-4s B=%d T=%d threads=%d: %.0f ms/step, %.0f tokens/s, peak RSS %.0f MiB (trainable %zu, loss %.4f)\n",
-           lora ? "lora" : "full", B, T, sft_get_threads(), median * 1e3, B * T / median, ru.ru_maxrss / 1024.0,
-           m->trainable->numel, loss);
+    /* CPU seconds per step too: on a shared machine the wall time depends on the neighbours */
+    printf("sft %-4s B=%d T=%d threads=%d: %.0f ms/step, %.0f tokens/s, %.1f CPU s/step, peak RSS %.0f MiB "
+           "(trainable %zu, loss %.4f)\n",
+           lora ? "lora" : "full", B, T, sft_get_threads(), median * 1e3, B * T / median, cpu_total / steps,
+           ru.ru_maxrss / 1024.0, m->trainable->numel, loss);
     sft_adamw_free(&opt);
     sft_model_free(m);
     return 0;

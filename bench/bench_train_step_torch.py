@@ -88,20 +88,22 @@ def run(mode, steps, threads):
                             lr=1e-4, betas=(0.9, 0.95), eps=1e-8)
     idx = torch.randint(0, V, (B, T))
     targets = torch.cat([idx[:, 1:], torch.full((B, 1), -100)], dim=1)
-    times = []
+    times, cpu_total = [], 0.0
     for step in range(steps + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         loss = model(idx, targets)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         times.append(time.perf_counter() - t0)
+        if step:
+            cpu_total += time.process_time() - c0
     times = sorted(times[1:])
     median = times[len(times) // 2]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"torch {mode:4s} B={B} T={T} threads={torch.get_num_threads()}: {median * 1e3:.0f} ms/step, "
-          f"{B * T / median:.0f} tokens/s, peak RSS {rss:.0f} MiB (trainable {sum(p.numel() for p in params)}, "
+          f"{B * T / median:.0f} tokens/s, {cpu_total / steps:.1f} CPU s/step, peak RSS {rss:.0f} MiB (trainable {sum(p.numel() for p in params)}, "
           f"loss {loss.item():.4f})", flush=True)
 
 
