@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/args.h"
 #include "cli/cli.h"
@@ -166,7 +167,9 @@ int sft_cmd_eval(int argc, char **argv) {
     int64_t tokens;
     if (sft_eval_dataset(s.model, &ds, (int)batch_size, pad, &loss, &tokens, &err)) goto fail;
     match_stats ms = {0};
-    if (generate && exact_match(&s, &enc, data, format, (int)max_new, &ms, as_json ? NULL : stderr, &err)) goto fail;
+    /* a counter redrawn in place: only on a terminal */
+    FILE *counter = !as_json && isatty(fileno(stderr)) ? stderr : NULL;
+    if (generate && exact_match(&s, &enc, data, format, (int)max_new, &ms, counter, &err)) goto fail;
     double accuracy = ms.total ? (double)ms.correct / (double)ms.total : NAN;
     if (as_json) {
         printf("{\"model\": ");
