@@ -273,6 +273,12 @@ static void draw(canvas *cv, const sft_chart *c) {
     layout(c, &f);
     cv->rect(cv, 0, 0, c->width, c->height, "#ffffff");
     if (c->title) cv->text(cv, f.left, 20, c->title, -1, 14, "#222222", 0);
+    /* A source that did not record this quantity (HF Trainer has no
+     * tokens/s, a CSV may have no learning rate): say so, draw no axes. */
+    if (!sft_chart_has_data(c)) {
+        cv->text(cv, c->width / 2, c->height / 2, "no values recorded in this run", 0, 13, "#777777", 0);
+        return;
+    }
     /* Grid and ticks. */
     char label[32];
     if (f.log_y) {

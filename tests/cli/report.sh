@@ -96,6 +96,15 @@ check "--out FILE.html leaves the run dir alone" test ! -e "$tmp/run/report.html
 $SFT report "$tmp/run" --out "$tmp/pages/raw.html" --no-png --smoothing -1 >/dev/null
 check "--smoothing -1: raw line only" lacks "$tmp/pages/raw.html" "train (smoothed)"
 
+# A CSV with no learning rate or gradient norm: those charts say so.
+mkdir -p "$tmp/csv"
+printf 'step,loss,val_loss\n1,3.0,\n2,2.5,\n3,2.2,2.4\n4,2.0,\n5,1.9,2.1\n' >"$tmp/csv/m.csv"
+$SFT report "$tmp/csv/m.csv" >/dev/null 2>"$tmp/err"; rc=$?
+check "CSV exit 0" test $rc -eq 0
+check "CSV well-formed" well_formed "$tmp/csv/report.html"
+check "CSV PNGs, empty ones included" sane_pngs "$tmp/csv"
+check "CSV: only the loss chart on the page" test "$(grep -c '<svg ' "$tmp/csv/report.html")" = 1
+
 # A sweep dir: the comparison of its trials.
 python3 tests/helpers/make_report_runs.py sweep "$tmp/sweep"
 $SFT report "$tmp/sweep" >"$tmp/stdout" 2>"$tmp/err"; rc=$?
