@@ -218,6 +218,7 @@ void sft_near_index_free(sft_near_index *idx) {
 
 size_t sft_near_index_leaders(const sft_near_index *idx) { return idx->leader_count; }
 size_t sft_near_index_candidates(const sft_near_index *idx) { return idx->candidates; }
+void sft_near_index_add_candidates(sft_near_index *idx, size_t n) { idx->candidates += n; }
 void sft_near_index_shape(const sft_near_index *idx, int *bands, int *rows) {
     *bands = idx->bands;
     *rows = idx->rows;
@@ -240,10 +241,33 @@ static double jaccard_at_least(const uint64_t *a, size_t na, const uint64_t *b, 
     return (double)both / (double)(na + nb - both);
 }
 
+/* The exact Jaccard of a set and a leader when it can reach the threshold, else 0. */
+static double candidate_jaccard(const sft_near_index *idx, const uint64_t *set, size_t count, uint32_t leader) {
+    const leader_set *l = &idx->leaders[leader];
+    /* J <= min/max of the sizes: most candidates of a different length end here. */
+    size_t small = count < l->count ? count : l->count, large = count ^ l->count ^ small;
+    if ((double)small < idx->opts.threshold * (double)large) return 0;
+    return jaccard_at_least(set, count, l->items, l->count, idx->opts.threshold);
+}
+
+/* The better of two matches: higher Jaccard, then the earlier leader. */
+static void keep_best(const sft_near_index *idx, uint32_t leader, double j, long *best, double *best_jaccard) {
+    if (j >= idx->opts.threshold && (j > *best_jaccard || (j == *best_jaccard && (long)leader < *best))) {
+        *best = leader;
+        *best_jaccard = j;
+    }
+}
+
+static void band_keys_of(const sft_near_index *idx, const uint32_t *sig, uint64_t *keys) {
+    for (int b = 0; b < idx->bands; b++)
+        keys[b] = XXH3_64bits_withSeed(sig + b * idx->rows, idx->rows * sizeof *sig, (uint64_t)b + 1);
+}
+
 typedef struct {
     sft_near_index *idx;
     const uint64_t *set;
     size_t count;
+    size_t from; /* only leaders from this number on */
     long best;
     double best_jaccard;
 } verify_ctx;
@@ -251,19 +275,62 @@ typedef struct {
 static int verify_candidate(uint32_t leader, void *p) {
     verify_ctx *c = p;
     sft_near_index *idx = c->idx;
-    if (idx->stamp[leader] == idx->query) return 0; /* already verified for this query */
+    if (leader < c->from || idx->stamp[leader] == idx->query) return 0; /* not ours, or already verified */
     idx->stamp[leader] = idx->query;
     idx->candidates++;
-    const leader_set *l = &idx->leaders[leader];
-    /* J <= min/max of the sizes: most candidates of a different length end here. */
-    size_t small = c->count < l->count ? c->count : l->count, large = c->count ^ l->count ^ small;
-    if ((double)small < idx->opts.threshold * (double)large) return 0;
-    double j = jaccard_at_least(c->set, c->count, l->items, l->count, idx->opts.threshold);
-    if (j >= idx->opts.threshold &&
-        (j > c->best_jaccard || (j == c->best_jaccard && (long)leader < c->best))) {
-        c->best = leader;
-        c->best_jaccard = j;
+    keep_best(idx, leader, candidate_jaccard(idx, c->set, c->count, leader), &c->best, &c->best_jaccard);
+    return 0;
+}
+
+typedef struct {
+    uint32_t *ids;
+    size_t count, cap;
+    size_t below;
+} id_list;
+
+static int collect_id(uint32_t leader, void *p) {
+    id_list *l = p;
+    if (leader >= l->below) return 0;
+    if (l->count == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        uint32_t *ids = realloc(l->ids, cap * sizeof *ids);
+        if (!ids) return -1;
+        l->ids = ids;
+        l->cap = cap;
     }
+    l->ids[l->count++] = leader;
+    return 0;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+int sft_near_index_best(const sft_near_index *idx, const uint64_t *set, size_t count, const uint32_t *signature,
+                        size_t below, long *leader, double *jaccard, size_t *verified) {
+    *leader = -1;
+    *jaccard = 0;
+    *verified = 0;
+    if (count == 0) return 0;
+    uint64_t *keys = malloc((size_t)idx->bands * sizeof *keys);
+    id_list ids = {NULL, 0, 0, below};
+    if (!keys) return -1;
+    band_keys_of(idx, signature, keys);
+    int rc = 0;
+    for (int b = 0; b < idx->bands && !rc; b++) rc = sft_u64map_each(&idx->buckets, keys[b], collect_id, &ids);
+    free(keys);
+    if (rc) {
+        free(ids.ids);
+        return -1;
+    }
+    qsort(ids.ids, ids.count, sizeof *ids.ids, cmp_u32);
+    for (size_t i = 0; i < ids.count; i++) {
+        if (i && ids.ids[i] == ids.ids[i - 1]) continue;
+        (*verified)++;
+        keep_best(idx, ids.ids[i], candidate_jaccard(idx, set, count, ids.ids[i]), leader, jaccard);
+    }
+    free(ids.ids);
     return 0;
 }
 
@@ -290,16 +357,19 @@ int sft_near_index_assign(sft_near_index *idx, const uint64_t *set, size_t count
 
 int sft_near_index_assign_signed(sft_near_index *idx, const uint64_t *set, size_t count, const uint32_t *signature,
                                  long *leader, double *jaccard, sft_err *err) {
+    return sft_near_index_assign_from(idx, set, count, signature, 0, -1, 0, leader, jaccard, err);
+}
+
+int sft_near_index_assign_from(sft_near_index *idx, const uint64_t *set, size_t count, const uint32_t *signature,
+                               size_t from, long prior_leader, double prior_jaccard, long *leader, double *jaccard,
+                               sft_err *err) {
     *leader = -1;
     *jaccard = 0;
     /* A record without words has no shingles; only exact dedup can judge it. */
     if (count == 0) return 0;
-    if (signature != idx->signature) memcpy(idx->signature, signature, (size_t)idx->opts.num_perm * sizeof *signature);
-    for (int b = 0; b < idx->bands; b++)
-        idx->band_keys[b] = XXH3_64bits_withSeed(idx->signature + b * idx->rows,
-                                                 idx->rows * sizeof *idx->signature, (uint64_t)b + 1);
+    band_keys_of(idx, signature, idx->band_keys);
     idx->query++;
-    verify_ctx ctx = {idx, set, count, -1, 0};
+    verify_ctx ctx = {idx, set, count, from, prior_leader, prior_leader >= 0 ? prior_jaccard : 0};
     for (int b = 0; b < idx->bands; b++) sft_u64map_each(&idx->buckets, idx->band_keys[b], verify_candidate, &ctx);
     if (ctx.best >= 0) {
         *leader = ctx.best;

@@ -79,6 +79,17 @@ int sft_near_index_num_perm(const sft_near_index *idx);
 void sft_near_index_signature(const sft_near_index *idx, const uint64_t *set, size_t count, uint32_t *signature);
 int sft_near_index_assign_signed(sft_near_index *idx, const uint64_t *set, size_t count, const uint32_t *signature,
                                  long *leader, double *jaccard, sft_err *err);
+/* Batches verify in parallel too: _best (read-only, any thread) finds the
+ * best match among the leaders numbered below `below` (those that existed
+ * before the batch); _assign_from then, in record order, looks only at the
+ * leaders numbered `from` on (made within the batch) and keeps the better of
+ * the two, which gives exactly the result of _assign_signed. */
+int sft_near_index_best(const sft_near_index *idx, const uint64_t *set, size_t count, const uint32_t *signature,
+                        size_t below, long *leader, double *jaccard, size_t *verified);
+int sft_near_index_assign_from(sft_near_index *idx, const uint64_t *set, size_t count, const uint32_t *signature,
+                               size_t from, long prior_leader, double prior_jaccard, long *leader, double *jaccard,
+                               sft_err *err);
+void sft_near_index_add_candidates(sft_near_index *idx, size_t n);
 size_t sft_near_index_leaders(const sft_near_index *idx);
 /* Verified candidate pairs and the LSH shape, for reports and benchmarks. */
 size_t sft_near_index_candidates(const sft_near_index *idx);

@@ -159,6 +159,9 @@ typedef struct {
     uint64_t *batch_keys;
     sft_u64s *batch_sets;
     uint32_t *batch_sigs;
+    long *batch_prior;          /* best leader from before the batch, or -1 */
+    double *batch_prior_jaccard;
+    size_t batch_from;          /* leaders numbered from here on were made in this batch */
     char **paths; /* stable copies of the input paths the batch points to */
     size_t path_count;
     sft_dedup_summary *summary;
@@ -205,7 +208,9 @@ static int dedup_decide(dedup_ctx *c, size_t i, sft_err *err) {
         size_t before = sft_near_index_leaders(c->near);
         const sft_u64s *set = &c->batch_sets[i];
         const uint32_t *sig = c->batch_sigs + i * (size_t)sft_near_index_num_perm(c->near);
-        if (sft_near_index_assign_signed(c->near, set->items, set->count, sig, &leader, &j, err)) return -1;
+        if (sft_near_index_assign_from(c->near, set->items, set->count, sig, c->batch_from, c->batch_prior[i],
+                                       c->batch_prior_jaccard[i], &leader, &j, err))
+            return -1;
         if (leader >= 0) {
             c->summary->near_removed++;
             return note_removed(c, rec, c->leader_to_kept[leader], j, 0, err);
@@ -241,7 +246,9 @@ static int dedup_flush(dedup_ctx *c, sft_err *err) {
     long failed = -1; /* the first record whose preparation failed */
     sft_err first_err = {{0}};
     int perms = c->near ? sft_near_index_num_perm(c->near) : 0;
-#pragma omp parallel
+    c->batch_from = c->near ? sft_near_index_leaders(c->near) : 0;
+    size_t verified_total = 0;
+#pragma omp parallel reduction(+ : verified_total)
     {
         sft_text_scratch scratch = {0};
         sft_err local = {{0}};
@@ -251,12 +258,20 @@ static int dedup_flush(dedup_ctx *c, sft_err *err) {
             int rc = 0;
             c->batch_keys[i] = 0;
             if (c->opts->exact) rc = sft_record_exact_hash(rec, &scratch, &c->batch_keys[i], &local);
-            if (!rc && c->opts->near) {
+            /* A key kept by an earlier batch (the map is only read here) makes the
+             * record an exact duplicate: no near work for it. */
+            int known = c->opts->exact && !rc && sft_u64map_first(&c->exact_keys, c->batch_keys[i]) >= 0;
+            if (!rc && c->opts->near && !known) {
                 rc = sft_record_shingles(rec, (size_t)c->opts->shingle_words, c->opts->prompt_only, &scratch,
                                          &c->batch_sets[i], &local);
-                if (!rc)
-                    sft_near_index_signature(c->near, c->batch_sets[i].items, c->batch_sets[i].count,
-                                             c->batch_sigs + i * (size_t)perms);
+                const uint32_t *sig = c->batch_sigs + i * (size_t)perms;
+                if (!rc) sft_near_index_signature(c->near, c->batch_sets[i].items, c->batch_sets[i].count, (uint32_t *)sig);
+                /* Match against the leaders of earlier batches (read-only here). */
+                size_t verified = 0;
+                if (!rc && sft_near_index_best(c->near, c->batch_sets[i].items, c->batch_sets[i].count, sig,
+                                               c->batch_from, &c->batch_prior[i], &c->batch_prior_jaccard[i], &verified))
+                    rc = sft_errf(&local, "out of memory");
+                verified_total += verified;
             }
             if (rc) {
 #pragma omp critical(dedup_error)
@@ -268,6 +283,7 @@ static int dedup_flush(dedup_ctx *c, sft_err *err) {
         }
         sft_text_scratch_free(&scratch);
     }
+    if (c->near) sft_near_index_add_candidates(c->near, verified_total);
     size_t upto = failed < 0 ? n : (size_t)failed;
     for (size_t i = 0; i < upto; i++)
         if (dedup_decide(c, i, err)) return -1;
@@ -354,7 +370,11 @@ int sft_data_dedup(const sft_data_io *io, const sft_dedup_options *o, sft_dedup_
     c.batch_keys = calloc(DEDUP_BATCH, sizeof *c.batch_keys);
     c.batch_sets = calloc(DEDUP_BATCH, sizeof *c.batch_sets);
     if (c.near) c.batch_sigs = calloc((size_t)DEDUP_BATCH * (size_t)sft_near_index_num_perm(c.near), sizeof *c.batch_sigs);
-    if (!c.batch || !c.batch_keys || !c.batch_sets || (c.near && !c.batch_sigs)) sft_errf(err, "out of memory");
+    c.batch_prior = calloc(DEDUP_BATCH, sizeof *c.batch_prior);
+    c.batch_prior_jaccard = calloc(DEDUP_BATCH, sizeof *c.batch_prior_jaccard);
+    if (!c.batch || !c.batch_keys || !c.batch_sets || (c.near && !c.batch_sigs) || !c.batch_prior ||
+        !c.batch_prior_jaccard)
+        sft_errf(err, "out of memory");
     else if ((c.out = sft_writer_open(io->output, err))) {
         sft_each_summary each;
         rc = sft_data_each(io, 0, dedup_collect, &c, &each, err);
@@ -382,6 +402,8 @@ int sft_data_dedup(const sft_data_io *io, const sft_dedup_options *o, sft_dedup_
     free(c.batch_keys);
     free(c.batch_sets);
     free(c.batch_sigs);
+    free(c.batch_prior);
+    free(c.batch_prior_jaccard);
     sft_u64map_free(&c.exact_keys);
     sft_near_index_free(c.near);
     return rc;
