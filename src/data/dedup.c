@@ -324,7 +324,7 @@ int sft_near_index_best(const sft_near_index *idx, const uint64_t *set, size_t c
         free(ids.ids);
         return -1;
     }
-    qsort(ids.ids, ids.count, sizeof *ids.ids, cmp_u32);
+    if (ids.count > 1) qsort(ids.ids, ids.count, sizeof *ids.ids, cmp_u32);
     for (size_t i = 0; i < ids.count; i++) {
         if (i && ids.ids[i] == ids.ids[i - 1]) continue;
         (*verified)++;

@@ -327,7 +327,7 @@ static void put_origin(FILE *f, const char *key, const origin *o) {
 
 /* One JSON line per cluster: the kept record and the ones removed for it. */
 static int write_dedup_report(dedup_ctx *c, const char *path, sft_err *err) {
-    qsort(c->removed, c->removed_count, sizeof *c->removed, cmp_removed);
+    if (c->removed_count > 1) qsort(c->removed, c->removed_count, sizeof *c->removed, cmp_removed);
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
