@@ -95,19 +95,23 @@ int sft_text_normalize(const char *s, size_t len, sft_buf *out, sft_err *err) {
     size_t i = 0;
     while (i < len && !((unsigned char)s[i] & 0x80)) i++;
     if (i == len) {
-        /* ASCII: NFKC is the identity and case folding is tolower. */
+        /* ASCII: NFKC is the identity and case folding is tolower; the output
+         * is never longer than the input. */
+        if (sft_buf_append(out, s, len)) return sft_errf(err, "out of memory");
+        size_t o = 0;
         int pending_space = 0;
         for (i = 0; i < len; i++) {
             char c = s[i];
             if (c == ' ' || (c >= 0x09 && c <= 0x0D)) {
-                pending_space = out->len > 0;
+                pending_space = o > 0;
                 continue;
             }
-            if (pending_space && sft_buf_append(out, " ", 1)) return sft_errf(err, "out of memory");
+            if (pending_space) out->data[o++] = ' ';
             pending_space = 0;
-            char lower = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-            if (sft_buf_append(out, &lower, 1)) return sft_errf(err, "out of memory");
+            out->data[o++] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
         }
+        out->len = o;
+        out->data[o] = 0;
         return 0;
     }
     /* utf8proc refuses invalid UTF-8; replace bad bytes with U+FFFD first. */
