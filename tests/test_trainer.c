@@ -302,6 +302,10 @@ TEST(crash_while_saving_a_checkpoint_keeps_the_previous_one) {
         sft_train_result r;
         if (finish_and_run(&c, NULL, &r, &err)) fprintf(stderr, "  %s\n", err.msg);
         CHECK_INT(r.steps, 6);
+        /* metrics.jsonl reads as one run: the lines the crashed tail wrote past step 2 were dropped */
+        metrics mm;
+        CHECK(!read_metrics(c.out, &mm));
+        CHECK_INT(mm.steps, 6);
         /* the same weights as the straight run of the same config */
         sft_run_config s;
         base_config(&s, p ? "crash-straight-b" : "crash-straight-a");
@@ -535,4 +539,40 @@ TEST(exports_reload_to_the_same_logits) {
     CHECK(merged && n2 == n1 && max_diff(merged, adapter, n1) < 1e-5f);
     free(adapter), free(base), free(merged);
     sft_run_config_free(&c);
+}
+
+/* chat_template.jinja is the template training rendered with: the model's
+ * own text when it is that template, else the family's built-in text, which
+ * detects back to the same renderer. */
+TEST(exported_chat_template_is_the_one_used_in_training) {
+    sft_err err;
+    sft_tokenizer *demo = sft_tokenizer_load(DEMO, &err);
+    sft_tokenizer *llama3 = sft_tokenizer_load("tests/fixtures/hf/models/llama3-tiny", &err);
+    CHECK(demo && llama3);
+    if (!demo || !llama3) return;
+    const char *note;
+    sft_chat_template *t = sft_chat_template_for_tokenizer(demo, "chatml", &err);
+    CHECK(sft_export_template_text(demo, t, &note) == sft_tokenizer_chat_template(demo));
+    sft_chat_template_free(t);
+    const char *names[] = {"chatml", "qwen2.5", "alpaca", "llama3"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        t = sft_chat_template_for_tokenizer(demo, names[i], &err);
+        if (!t) continue; /* a family the demo tokenizer cannot serve (no bos_token) */
+        const char *text = sft_export_template_text(demo, t, &note);
+        CHECK(text != NULL);
+        sft_chat_template *back = text ? sft_chat_template_new(NULL, text, NULL, "<|im_end|>", &err) : NULL;
+        CHECK(back && !strcmp(sft_chat_template_name(back), names[i]));
+        sft_chat_template_free(back);
+        sft_chat_template_free(t);
+    }
+    t = sft_chat_template_for_tokenizer(llama3, "chatml", &err);
+    const char *text = t ? sft_export_template_text(llama3, t, &note) : NULL;
+    CHECK(text && strstr(text, "<|im_start|>"));
+    sft_chat_template_free(t);
+    /* no Jinja text for llama3.1: none is written, and the note says so */
+    t = sft_chat_template_for_tokenizer(llama3, "llama3.1", &err);
+    CHECK(t && !sft_export_template_text(llama3, t, &note) && note);
+    sft_chat_template_free(t);
+    sft_tokenizer_free(demo);
+    sft_tokenizer_free(llama3);
 }

@@ -422,6 +422,21 @@ static int setup(trainer *t, sft_err *err) {
     int64_t longest = t->loader.longest_item;
     for (size_t i = 0; t->have_val && i < t->val.count; i++)
         if (t->val.examples[i].len > longest) longest = t->val.examples[i].len;
+    /* Limits the forward would only hit mid-run: check them before anything is written. */
+    int64_t longest_example = 0;
+    for (size_t i = 0; i < t->train.count; i++)
+        if (t->train.examples[i].len > longest_example) longest_example = t->train.examples[i].len;
+    for (size_t i = 0; t->have_val && i < t->val.count; i++)
+        if (t->val.examples[i].len > longest_example) longest_example = t->val.examples[i].len;
+    const sft_model_config *mc = &t->model->cfg;
+    if (mc->arch == SFT_ARCH_GPT2 && longest_example > mc->max_position_embeddings)
+        return sft_errf(err, "an example of %lld tokens is longer than the model's n_positions %d (config.json): use "
+                             "--max-len %d or less",
+                        (long long)longest_example, mc->max_position_embeddings, mc->max_position_embeddings);
+    if (mc->sliding_window > 0 && longest_example > mc->sliding_window)
+        return sft_errf(err, "an example of %lld tokens is longer than the model's sliding_window %d (config.json), "
+                             "which sft does not implement: use --max-len %d or less",
+                        (long long)longest_example, mc->sliding_window, mc->sliding_window);
     if (sft_model_plan(t->model, (int)cfg->batch_size, (int)longest, err)) return -1;
     int64_t per_step = cfg->batch_size * cfg->grad_accum;
     t->steps_per_epoch = ((int64_t)t->loader.item_count + per_step - 1) / per_step;
