@@ -603,8 +603,18 @@ static void run_name(const char *path, char *out, size_t cap) {
     snprintf(out, cap, "%s", basename(copy));
 }
 
+/* Table order: as given, or by best validation loss (runs without one last). */
+static const compared_run *sort_base;
+static int by_val_loss(const void *a, const void *b) {
+    const sft_diagnosis *x = &sort_base[*(const size_t *)a].diagnosis, *y = &sort_base[*(const size_t *)b].diagnosis;
+    if (x->has_best != y->has_best) return x->has_best ? -1 : 1;
+    if (x->has_best && x->best_val_loss != y->best_val_loss) return x->best_val_loss < y->best_val_loss ? -1 : 1;
+    return (*(const size_t *)a > *(const size_t *)b) - (*(const size_t *)a < *(const size_t *)b);
+}
+
 static void write_compare_html(FILE *f, const char *title, compared_run *runs, size_t n, int best, const sft_chart *val,
-                               const sft_chart *train, int png) {
+                               const sft_chart *train, const sft_report_compare_options *o) {
+    int png = o->png;
     fputs(html_head, f);
     html_text(f, title);
     fprintf(f, "</title>\n<style>%s</style>\n</head>\n<body>\n<h1>", css);
@@ -615,13 +625,33 @@ static void write_compare_html(FILE *f, const char *title, compared_run *runs, s
         html_text(f, runs[best].name);
         fprintf(f, "</b>, validation loss %.4g at step %lld.</p>\n", runs[best].diagnosis.best_val_loss,
                 (long long)runs[best].diagnosis.best_step);
+    } else if (o->chosen && !*o->chosen) {
+        fputs("<p>No run qualified: no best run.</p>\n", f);
     } else {
         fputs("<p>No run recorded a validation loss: no best run.</p>\n", f);
     }
-    fputs("<table class=\"runs\">\n<tr><th>run</th><th>best validation loss</th><th>best step</th>"
-          "<th>final training loss (smoothed)</th><th>verdict</th><th>findings</th></tr>\n",
-          f);
-    for (size_t i = 0; i < n; i++) {
+    if (o->advice_count) {
+        fputs("<h2>Advice</h2>\n<ul class=\"advice\">\n", f);
+        for (size_t k = 0; k < o->advice_count; k++) {
+            fputs("<li>", f);
+            html_text(f, o->advice[k]);
+            fputs("</li>\n", f);
+        }
+        fputs("</ul>\n", f);
+    }
+    size_t order[n ? n : 1];
+    for (size_t i = 0; i < n; i++) order[i] = i;
+    if (o->sort_by_val_loss) {
+        sort_base = runs;
+        qsort(order, n, sizeof *order, by_val_loss);
+    }
+    int with_status = 0;
+    for (size_t i = 0; o->status && i < n; i++) with_status |= o->status[i] != NULL;
+    fprintf(f, "<table class=\"runs\">\n<tr><th>run</th><th>best validation loss</th><th>best step</th>"
+               "<th>final training loss (smoothed)</th><th>verdict</th><th>findings</th>%s</tr>\n",
+            with_status ? "<th>status</th>" : "");
+    for (size_t oi = 0; oi < n; oi++) {
+        size_t i = order[oi];
         const compared_run *r = &runs[i];
         fprintf(f, "<tr%s><td>", (int)i == best ? " class=\"best\"" : "");
         html_text(f, r->name);
@@ -640,7 +670,13 @@ static void write_compare_html(FILE *f, const char *title, compared_run *runs, s
             html_text(f, x->message);
             fprintf(f, "\">%s</span>", x->kind);
         }
-        fputs("</td></tr>\n", f);
+        fputs("</td>", f);
+        if (with_status) {
+            fputs("<td>", f);
+            if (o->status[i]) html_text(f, o->status[i]);
+            fputs("</td>", f);
+        }
+        fputs("</tr>\n", f);
     }
     fputs("</table>\n<h2>Curves</h2>\n", f);
     const sft_chart *charts[] = {val, train};
@@ -656,6 +692,14 @@ static void write_compare_html(FILE *f, const char *title, compared_run *runs, s
 
 int sft_report_compare_write(const sft_report_run *in, size_t n, const char *title, const char *out_html, int png,
                              sft_err *err) {
+    sft_report_compare_options o = {.title = title, .png = png};
+    return sft_report_compare_write_opts(in, n, &o, out_html, err);
+}
+
+int sft_report_compare_write_opts(const sft_report_run *in, size_t n, const sft_report_compare_options *o,
+                                  const char *out_html, sft_err *err) {
+    const char *title = o->title;
+    int png = o->png;
     if (!n) return sft_errf(err, "%s: no runs to compare", out_html);
     compared_run *runs = calloc(n, sizeof *runs);
     sft_chart_curve *val_curves = calloc(n, sizeof *val_curves), *train_curves = calloc(n, sizeof *train_curves);
@@ -688,8 +732,12 @@ int sft_report_compare_write(const sft_report_run *in, size_t n, const char *tit
                 r->final_train_loss = r->arrays.smoothed[k];
                 break;
             }
-        if (r->diagnosis.has_best && (best < 0 || r->diagnosis.best_val_loss < runs[best].diagnosis.best_val_loss))
+        if (o->chosen) {
+            if (!strcmp(o->chosen, r->name)) best = (int)i;
+        } else if (r->diagnosis.has_best &&
+                   (best < 0 || r->diagnosis.best_val_loss < runs[best].diagnosis.best_val_loss)) {
             best = (int)i;
+        }
         val_curves[i] = (sft_chart_curve){r->name, r->arrays.eval_step, r->arrays.val, r->arrays.eval_n};
         train_curves[i] = (sft_chart_curve){r->name, r->arrays.step, r->arrays.smoothed, r->arrays.n};
         log_train |= r->arrays.log_loss;
@@ -728,7 +776,7 @@ int sft_report_compare_write(const sft_report_run *in, size_t n, const char *tit
         sft_err_errno(err, "open_memstream");
         goto done;
     }
-    write_compare_html(mem, title ? title : "sft sweep", runs, n, best, &val, &train, png);
+    write_compare_html(mem, title ? title : "sft sweep", runs, n, best, &val, &train, o);
     if (fclose(mem)) {
         sft_errf(err, "out of memory writing the report");
         goto done;

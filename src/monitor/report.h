@@ -59,6 +59,22 @@ typedef struct sft_report_run {
 int sft_report_compare_write(const sft_report_run *runs, size_t n, const char *title, const char *out_html, int png,
                              sft_err *err);
 
+/* A sweep's comparison (sft sweep): the run the sweep chose (by name; NULL:
+ * the lowest validation loss, "": none qualified), the table sorted by best
+ * validation loss, a status column (status[i] for runs[i], e.g. "excluded:
+ * diverged"; NULL: none), and advice in words shown above the table. */
+typedef struct sft_report_compare_options {
+    const char *title;
+    int png;
+    const char *chosen;
+    int sort_by_val_loss;
+    const char *const *status;
+    const char *const *advice;
+    size_t advice_count;
+} sft_report_compare_options;
+int sft_report_compare_write_opts(const sft_report_run *runs, size_t n, const sft_report_compare_options *o,
+                                  const char *out_html, sft_err *err);
+
 /* TensorBoard's smoothing of a scalar chart, as the report draws it: the
  * debiased exponential moving average of v with weight w in [0, 1) into
  * out (report.c, ema_smooth). */
