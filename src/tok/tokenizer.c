@@ -164,7 +164,8 @@ int sft_tokenizer_encode(const sft_tokenizer *tok, const char *text, size_t len,
     ctx.out = out;
     int rc = -1;
     if (tok_matcher_init(&ctx.matcher, err)) return -1;
-    if (out_reserve(&ctx, len / 3 + 16, err)) goto done;
+    /* About 4 bytes per token in English; grown by doubling past that. */
+    if (out_reserve(&ctx, (len < (1u << 18) ? len : (1u << 18)) / 4 + 16, err)) goto done;
     size_t n1;
     if (tok_added_split(tok, &tok->match_raw, &ctx.matcher, text, len, &ctx.splits[0], &n1, &ctx.splits_cap[0])) {
         sft_errf(err, "out of memory");
