@@ -64,7 +64,7 @@ static void cache_free(tok_cache *c) {
 
 static size_t pad4(size_t n) { return (n + 3) & ~(size_t)3; }
 
-/* Looks a word up; on a hit copies its symbols into *out (n of them). Called with the lock held. */
+/* The cache entry of a word, or NULL. Called with the lock held. */
 static const uint32_t *cache_find(const tok_cache *c, const char *key, size_t len, uint32_t h) {
     size_t i = (h * (size_t)0x9E3779B1u) & (CACHE_SLOTS - 1);
     for (;;) {

@@ -255,7 +255,8 @@ static int next_step(const sft_tokenizer *tok, tok_ctx *ctx, const tok_view *v, 
 
 /* Splits v by the matches in segs[step][0] (gaps included, flags set) with a
  * split behaviour (normalizer.rs NormalizedString::split), then runs the
- * next step on each piece; transform, when set, is applied to each piece first. */
+ * next step on each piece; with byte_level set, each piece is first mapped
+ * to its byte-level characters (ByteLevel splits, then transforms). */
 static int split_and_continue(const sft_tokenizer *tok, tok_ctx *ctx, const tok_view *v, size_t step, size_t nseg,
                               enum tok_split_behavior behavior, int byte_level, sft_err *err) {
     struct tok_seg *in = ctx->segs[step][0];
