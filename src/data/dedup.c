@@ -229,14 +229,17 @@ void sft_near_index_shape(const sft_near_index *idx, int *bands, int *rows) {
 static double jaccard_at_least(const uint64_t *a, size_t na, const uint64_t *b, size_t nb, double t) {
     double need = t * (double)(na + nb) / (1.0 + t) - 1e-9;
     size_t i = 0, j = 0, both = 0;
+    /* Branch-free merge: the comparisons of random hashes are unpredictable. */
     while (i < na && j < nb) {
-        if (a[i] == b[j]) both++, i++, j++;
-        else if (a[i] < b[j]) i++;
-        else j++;
-        if (((i + j) & 15) == 0) {
-            size_t left = na - i < nb - j ? na - i : nb - j;
-            if ((double)(both + left) < need) return 0;
+        size_t stop_i = na - i < 64 ? na : i + 64, stop_j = nb - j < 64 ? nb : j + 64;
+        while (i < stop_i && j < stop_j) {
+            uint64_t x = a[i], y = b[j];
+            both += x == y;
+            i += x <= y;
+            j += y <= x;
         }
+        size_t left = na - i < nb - j ? na - i : nb - j;
+        if ((double)(both + left) < need) return 0;
     }
     return (double)both / (double)(na + nb - both);
 }

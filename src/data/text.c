@@ -231,14 +231,48 @@ int sft_text_ngram_hashes(const char *s, const sft_spans *words, size_t n, sft_u
     return rc;
 }
 
-static int cmp_u64(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
+/* Quicksort (median of three) with insertion sort below 16 elements: typed,
+ * so no comparison callback; shingle sets are sorted once per record. */
+static void sort_u64(uint64_t *v, size_t n) {
+    while (n > 16) {
+        uint64_t a = v[0], b = v[n / 2], c = v[n - 1];
+        uint64_t pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+        size_t i = 0, j = n - 1;
+        for (;;) {
+            while (v[i] < pivot) i++;
+            while (v[j] > pivot) j--;
+            if (i >= j) break;
+            uint64_t t = v[i];
+            v[i] = v[j];
+            v[j] = t;
+            i++;
+            j--;
+        }
+        /* Recurse into the smaller part, loop on the larger: O(log n) stack. */
+        size_t left = j + 1;
+        if (left < n - left) {
+            sort_u64(v, left);
+            v += left;
+            n -= left;
+        } else {
+            sort_u64(v + left, n - left);
+            n = left;
+        }
+    }
+    for (size_t i = 1; i < n; i++) {
+        uint64_t x = v[i];
+        size_t j = i;
+        while (j > 0 && v[j - 1] > x) {
+            v[j] = v[j - 1];
+            j--;
+        }
+        v[j] = x;
+    }
 }
 
 void sft_u64s_sort_unique(sft_u64s *v) {
     if (v->count < 2) return;
-    qsort(v->items, v->count, sizeof *v->items, cmp_u64);
+    sort_u64(v->items, v->count);
     size_t o = 1;
     for (size_t i = 1; i < v->count; i++)
         if (v->items[i] != v->items[o - 1]) v->items[o++] = v->items[i];
