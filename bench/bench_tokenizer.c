@@ -100,13 +100,15 @@ int main(int argc, char **argv) {
     }
     double cold = rate[0];
     qsort(rate + 1, RUNS - 1, sizeof rate[0], cmp_double);
-    printf("tokenizer %s: %zu documents, %zu bytes, %zu tokens per pass, %zu passes per run\n", dir, ndocs, bytes,
-           tokens_once, repeat);
+    printf("tokenizer %s: %zu documents, %zu bytes, %zu tokens per pass, %zu passes per run\n", dir, ndocs,
+           bytes, tokens_once, repeat);
     printf("first run (cold word cache): %.0f tokens/s\n", cold);
     printf("median of %d runs: %.0f tokens/s (min %.0f, max %.0f), %.1f MB/s, one thread\n", RUNS - 1,
-           rate[RUNS / 2], rate[1], rate[RUNS - 1], (double)bytes * (double)repeat / ((double)tokens / rate[RUNS / 2]) / 1e6);
+           rate[RUNS / 2], rate[1], rate[RUNS - 1],
+           (double)bytes * (double)repeat / ((double)tokens / rate[RUNS / 2]) / 1e6);
     sft_encoding_free(&enc);
     sft_tokenizer_free(tok);
-    for (size_t k = 0; k < ndocs; k++) free(docs[k]);
+    for (size_t k = 0; k < ndocs; k++)
+        free(docs[k]);
     return 0;
 }

@@ -98,7 +98,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!tok_utf8_is_valid(dec, n)) abort();
     int valid = tok_utf8_is_valid(text, size);
     if (valid && !contains(text, size, "\xE2\x96\x81") && !contains(text, size, "<unk>") &&
-        !contains(text, size, "<s>") && !contains(text, size, "</s>") && (n != size || memcmp(dec, text, n))) {
+        !contains(text, size, "<s>") && !contains(text, size, "</s>") &&
+        (n != size || memcmp(dec, text, n))) {
         fprintf(stderr, "llama2 round trip differs\n");
         abort();
     }

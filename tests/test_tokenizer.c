@@ -6,11 +6,11 @@
  * tokenizer.json files written here, with the expected result worked out
  * from the library's source (tokenizers/src). Each big tokenizer is loaded
  * once, so that the test stays fast under valgrind. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
 #include <unistd.h>
 
 #include "test.h"
@@ -59,8 +59,8 @@ static sft_tokenizer *tiny(const char *json, sft_err *err) {
 }
 
 /* Encodes and compares the ids; prints both lists on a mismatch. */
-static void check_ids(const sft_tokenizer *tok, const char *text, size_t len, int add_special, const int32_t *want,
-                      size_t n, int line) {
+static void check_ids(const sft_tokenizer *tok, const char *text, size_t len, int add_special,
+                      const int32_t *want, size_t n, int line) {
     sft_encoding enc = {0};
     sft_err err;
     if (sft_tokenizer_encode(tok, text, len, add_special, &enc, &err)) {
@@ -69,23 +69,27 @@ static void check_ids(const sft_tokenizer *tok, const char *text, size_t len, in
         return;
     }
     int same = enc.count == n;
-    for (size_t i = 0; same && i < n; i++) same = enc.ids[i] == want[i];
+    for (size_t i = 0; same && i < n; i++)
+        same = enc.ids[i] == want[i];
     if (!same) {
         fprintf(stderr, "  line %d: ids of \"%.*s\": got", line, (int)len, text);
-        for (size_t i = 0; i < enc.count; i++) fprintf(stderr, " %d", enc.ids[i]);
+        for (size_t i = 0; i < enc.count; i++)
+            fprintf(stderr, " %d", enc.ids[i]);
         fprintf(stderr, ", expected");
-        for (size_t i = 0; i < n; i++) fprintf(stderr, " %d", want[i]);
+        for (size_t i = 0; i < n; i++)
+            fprintf(stderr, " %d", want[i]);
         fprintf(stderr, "\n");
         sft_test_failures++;
     }
     sft_encoding_free(&enc);
 }
 #define IDS(...) ((const int32_t[]){__VA_ARGS__}), (sizeof((const int32_t[]){__VA_ARGS__}) / sizeof(int32_t))
-#define CHECK_IDS(tok, text, special, ...) check_ids(tok, text, strlen(text), special, IDS(__VA_ARGS__), __LINE__)
+#define CHECK_IDS(tok, text, special, ...)                                                                   \
+    check_ids(tok, text, strlen(text), special, IDS(__VA_ARGS__), __LINE__)
 #define CHECK_NO_IDS(tok, text, special) check_ids(tok, text, strlen(text), special, NULL, 0, __LINE__)
 
-static void check_decode(const sft_tokenizer *tok, const int32_t *ids, size_t n, int skip, const char *want, size_t want_len,
-                         int line) {
+static void check_decode(const sft_tokenizer *tok, const int32_t *ids, size_t n, int skip, const char *want,
+                         size_t want_len, int line) {
     char *text;
     size_t len;
     sft_err err;
@@ -100,7 +104,8 @@ static void check_decode(const sft_tokenizer *tok, const int32_t *ids, size_t n,
     }
     free(text);
 }
-#define CHECK_DECODE(tok, skip, want, ...) check_decode(tok, IDS(__VA_ARGS__), skip, want, strlen(want), __LINE__)
+#define CHECK_DECODE(tok, skip, want, ...)                                                                   \
+    check_decode(tok, IDS(__VA_ARGS__), skip, want, strlen(want), __LINE__)
 
 /* The encoding of text; the caller frees it. */
 static sft_encoding encode(const sft_tokenizer *tok, const char *text) {
@@ -130,7 +135,8 @@ TEST(gpt2_family_encodes_decodes_and_reports_byte_offsets) {
     CHECK_IDS(tok, "The end.<|endoftext|>Next doc", 0, 464, 886, 13, 50256, 10019, 2205);
     CHECK_DECODE(tok, 0, "The end.<|endoftext|>Next doc", 464, 886, 13, 50256, 10019, 2205);
     CHECK_DECODE(tok, 1, "The end.Next doc", 464, 886, 13, 50256, 10019, 2205);
-    /* No ids: the empty string (a fuzz finding: the byte-level decoder once did pointer arithmetic on NULL). */
+    /* No ids: the empty string (a fuzz finding: the byte-level decoder once did pointer arithmetic on NULL).
+     */
     check_decode(tok, NULL, 0, 0, "", 0, __LINE__);
     CHECK_NO_IDS(tok, "", 0);
 
@@ -227,7 +233,8 @@ TEST(invalid_utf8_is_encoded_as_bytes) {
     CHECK_INT(sft_tokenizer_encode(llama2, bad, 5, 0, &enc, &err), 0);
     CHECK_INT(sft_tokenizer_token_to_id(llama2, "<0xFF>"), 258);
     int saw = 0;
-    for (size_t i = 0; i < enc.count; i++) saw |= enc.ids[i] == 258;
+    for (size_t i = 0; i < enc.count; i++)
+        saw |= enc.ids[i] == 258;
     CHECK(saw);
     sft_encoding_free(&enc);
     sft_tokenizer_free(gpt2);
@@ -237,8 +244,8 @@ TEST(invalid_utf8_is_encoded_as_bytes) {
 /* ---------- small tokenizers for the flags the fixtures do not use ---------- */
 
 /* Characters a b c, merges a+b then ab+c, an unk token, no pre-tokenizer. */
-#define TINY_MODEL(extra)                                                                                   \
-    "\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\"" extra ", \"vocab\": "                         \
+#define TINY_MODEL(extra)                                                                                    \
+    "\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\"" extra ", \"vocab\": "                          \
     "{\"<unk>\": 0, \"a\": 1, \"b\": 2, \"c\": 3, \"ab\": 4, \"abc\": 5, \" \": 6, \"bc\": 7}, \"merges\": " \
     "[\"a b\", \"ab c\", \"b c\"]}"
 
@@ -247,7 +254,7 @@ TEST(bpe_merges_by_rank_and_fuses_unknown_characters) {
     sft_tokenizer *tok = tiny("{" TINY_MODEL(", \"fuse_unk\": true") "}", &err);
     CHECK(tok != NULL);
     if (!tok) return;
-    CHECK_IDS(tok, "abc", 0, 5);   /* a b c -> ab c -> abc */
+    CHECK_IDS(tok, "abc", 0, 5);     /* a b c -> ab c -> abc */
     CHECK_IDS(tok, "bcab", 0, 7, 4); /* rank 2 "b c" only where "a b" is not first */
     CHECK_IDS(tok, "xxa", 0, 0, 1);  /* two unknown characters fused into one <unk> */
     CHECK_NO_IDS(tok, "", 0);
@@ -267,9 +274,10 @@ TEST(unknown_characters_stay_separate_without_fuse_unk) {
 
 TEST(merges_given_as_pairs_equal_merges_given_as_strings) {
     sft_err err;
-    sft_tokenizer *tok = tiny("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2, \"c\": 3, "
-                              "\"abc\": 4}, \"merges\": [[\"a\", \"b\"], [\"ab\", \"c\"]]}}",
-                              &err);
+    sft_tokenizer *tok =
+        tiny("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2, \"c\": 3, "
+             "\"abc\": 4}, \"merges\": [[\"a\", \"b\"], [\"ab\", \"c\"]]}}",
+             &err);
     CHECK(tok != NULL);
     if (!tok) return;
     CHECK_IDS(tok, "abcab", 0, 4, 2);
@@ -279,8 +287,9 @@ TEST(merges_given_as_pairs_equal_merges_given_as_strings) {
 TEST(ignore_merges_takes_a_whole_word_from_the_vocabulary) {
     /* "abc" is in the vocabulary but no merge reaches it (only "b c"): with
      * ignore_merges the word is one token, without it "a" + "bc". */
-    const char *fmt = "{\"model\": {\"type\": \"BPE\", \"ignore_merges\": %s, \"vocab\": {\"a\": 0, \"b\": 1, \"c\": 2, "
-                      "\"bc\": 3, \"abc\": 4}, \"merges\": [\"b c\"]}}";
+    const char *fmt =
+        "{\"model\": {\"type\": \"BPE\", \"ignore_merges\": %s, \"vocab\": {\"a\": 0, \"b\": 1, \"c\": 2, "
+        "\"bc\": 3, \"abc\": 4}, \"merges\": [\"b c\"]}}";
     char json[512];
     sft_err err;
     snprintf(json, sizeof json, fmt, "true");
@@ -297,11 +306,13 @@ TEST(ignore_merges_takes_a_whole_word_from_the_vocabulary) {
 
 /* Added tokens with lstrip/rstrip ("[M]") and single_word ("<w>"), matched in the raw text. */
 #define ADDED_TOKENS                                                                                         \
-    "\"added_tokens\": [{\"id\": 8, \"content\": \"[M]\", \"single_word\": false, \"lstrip\": true, "      \
-    "\"rstrip\": true, \"normalized\": false, \"special\": true}, {\"id\": 9, \"content\": \"<w>\", "       \
-    "\"single_word\": true, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": false}, " \
-    "{\"id\": 10, \"content\": \"cc\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "      \
-    "\"normalized\": true, \"special\": false}, {\"id\": 11, \"content\": \"cccc\", \"single_word\": false, " \
+    "\"added_tokens\": [{\"id\": 8, \"content\": \"[M]\", \"single_word\": false, \"lstrip\": true, "        \
+    "\"rstrip\": true, \"normalized\": false, \"special\": true}, {\"id\": 9, \"content\": \"<w>\", "        \
+    "\"single_word\": true, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": "      \
+    "false}, "                                                                                               \
+    "{\"id\": 10, \"content\": \"cc\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "       \
+    "\"normalized\": true, \"special\": false}, {\"id\": 11, \"content\": \"cccc\", \"single_word\": "       \
+    "false, "                                                                                                \
     "\"lstrip\": false, \"rstrip\": false, \"normalized\": true, \"special\": false}]"
 
 TEST(added_tokens_strip_spaces_and_respect_single_word) {
@@ -353,12 +364,15 @@ TEST(normalized_added_tokens_are_matched_after_the_normalizer) {
 }
 
 /* A Llama-2-style model with the newer Metaspace pre-tokenizer. */
-#define METASPACE(scheme, split)                                                                                  \
-    "{\"added_tokens\": [{\"id\": 0, \"content\": \"<s>\", \"single_word\": false, \"lstrip\": false, "            \
-    "\"rstrip\": false, \"normalized\": false, \"special\": true}], \"normalizer\": null, \"pre_tokenizer\": "     \
-    "{\"type\": \"Metaspace\", \"replacement\": \"\u2581\", \"prepend_scheme\": \"" scheme "\", \"split\": " split \
-    "}, \"decoder\": {\"type\": \"Metaspace\", \"replacement\": \"\u2581\", \"prepend_scheme\": \"" scheme         \
-    "\", \"split\": " split "}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"<s>\": 0, \"\u2581\": 1, \"a\": 2, "   \
+#define METASPACE(scheme, split)                                                                             \
+    "{\"added_tokens\": [{\"id\": 0, \"content\": \"<s>\", \"single_word\": false, \"lstrip\": false, "      \
+    "\"rstrip\": false, \"normalized\": false, \"special\": true}], \"normalizer\": null, "                  \
+    "\"pre_tokenizer\": "                                                                                    \
+    "{\"type\": \"Metaspace\", \"replacement\": \"\u2581\", \"prepend_scheme\": \"" scheme                   \
+    "\", \"split\": " split                                                                                  \
+    "}, \"decoder\": {\"type\": \"Metaspace\", \"replacement\": \"\u2581\", \"prepend_scheme\": \"" scheme   \
+    "\", \"split\": " split                                                                                  \
+    "}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"<s>\": 0, \"\u2581\": 1, \"a\": 2, "                    \
     "\"b\": 3, \"\u2581a\": 4, \"\u2581b\": 5}, \"merges\": [\"\u2581 a\", \"\u2581 b\"]}}"
 
 TEST(metaspace_prepends_only_at_the_start_with_scheme_first) {
@@ -391,9 +405,10 @@ TEST(metaspace_prepends_only_at_the_start_with_scheme_first) {
 TEST(split_pre_tokenizer_behaviours) {
     /* Split on "-" (a String pattern) with each behaviour; the model has every
      * character and the merge "a -" so that the grouping shows in the ids. */
-    const char *fmt = "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"String\": \"-\"}, \"behavior\": \"%s\", "
-                      "\"invert\": false}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"-\": 1, \"a-\": 2, "
-                      "\"-a\": 3}, \"merges\": [\"a -\", \"- a\"]}}";
+    const char *fmt =
+        "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"String\": \"-\"}, \"behavior\": \"%s\", "
+        "\"invert\": false}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"-\": 1, \"a-\": 2, "
+        "\"-a\": 3}, \"merges\": [\"a -\", \"- a\"]}}";
     struct {
         const char *behavior;
         int32_t ids[4];
@@ -420,28 +435,35 @@ TEST(split_pre_tokenizer_behaviours) {
 TEST(llama2_style_decoder_chain) {
     /* Replace("▁", " "), ByteFallback, Fuse, Strip(" ", 1, 0) as Llama 2 writes it. */
     sft_err err;
-    sft_tokenizer *tok = tiny(
-        "{\"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\", \"pattern\": {\"String\": "
-        "\"\u2581\"}, \"content\": \" \"}, {\"type\": \"ByteFallback\"}, {\"type\": \"Fuse\"}, {\"type\": \"Strip\", "
-        "\"content\": \" \", \"start\": 1, \"stop\": 0}]}, \"model\": {\"type\": \"BPE\", \"byte_fallback\": true, "
-        "\"vocab\": {\"\u2581hi\": 0, \"<0xC3>\": 1, \"<0xA9>\": 2, \"<0xFF>\": 3, \"\u2581\": 4}, \"merges\": []}}",
-        &err);
+    sft_tokenizer *tok = tiny("{\"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\", "
+                              "\"pattern\": {\"String\": "
+                              "\"\u2581\"}, \"content\": \" \"}, {\"type\": \"ByteFallback\"}, {\"type\": "
+                              "\"Fuse\"}, {\"type\": \"Strip\", "
+                              "\"content\": \" \", \"start\": 1, \"stop\": 0}]}, \"model\": {\"type\": "
+                              "\"BPE\", \"byte_fallback\": true, "
+                              "\"vocab\": {\"\u2581hi\": 0, \"<0xC3>\": 1, \"<0xA9>\": 2, \"<0xFF>\": 3, "
+                              "\"\u2581\": 4}, \"merges\": []}}",
+                              &err);
     CHECK(tok != NULL);
     if (!tok) return;
-    CHECK_DECODE(tok, 0, "hi\xC3\xA9", 0, 1, 2);       /* <0xC3><0xA9> is "é" */
-    CHECK_DECODE(tok, 0, "hi\xEF\xBF\xBD", 0, 3);      /* a lone 0xFF: U+FFFD */
-    CHECK_DECODE(tok, 0, " hi", 4, 0);                 /* only one leading space is stripped */
-    CHECK_IDS(tok, "\xC3\xA9", 0, 1, 2);               /* no "é" token: its bytes */
+    CHECK_DECODE(tok, 0, "hi\xC3\xA9", 0, 1, 2);  /* <0xC3><0xA9> is "é" */
+    CHECK_DECODE(tok, 0, "hi\xEF\xBF\xBD", 0, 3); /* a lone 0xFF: U+FFFD */
+    CHECK_DECODE(tok, 0, " hi", 4, 0);            /* only one leading space is stripped */
+    CHECK_IDS(tok, "\xC3\xA9", 0, 1, 2);          /* no "é" token: its bytes */
     sft_tokenizer_free(tok);
 }
 
 TEST(template_post_processor_adds_tokens_only_when_asked) {
     sft_err err;
     sft_tokenizer *tok = tiny(
-        "{\"added_tokens\": [{\"id\": 8, \"content\": \"[M]\", \"special\": true}], \"post_processor\": {\"type\": "
-        "\"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"[M]\", \"type_id\": 0}}, {\"Sequence\": "
-        "{\"id\": \"A\", \"type_id\": 0}}, {\"SpecialToken\": {\"id\": \"[M]\", \"type_id\": 0}}], \"pair\": [], "
-        "\"special_tokens\": {\"[M]\": {\"id\": \"[M]\", \"ids\": [8], \"tokens\": [\"[M]\"]}}}, " TINY_MODEL("") "}",
+        "{\"added_tokens\": [{\"id\": 8, \"content\": \"[M]\", \"special\": true}], \"post_processor\": "
+        "{\"type\": "
+        "\"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"[M]\", \"type_id\": 0}}, "
+        "{\"Sequence\": "
+        "{\"id\": \"A\", \"type_id\": 0}}, {\"SpecialToken\": {\"id\": \"[M]\", \"type_id\": 0}}], \"pair\": "
+        "[], "
+        "\"special_tokens\": {\"[M]\": {\"id\": \"[M]\", \"ids\": [8], \"tokens\": [\"[M]\"]}}}, " TINY_MODEL(
+            "") "}",
         &err);
     CHECK(tok != NULL);
     if (!tok) return;
@@ -455,9 +477,11 @@ TEST(template_post_processor_adds_tokens_only_when_asked) {
 
 TEST(tokenizer_config_tokens_and_named_chat_templates) {
     write_tmp("tokenizer.json", "{" TINY_MODEL("") "}");
-    write_tmp("tokenizer_config.json",
-              "{\"bos_token\": {\"content\": \"<s>\", \"lstrip\": false}, \"eos_token\": \"</s>\", \"chat_template\": "
-              "[{\"name\": \"tool_use\", \"template\": \"T\"}, {\"name\": \"default\", \"template\": \"D\"}]}");
+    write_tmp(
+        "tokenizer_config.json",
+        "{\"bos_token\": {\"content\": \"<s>\", \"lstrip\": false}, \"eos_token\": \"</s>\", "
+        "\"chat_template\": "
+        "[{\"name\": \"tool_use\", \"template\": \"T\"}, {\"name\": \"default\", \"template\": \"D\"}]}");
     sft_err err;
     sft_tokenizer *tok = sft_tokenizer_load(tmp_dir, &err);
     CHECK(tok != NULL);
@@ -487,7 +511,9 @@ TEST(merges_naming_unknown_tokens_are_an_error) {
                               &err);
     CHECK(tok == NULL);
     CHECK_ERR_HAS(err.msg, "tokenizer.json: model.merges[1] \"a zz\": token \"zz\" is not in the vocabulary");
-    tok = tiny("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": [[\"a\", \"b\"]]}}", &err);
+    tok = tiny(
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": [[\"a\", \"b\"]]}}",
+        &err);
     CHECK(tok == NULL);
     CHECK_ERR_HAS(err.msg, "model.merges[0] \"a b\": the merged token \"ab\" is not in the vocabulary");
     tok = tiny("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a  a\"]}}", &err);
@@ -514,7 +540,8 @@ TEST(unsupported_components_are_named) {
     tok = tiny("{\"normalizer\": {\"type\": \"Lowercase\"}, " TINY_MODEL("") "}", &err);
     CHECK(tok == NULL);
     CHECK_ERR_HAS(err.msg, "normalizer type \"Lowercase\" is not supported");
-    tok = tiny("{\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Whitespace\"}]}, " TINY_MODEL("") "}",
+    tok = tiny("{\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": "
+               "\"Whitespace\"}]}, " TINY_MODEL("") "}",
                &err);
     CHECK(tok == NULL);
     CHECK_ERR_HAS(err.msg, "pre_tokenizer type \"Whitespace\" is not supported");
@@ -524,7 +551,8 @@ TEST(unsupported_components_are_named) {
     tok = tiny("{\"post_processor\": {\"type\": \"BertProcessing\"}, " TINY_MODEL("") "}", &err);
     CHECK(tok == NULL);
     CHECK_ERR_HAS(err.msg, "post_processor type \"BertProcessing\" is not supported");
-    tok = tiny("{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, \"behavior\": \"Isolated\", "
+    tok = tiny("{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, \"behavior\": "
+               "\"Isolated\", "
                "\"invert\": false}, " TINY_MODEL("") "}",
                &err);
     CHECK(tok == NULL);
@@ -533,8 +561,10 @@ TEST(unsupported_components_are_named) {
 
 TEST(unicode_normalizers_compose_and_decompose) {
     /* NFC (Qwen2's normalizer): "e" + U+0301 -> "é", Hangul jamo L + V -> one syllable. */
-    const char *fmt = "{\"normalizer\": {\"type\": \"%s\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"\u00e9\": 0, "
-                      "\"\uac00\": 1, \"e\": 2, \"\u0301\": 3, \"f\": 4, \"i\": 5, \"\ufb01\": 6, \"x\": 7}, \"merges\": []}}";
+    const char *fmt =
+        "{\"normalizer\": {\"type\": \"%s\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"\u00e9\": 0, "
+        "\"\uac00\": 1, \"e\": 2, \"\u0301\": 3, \"f\": 4, \"i\": 5, \"\ufb01\": 6, \"x\": 7}, \"merges\": "
+        "[]}}";
     char json[512];
     sft_err err;
     snprintf(json, sizeof json, fmt, "NFC");
@@ -588,7 +618,8 @@ static void *encode_many(void *arg) {
                 job->failed = 1;
                 break;
             }
-            for (size_t i = 0; i < enc.count; i++) job->checksum += (long)enc.ids[i] * (long)(i + 1);
+            for (size_t i = 0; i < enc.count; i++)
+                job->checksum += (long)enc.ids[i] * (long)(i + 1);
         }
     sft_encoding_free(&enc);
     return NULL;
@@ -606,8 +637,10 @@ TEST(encoding_from_two_threads_gives_the_same_ids) {
     if (!tok) return;
     struct thread_job jobs[2] = {{tok, 0, 0}, {tok, 0, 0}};
     pthread_t threads[2];
-    for (int t = 0; t < 2; t++) CHECK_INT(pthread_create(&threads[t], NULL, encode_many, &jobs[t]), 0);
-    for (int t = 0; t < 2; t++) pthread_join(threads[t], NULL);
+    for (int t = 0; t < 2; t++)
+        CHECK_INT(pthread_create(&threads[t], NULL, encode_many, &jobs[t]), 0);
+    for (int t = 0; t < 2; t++)
+        pthread_join(threads[t], NULL);
     for (int t = 0; t < 2; t++) {
         CHECK(!jobs[t].failed);
         CHECK_INT(jobs[t].checksum, alone.checksum);
@@ -617,9 +650,10 @@ TEST(encoding_from_two_threads_gives_the_same_ids) {
 
 TEST(digits_pre_tokenizer_splits_numbers) {
     /* SmolLM-style: Digits(individual_digits) before the model; "12" exists but digits stay apart. */
-    const char *fmt = "{\"pre_tokenizer\": {\"type\": \"Digits\", \"individual_digits\": %s}, \"model\": {\"type\": "
-                      "\"BPE\", \"vocab\": {\"a\": 0, \"1\": 1, \"2\": 2, \"12\": 3, \"a1\": 4, \"\u0662\": 5}, "
-                      "\"merges\": [\"1 2\", \"a 1\"]}}";
+    const char *fmt =
+        "{\"pre_tokenizer\": {\"type\": \"Digits\", \"individual_digits\": %s}, \"model\": {\"type\": "
+        "\"BPE\", \"vocab\": {\"a\": 0, \"1\": 1, \"2\": 2, \"12\": 3, \"a1\": 4, \"\u0662\": 5}, "
+        "\"merges\": [\"1 2\", \"a 1\"]}}";
     char json[512];
     sft_err err;
     snprintf(json, sizeof json, fmt, "true");

@@ -20,7 +20,8 @@ static int is_blank(const char *s, size_t len) {
 
 static void write_encoding(const sft_encoding *enc) {
     fputs("{\"ids\": [", stdout);
-    for (size_t i = 0; i < enc->count; i++) printf(i ? ", %d" : "%d", enc->ids[i]);
+    for (size_t i = 0; i < enc->count; i++)
+        printf(i ? ", %d" : "%d", enc->ids[i]);
     fputs("], \"tokens\": [", stdout);
     for (size_t i = 0; i < enc->count; i++) {
         if (i) fputs(", ", stdout);
@@ -35,7 +36,8 @@ int sft_cmd_tokenize(int argc, char **argv) {
     int add_special = 0;
     const sft_arg flags[] = {
         {"tokenizer", SFT_ARG_STRING, &dir, "model or tokenizer folder with tokenizer.json (required)", NULL},
-        {"add-special", SFT_ARG_BOOL, &add_special, "add the post-processor's special tokens (BOS for Llama)", NULL},
+        {"add-special", SFT_ARG_BOOL, &add_special, "add the post-processor's special tokens (BOS for Llama)",
+         NULL},
         {NULL, 0, NULL, NULL, NULL},
     };
     int npos = 0;
@@ -73,7 +75,8 @@ int sft_cmd_tokenize(int argc, char **argv) {
             rc = sft_cli_fail("tokenize", &err);
             break;
         }
-        if (sft_tokenizer_encode(tok, json_string_value(text), json_string_length(text), add_special, &enc, &err)) {
+        if (sft_tokenizer_encode(tok, json_string_value(text), json_string_length(text), add_special, &enc,
+                                 &err)) {
             json_decref(j);
             sft_err_prefix(&err, "stdin line %ld", line_no);
             rc = sft_cli_fail("tokenize", &err);

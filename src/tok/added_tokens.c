@@ -56,8 +56,8 @@ void tok_added_matcher_free(tok_added_matcher *m) {
 }
 
 /* The leftmost match at or after `from`, the longest among those starting there. */
-static int leftmost_longest(const tok_added_matcher *m, const char *text, size_t len, size_t from, size_t *index,
-                            size_t *start, size_t *end) {
+static int leftmost_longest(const tok_added_matcher *m, const char *text, size_t len, size_t from,
+                            size_t *index, size_t *start, size_t *end) {
     for (size_t p = from; p < len; p++) {
         unsigned char b = (unsigned char)text[p];
         size_t lo = m->bucket[b], hi = m->bucket[b + 1];
@@ -89,7 +89,8 @@ static int char_is(const tok_regex *re, tok_matcher *mt, const char *s, size_t n
 static size_t prev_unit_start(const char *text, size_t at) {
     size_t p = at - 1;
     /* Back over continuation bytes to a lead byte, at most 3 of them. */
-    while (p > 0 && at - p < 4 && ((unsigned char)text[p] & 0xC0) == 0x80) p--;
+    while (p > 0 && at - p < 4 && ((unsigned char)text[p] & 0xC0) == 0x80)
+        p--;
     if (tok_unit_len(text + p, at - p) != at - p) return at - 1; /* not one valid character */
     return p;
 }
@@ -97,16 +98,16 @@ static size_t prev_unit_start(const char *text, size_t at) {
 int tok_added_split(const sft_tokenizer *tok, const tok_added_matcher *m, tok_matcher *mt, const char *text,
                     size_t len, struct tok_added_split **out, size_t *count, size_t *cap) {
     *count = 0;
-#define PUSH(ti, s, e)                                                           \
-    do {                                                                         \
-        if (*count == *cap) {                                                    \
-            size_t ncap = *cap ? *cap * 2 : 16;                                  \
-            struct tok_added_split *a = realloc(*out, ncap * sizeof *a);         \
-            if (!a) return -1;                                                   \
-            *out = a;                                                            \
-            *cap = ncap;                                                         \
-        }                                                                        \
-        (*out)[(*count)++] = (struct tok_added_split){(ti), (s), (e)};           \
+#define PUSH(ti, s, e)                                                                                       \
+    do {                                                                                                     \
+        if (*count == *cap) {                                                                                \
+            size_t ncap = *cap ? *cap * 2 : 16;                                                              \
+            struct tok_added_split *a = realloc(*out, ncap * sizeof *a);                                     \
+            if (!a) return -1;                                                                               \
+            *out = a;                                                                                        \
+            *cap = ncap;                                                                                     \
+        }                                                                                                    \
+        (*out)[(*count)++] = (struct tok_added_split){(ti), (s), (e)};                                       \
     } while (0)
     if (!len) return 0;
     size_t start_offset = 0, from = 0, index, ms, me;
@@ -120,7 +121,9 @@ int tok_added_split(const sft_tokenizer *tok, const tok_added_matcher *m, tok_ma
                 size_t p = prev_unit_start(text, start);
                 start_space = !char_is(&tok->word_char_regex, mt, text + p, start - p);
             }
-            if (stop < len) stop_space = !char_is(&tok->word_char_regex, mt, text + stop, tok_unit_len(text + stop, len - stop));
+            if (stop < len)
+                stop_space =
+                    !char_is(&tok->word_char_regex, mt, text + stop, tok_unit_len(text + stop, len - stop));
             if (!start_space || !stop_space) continue;
         }
         if (t->lstrip) {

@@ -62,7 +62,9 @@ static void cache_free(tok_cache *c) {
     free(c);
 }
 
-static size_t pad4(size_t n) { return (n + 3) & ~(size_t)3; }
+static size_t pad4(size_t n) {
+    return (n + 3) & ~(size_t)3;
+}
 
 /* The cache entry of a word, or NULL. Called with the lock held. */
 static const uint32_t *cache_find(const tok_cache *c, const char *key, size_t len, uint32_t h) {
@@ -100,7 +102,8 @@ static void cache_insert(tok_cache *c, const char *key, size_t len, uint32_t h, 
     }
     c->arena.len += need;
     size_t i = (h * (size_t)0x9E3779B1u) & (CACHE_SLOTS - 1);
-    while (c->slots[i]) i = (i + 1) & (CACHE_SLOTS - 1);
+    while (c->slots[i])
+        i = (i + 1) & (CACHE_SLOTS - 1);
     c->slots[i] = (uint32_t)off + 1;
     c->hashes[i] = h;
     c->entries++;
@@ -145,14 +148,15 @@ static int get_flag(const json_t *model, const char *key, int *out, sft_err *err
 }
 
 /* One merge as its two token strings. */
-static int merge_parts(const json_t *m, size_t index, const char **a, size_t *alen, const char **b, size_t *blen,
-                       sft_err *err) {
+static int merge_parts(const json_t *m, size_t index, const char **a, size_t *alen, const char **b,
+                       size_t *blen, sft_err *err) {
     if (json_is_string(m)) {
         const char *s = json_string_value(m);
         size_t len = json_string_length(m);
         const char *sp = memchr(s, ' ', len);
         if (!sp || memchr(sp + 1, ' ', len - (size_t)(sp + 1 - s)))
-            return sft_errf(err, "model.merges[%zu] \"%s\": expected two tokens separated by one space", index, s);
+            return sft_errf(err, "model.merges[%zu] \"%s\": expected two tokens separated by one space",
+                            index, s);
         *a = s;
         *alen = (size_t)(sp - s);
         *b = sp + 1;
@@ -183,11 +187,15 @@ int tok_bpe_load(tok_bpe *bpe, const json_t *model, sft_err *err) {
     if (dropout && !json_is_null(dropout)) {
         if (sft_json_number(dropout, &p) || p < 0 || p > 1)
             return sft_errf(err, "model.dropout: expected null or a number in [0, 1]");
-        if (p > 0) return sft_errf(err, "model.dropout %g: BPE dropout is random; sft encodes deterministically (set it to null)", p);
+        if (p > 0)
+            return sft_errf(
+                err,
+                "model.dropout %g: BPE dropout is random; sft encodes deterministically (set it to null)", p);
     }
     if (get_opt_string(model, "continuing_subword_prefix", &bpe->continuing_subword_prefix, err) ||
         get_opt_string(model, "end_of_word_suffix", &bpe->end_of_word_suffix, err) ||
-        get_flag(model, "fuse_unk", &bpe->fuse_unk, err) || get_flag(model, "byte_fallback", &bpe->byte_fallback, err) ||
+        get_flag(model, "fuse_unk", &bpe->fuse_unk, err) ||
+        get_flag(model, "byte_fallback", &bpe->byte_fallback, err) ||
         get_flag(model, "ignore_merges", &bpe->ignore_merges, err))
         goto fail;
 
@@ -225,8 +233,8 @@ int tok_bpe_load(tok_bpe *bpe, const json_t *model, sft_err *err) {
         const char *missing = ida < 0 ? a : idb < 0 ? b : NULL;
         size_t missing_len = ida < 0 ? alen : blen;
         if (missing) {
-            sft_errf(err, "model.merges[%zu] \"%.*s %.*s\": token \"%.*s\" is not in the vocabulary", i, (int)alen, a,
-                     (int)blen, b, (int)missing_len, missing);
+            sft_errf(err, "model.merges[%zu] \"%.*s %.*s\": token \"%.*s\" is not in the vocabulary", i,
+                     (int)alen, a, (int)blen, b, (int)missing_len, missing);
             tok_buf_free(&joined);
             goto fail;
         }
@@ -238,7 +246,8 @@ int tok_bpe_load(tok_bpe *bpe, const json_t *model, sft_err *err) {
         }
         int32_t merged = tok_strmap_get(&bpe->vocab, joined.data, joined.len);
         if (merged < 0) {
-            sft_errf(err, "model.merges[%zu] \"%.*s %.*s\": the merged token \"%.*s\" is not in the vocabulary", i,
+            sft_errf(err,
+                     "model.merges[%zu] \"%.*s %.*s\": the merged token \"%.*s\" is not in the vocabulary", i,
                      (int)alen, a, (int)blen, b, (int)joined.len, joined.data);
             tok_buf_free(&joined);
             goto fail;
@@ -289,19 +298,21 @@ void tok_bpe_free(tok_bpe *bpe) {
 
 /* ---------- encoding ---------- */
 
-static int emit_symbol(const tok_bpe *bpe, tok_ctx *ctx, const tok_view *word, int32_t id, size_t pos, size_t len,
-                       sft_err *err) {
+static int emit_symbol(const tok_bpe *bpe, tok_ctx *ctx, const tok_view *word, int32_t id, size_t pos,
+                       size_t len, sft_err *err) {
     if (id < 0 || (size_t)id >= bpe->vocab_r_count || !bpe->vocab_r[id])
         return sft_errf(err, "internal error: token id %d has no string", id);
     size_t end = pos + len < word->len ? pos + len : word->len;
     size_t start = pos < word->len ? pos : word->len;
-    return tok_emit(ctx, id, bpe->vocab_r[id], bpe->vocab_r_len[id], 1, tok_view_original(word, start, end), err);
+    return tok_emit(ctx, id, bpe->vocab_r[id], bpe->vocab_r_len[id], 1, tok_view_original(word, start, end),
+                    err);
 }
 
 static int reserve_symbols(tok_ctx *ctx, size_t n) {
     if (n <= ctx->symbols_cap) return 0;
     size_t cap = ctx->symbols_cap ? ctx->symbols_cap : 64;
-    while (cap < n) cap *= 2;
+    while (cap < n)
+        cap *= 2;
     struct tok_symbol *s = realloc(ctx->symbols, cap * sizeof *s);
     struct tok_merge *h = realloc(ctx->heap, cap * 2 * sizeof *h);
     if (s) ctx->symbols = s;
@@ -398,7 +409,8 @@ static int merge_all(const tok_bpe *bpe, tok_ctx *ctx, size_t nsym) {
 
 /* model.rs merge_word: characters to initial symbols (vocabulary, byte
  * fallback or unk), then merge_all. Returns the symbol count. */
-static int merge_word(const tok_bpe *bpe, tok_ctx *ctx, const tok_view *word, size_t *nsym_out, sft_err *err) {
+static int merge_word(const tok_bpe *bpe, tok_ctx *ctx, const tok_view *word, size_t *nsym_out,
+                      sft_err *err) {
     /* Byte fallback can turn one character into up to 4 + prefix/suffix symbols. */
     size_t extra = (bpe->continuing_subword_prefix ? strlen(bpe->continuing_subword_prefix) : 0) +
                    (bpe->end_of_word_suffix ? strlen(bpe->end_of_word_suffix) : 0);
@@ -411,11 +423,13 @@ static int merge_word(const tok_bpe *bpe, tok_ctx *ctx, const tok_view *word, si
         size_t n = tok_unit_len(word->text + i, word->len - i);
         const char *s = word->text + i;
         size_t slen = n;
-        int decorated = (i > 0 && bpe->continuing_subword_prefix) || (i + n == word->len && bpe->end_of_word_suffix);
+        int decorated =
+            (i > 0 && bpe->continuing_subword_prefix) || (i + n == word->len && bpe->end_of_word_suffix);
         if (decorated) {
             ctx->word_key.len = 0;
             if ((i > 0 && bpe->continuing_subword_prefix &&
-                 tok_buf_append(&ctx->word_key, bpe->continuing_subword_prefix, strlen(bpe->continuing_subword_prefix))) ||
+                 tok_buf_append(&ctx->word_key, bpe->continuing_subword_prefix,
+                                strlen(bpe->continuing_subword_prefix))) ||
                 tok_buf_append(&ctx->word_key, s, n) ||
                 (i + n == word->len && bpe->end_of_word_suffix &&
                  tok_buf_append(&ctx->word_key, bpe->end_of_word_suffix, strlen(bpe->end_of_word_suffix))))
@@ -444,8 +458,8 @@ static int merge_word(const tok_bpe *bpe, tok_ctx *ctx, const tok_view *word, si
                 }
             }
             if (!done && bpe->unk_missing)
-                return sft_errf(err, "unk_token \"%s\" is not in the vocabulary, and \"%.*s\" needs it", bpe->unk_missing,
-                                (int)n, word->text + i);
+                return sft_errf(err, "unk_token \"%s\" is not in the vocabulary, and \"%.*s\" needs it",
+                                bpe->unk_missing, (int)n, word->text + i);
             if (!done && bpe->unk_id >= 0) {
                 if (have_unk && bpe->fuse_unk) {
                     unk_len += n;

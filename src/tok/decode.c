@@ -11,7 +11,8 @@
 
 /* ---------- loading ---------- */
 
-static int load_one(tok_decoder **list, size_t *count, size_t *cap, const json_t *j, int depth, sft_err *err) {
+static int load_one(tok_decoder **list, size_t *count, size_t *cap, const json_t *j, int depth,
+                    sft_err *err) {
     if (!json_is_object(j)) return sft_errf(err, "decoder: expected an object");
     const char *type = json_string_value(json_object_get(j, "type"));
     if (!type) return sft_errf(err, "decoder: missing \"type\"");
@@ -28,8 +29,11 @@ static int load_one(tok_decoder **list, size_t *count, size_t *cap, const json_t
     for (int i = 0; i < 6; i++)
         if (!strcmp(type, names[i])) type_index = i;
     if (type_index < 0)
-        return sft_errf(err, "decoder type \"%s\" is not supported (sft supports Sequence, ByteLevel, Metaspace, Replace, "
-                             "ByteFallback, Fuse, Strip)", type);
+        return sft_errf(
+            err,
+            "decoder type \"%s\" is not supported (sft supports Sequence, ByteLevel, Metaspace, Replace, "
+            "ByteFallback, Fuse, Strip)",
+            type);
     if (*count == *cap) {
         size_t n = *cap ? *cap * 2 : 4;
         tok_decoder *l = realloc(*list, n * sizeof *l);
@@ -40,7 +44,9 @@ static int load_one(tok_decoder **list, size_t *count, size_t *cap, const json_t
     tok_decoder *d = &(*list)[*count];
     memset(d, 0, sizeof *d);
     switch (type_index) {
-    case 0: d->type = TOK_DEC_BYTE_LEVEL; break;
+    case 0:
+        d->type = TOK_DEC_BYTE_LEVEL;
+        break;
     case 1: {
         d->type = TOK_DEC_METASPACE;
         const json_t *r = json_object_get(j, "replacement");
@@ -52,10 +58,13 @@ static int load_one(tok_decoder **list, size_t *count, size_t *cap, const json_t
         d->replacement_len = len;
         d->prepend_scheme = TOK_PREPEND_ALWAYS;
         const char *s = json_string_value(json_object_get(j, "prepend_scheme"));
-        if (s && !strcmp(s, "first")) d->prepend_scheme = TOK_PREPEND_FIRST;
-        else if (s && !strcmp(s, "never")) d->prepend_scheme = TOK_PREPEND_NEVER;
+        if (s && !strcmp(s, "first"))
+            d->prepend_scheme = TOK_PREPEND_FIRST;
+        else if (s && !strcmp(s, "never"))
+            d->prepend_scheme = TOK_PREPEND_NEVER;
         else if (s && strcmp(s, "always"))
-            return sft_errf(err, "decoder Metaspace.prepend_scheme: expected \"always\", \"first\" or \"never\"");
+            return sft_errf(err,
+                            "decoder Metaspace.prepend_scheme: expected \"always\", \"first\" or \"never\"");
         if (json_is_false(json_object_get(j, "add_prefix_space"))) d->prepend_scheme = TOK_PREPEND_NEVER;
         break;
     }
@@ -64,7 +73,8 @@ static int load_one(tok_decoder **list, size_t *count, size_t *cap, const json_t
         const json_t *pattern = json_object_get(j, "pattern"), *content = json_object_get(j, "content");
         const json_t *str = json_object_get(pattern, "String"), *rx = json_object_get(pattern, "Regex");
         if (!json_is_string(content) || !(json_is_string(str) || json_is_string(rx)))
-            return sft_errf(err, "decoder Replace: expected \"pattern\": {\"String\" or \"Regex\": ...} and \"content\"");
+            return sft_errf(
+                err, "decoder Replace: expected \"pattern\": {\"String\" or \"Regex\": ...} and \"content\"");
         const json_t *p = str ? str : rx;
         if (tok_regex_compile(&d->pattern, json_string_value(p), json_string_length(p), str != NULL, err))
             return sft_err_prefix(err, "decoder Replace");
@@ -75,8 +85,12 @@ static int load_one(tok_decoder **list, size_t *count, size_t *cap, const json_t
         memcpy(d->content, json_string_value(content), d->content_len + 1);
         return 0;
     }
-    case 3: d->type = TOK_DEC_BYTE_FALLBACK; break;
-    case 4: d->type = TOK_DEC_FUSE; break;
+    case 3:
+        d->type = TOK_DEC_BYTE_FALLBACK;
+        break;
+    case 4:
+        d->type = TOK_DEC_FUSE;
+        break;
     default: {
         d->type = TOK_DEC_STRIP;
         const json_t *c = json_object_get(j, "content");
@@ -152,8 +166,12 @@ static int strlist_push(strlist *l, const char *s, size_t len) {
 }
 
 /* Starts a new string at the end of the arena; extend with tok_buf_append, close with strlist_close. */
-static int strlist_open(strlist *l) { return strlist_push(l, "", 0); }
-static void strlist_close(strlist *l) { l->len[l->count - 1] = l->text.len - l->off[l->count - 1]; }
+static int strlist_open(strlist *l) {
+    return strlist_push(l, "", 0);
+}
+static void strlist_close(strlist *l) {
+    l->len[l->count - 1] = l->text.len - l->off[l->count - 1];
+}
 
 static void strlist_free(strlist *l) {
     tok_buf_free(&l->text);
@@ -162,7 +180,9 @@ static void strlist_free(strlist *l) {
     memset(l, 0, sizeof *l);
 }
 
-static const char *item(const strlist *l, size_t i) { return l->text.data + l->off[i]; }
+static const char *item(const strlist *l, size_t i) {
+    return l->text.data + l->off[i];
+}
 
 static int hexval(char c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -186,7 +206,8 @@ static int flush_bytes(strlist *out, tok_buf *bytes) {
     if (tok_utf8_is_valid(bytes->data, bytes->len))
         rc = strlist_push(out, bytes->data, bytes->len);
     else
-        for (size_t k = 0; k < bytes->len && !rc; k++) rc = strlist_push(out, "\xEF\xBF\xBD", 3);
+        for (size_t k = 0; k < bytes->len && !rc; k++)
+            rc = strlist_push(out, "\xEF\xBF\xBD", 3);
     bytes->len = 0;
     return rc;
 }
@@ -220,7 +241,8 @@ static int run_decoder(const tok_decoder *d, tok_matcher *mt, const strlist *in,
             }
         }
         if (!rc && !(rc = strlist_open(out)) && !(rc = tok_buf_reserve(&out->text, bytes.len * 3 + 1))) {
-            out->text.len += tok_utf8_lossy(bytes.data ? bytes.data : "", bytes.len, out->text.data + out->text.len);
+            out->text.len +=
+                tok_utf8_lossy(bytes.data ? bytes.data : "", bytes.len, out->text.data + out->text.len);
             strlist_close(out);
         }
         tok_buf_free(&bytes);
@@ -235,7 +257,8 @@ static int run_decoder(const tok_decoder *d, tok_matcher *mt, const strlist *in,
                 size_t n = tok_unit_len(s + k, len - k);
                 int rc = 0;
                 if (n == d->replacement_len && !memcmp(s + k, d->replacement, n)) {
-                    if (!(i == 0 && d->prepend_scheme != TOK_PREPEND_NEVER)) rc = tok_buf_append(&out->text, " ", 1);
+                    if (!(i == 0 && d->prepend_scheme != TOK_PREPEND_NEVER))
+                        rc = tok_buf_append(&out->text, " ", 1);
                 } else
                     rc = tok_buf_append(&out->text, s + k, n);
                 if (rc) return sft_errf(err, "out of memory");
@@ -291,9 +314,11 @@ static int run_decoder(const tok_decoder *d, tok_matcher *mt, const strlist *in,
             const char *s = item(in, i);
             size_t len = in->len[i], cl = d->content_len;
             size_t begin = 0, end = len;
-            for (size_t k = 0; k < d->strip_start && begin + cl <= end && !memcmp(s + begin, d->content, cl); k++)
+            for (size_t k = 0; k < d->strip_start && begin + cl <= end && !memcmp(s + begin, d->content, cl);
+                 k++)
                 begin += cl;
-            for (size_t k = 0; k < d->strip_stop && end >= begin + cl && !memcmp(s + end - cl, d->content, cl); k++)
+            for (size_t k = 0;
+                 k < d->strip_stop && end >= begin + cl && !memcmp(s + end - cl, d->content, cl); k++)
                 end -= cl;
             if (strlist_push(out, s + begin, end - begin)) return sft_errf(err, "out of memory");
         }
@@ -302,8 +327,8 @@ static int run_decoder(const tok_decoder *d, tok_matcher *mt, const strlist *in,
     return 0;
 }
 
-int sft_tokenizer_decode(const sft_tokenizer *tok, const int32_t *ids, size_t count, int skip_special, char **text,
-                         size_t *len, sft_err *err) {
+int sft_tokenizer_decode(const sft_tokenizer *tok, const int32_t *ids, size_t count, int skip_special,
+                         char **text, size_t *len, sft_err *err) {
     *text = NULL;
     *len = 0;
     strlist a = {0}, b = {0};

@@ -20,7 +20,8 @@
 int tok_nstr_reserve(tok_nstr *s, size_t cap) {
     if (cap <= s->cap) return 0;
     size_t n = s->cap ? s->cap : 256;
-    while (n < cap) n *= 2;
+    while (n < cap)
+        n *= 2;
     char *t = realloc(s->text, n);
     if (t) s->text = t;
     tok_span *a = realloc(s->align, n * sizeof *a);
@@ -35,7 +36,8 @@ void tok_nstr_set_original(tok_nstr *s, const char *text, size_t len, size_t bas
     for (size_t k = 0; k < len;) {
         size_t n = tok_unit_len(text + k, len - k);
         tok_span a = {(uint32_t)(base + k), (uint32_t)(base + k + n)};
-        for (size_t b = 0; b < n; b++) s->align[k + b] = a;
+        for (size_t b = 0; b < n; b++)
+            s->align[k + b] = a;
         k += n;
     }
     s->len = len;
@@ -47,13 +49,15 @@ void tok_nstr_free(tok_nstr *s) {
     memset(s, 0, sizeof *s);
 }
 
-static int load_one(tok_normalizer **list, size_t *count, size_t *cap, const json_t *j, int depth, sft_err *err) {
+static int load_one(tok_normalizer **list, size_t *count, size_t *cap, const json_t *j, int depth,
+                    sft_err *err) {
     if (!json_is_object(j)) return sft_errf(err, "normalizer: expected an object");
     const char *type = json_string_value(json_object_get(j, "type"));
     if (!type) return sft_errf(err, "normalizer: missing \"type\"");
     if (!strcmp(type, "Sequence")) {
         const json_t *items = json_object_get(j, "normalizers");
-        if (!json_is_array(items)) return sft_errf(err, "normalizer Sequence: expected a list \"normalizers\"");
+        if (!json_is_array(items))
+            return sft_errf(err, "normalizer Sequence: expected a list \"normalizers\"");
         if (depth > 8) return sft_errf(err, "normalizer Sequence: nested too deeply");
         for (size_t i = 0; i < json_array_size(items); i++)
             if (load_one(list, count, cap, json_array_get(items, i), depth + 1, err)) return -1;
@@ -83,7 +87,9 @@ static int load_one(tok_normalizer **list, size_t *count, size_t *cap, const jso
         const json_t *pattern = json_object_get(j, "pattern"), *content = json_object_get(j, "content");
         const json_t *str = json_object_get(pattern, "String"), *rx = json_object_get(pattern, "Regex");
         if (!json_is_string(content) || !(json_is_string(str) || json_is_string(rx)))
-            return sft_errf(err, "normalizer Replace: expected \"pattern\": {\"String\" or \"Regex\": ...} and \"content\"");
+            return sft_errf(
+                err,
+                "normalizer Replace: expected \"pattern\": {\"String\" or \"Regex\": ...} and \"content\"");
         nm->type = TOK_NORM_REPLACE;
         const json_t *p = str ? str : rx;
         if (tok_regex_compile(&nm->pattern, json_string_value(p), json_string_length(p), str != NULL, err))
@@ -112,7 +118,8 @@ static int load_one(tok_normalizer **list, size_t *count, size_t *cap, const jso
             return 0;
         }
     return sft_errf(err,
-                    "normalizer type \"%s\" is not supported (sft supports Sequence, Prepend, Replace, NFC, NFD, NFKC, NFKD)",
+                    "normalizer type \"%s\" is not supported (sft supports Sequence, Prepend, Replace, NFC, "
+                    "NFD, NFKC, NFKD)",
                     type);
 }
 
@@ -147,8 +154,8 @@ static void swap_nstr(tok_nstr *a, tok_nstr *b) {
 /* utf8proc's normal form of text[0..len); NULL when it is not valid UTF-8 (or out of memory). */
 static char *unicode_form(const char *text, size_t len, int options, size_t *out_len) {
     utf8proc_uint8_t *out = NULL;
-    utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)len, &out,
-                                      (utf8proc_option_t)options);
+    utf8proc_ssize_t n =
+        utf8proc_map((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)len, &out, (utf8proc_option_t)options);
     if (n < 0) return NULL;
     *out_len = (size_t)n;
     return (char *)out;
@@ -172,7 +179,8 @@ static int emit_run(const tok_nstr *s, size_t start, size_t end, int options, to
     }
     tok_span whole = {s->align[start].start, s->align[end - 1].end};
     memcpy(tmp->text + tmp->len, norm, n);
-    for (size_t k = 0; k < n; k++) tmp->align[tmp->len + k] = whole;
+    for (size_t k = 0; k < n; k++)
+        tmp->align[tmp->len + k] = whole;
     tmp->len += n;
     free(norm);
     return 0;
@@ -184,8 +192,9 @@ static int runs_interact(const tok_nstr *s, size_t a, size_t b, size_t c, int op
     char *all = unicode_form(s->text + a, c - a, options, &n_all);
     char *left = unicode_form(s->text + a, b - a, options, &n_left);
     char *right = unicode_form(s->text + b, c - b, options, &n_right);
-    int interact = all && left && right &&
-                   (n_all != n_left + n_right || memcmp(all, left, n_left) || memcmp(all + n_left, right, n_right));
+    int interact =
+        all && left && right &&
+        (n_all != n_left + n_right || memcmp(all, left, n_left) || memcmp(all + n_left, right, n_right));
     free(all);
     free(left);
     free(right);
@@ -208,7 +217,8 @@ static int apply_unicode(const tok_normalizer *nm, tok_nstr *s, tok_nstr *tmp, s
         if (!boundary) {
             int vl = tok_utf8_valid_len((const unsigned char *)s->text + i, s->len - i);
             next = i + (vl ? (size_t)vl : 1);
-            boundary = !vl || utf8proc_get_property((utf8proc_int32_t)tok_utf8_decode((const unsigned char *)s->text + i))
+            boundary = !vl || utf8proc_get_property(
+                                  (utf8proc_int32_t)tok_utf8_decode((const unsigned char *)s->text + i))
                                       ->combining_class == 0;
         }
         if (boundary && i > run) {
@@ -217,7 +227,8 @@ static int apply_unicode(const tok_normalizer *nm, tok_nstr *s, tok_nstr *tmp, s
                 runs_interact(s, prev_run, run, i, nm->unicode_options)) {
                 /* keep prev_run: the group grows to [prev_run, i) */
             } else {
-                if (have_prev && emit_run(s, prev_run, run, nm->unicode_options, tmp)) return sft_errf(err, "out of memory");
+                if (have_prev && emit_run(s, prev_run, run, nm->unicode_options, tmp))
+                    return sft_errf(err, "out of memory");
                 prev_run = run;
                 have_prev = 1;
             }
@@ -226,7 +237,8 @@ static int apply_unicode(const tok_normalizer *nm, tok_nstr *s, tok_nstr *tmp, s
         if (i == s->len) break;
         i = next;
     }
-    if (have_prev && emit_run(s, prev_run, s->len, nm->unicode_options, tmp)) return sft_errf(err, "out of memory");
+    if (have_prev && emit_run(s, prev_run, s->len, nm->unicode_options, tmp))
+        return sft_errf(err, "out of memory");
     swap_nstr(s, tmp);
     return 0;
 }
@@ -237,7 +249,8 @@ static int apply(const tok_normalizer *nm, tok_matcher *matcher, tok_nstr *s, to
         if (!s->len) return 0;
         if (tok_nstr_reserve(tmp, s->len + nm->text_len)) return sft_errf(err, "out of memory");
         memcpy(tmp->text, nm->text, nm->text_len);
-        for (size_t k = 0; k < nm->text_len; k++) tmp->align[k] = s->align[0];
+        for (size_t k = 0; k < nm->text_len; k++)
+            tmp->align[k] = s->align[0];
         memcpy(tmp->text + nm->text_len, s->text, s->len);
         memcpy(tmp->align + nm->text_len, s->align, s->len * sizeof *s->align);
         tmp->len = s->len + nm->text_len;
@@ -258,7 +271,8 @@ static int apply(const tok_normalizer *nm, tok_matcher *matcher, tok_nstr *s, to
         tmp->len += ms - last;
         tok_span a = me > 0 ? s->align[me - 1] : (tok_span){0, 0};
         memcpy(tmp->text + tmp->len, nm->text, nm->text_len);
-        for (size_t k = 0; k < nm->text_len; k++) tmp->align[tmp->len + k] = a;
+        for (size_t k = 0; k < nm->text_len; k++)
+            tmp->align[tmp->len + k] = a;
         tmp->len += nm->text_len;
         last = me;
     }

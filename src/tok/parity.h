@@ -11,7 +11,8 @@
 /* A reference.json tokenizer_* entry: loads DIR/entry.dir and checks every
  * strings[] item (ids, tokens, offsets, ids_with_special, decoded), then
  * its chat[] list. Returns -1 only when the checks could not run. */
-int sft_parity_check_tokenizer(const json_t *entry, const char *key, const char *dir, sft_parity *p, sft_err *err);
+int sft_parity_check_tokenizer(const json_t *entry, const char *key, const char *dir, sft_parity *p,
+                               sft_err *err);
 
 /* DIR/corpus/reference_corpus.json.gz when present (0 and nothing printed
  * when absent): every string's ids and decoded text for every tokenizer in

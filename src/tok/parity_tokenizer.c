@@ -48,8 +48,8 @@ static int same_ids(const int32_t *ids, size_t n, const json_t *want, const sft_
             char a[64], b[64];
             quote(a, sizeof a, got ? got : "?", got ? strlen(got) : 1);
             quote(b, sizeof b, exp ? exp : "?", exp ? strlen(exp) : 1);
-            snprintf(why, cap, "differ at token %zu: got %d \"%s\", expected %lld \"%s\" (%zu vs %zu tokens)", i, ids[i],
-                     a, (long long)w, b, n, wn);
+            snprintf(why, cap, "differ at token %zu: got %d \"%s\", expected %lld \"%s\" (%zu vs %zu tokens)",
+                     i, ids[i], a, (long long)w, b, n, wn);
             return 0;
         }
     }
@@ -68,7 +68,8 @@ static int same_tokens(const sft_encoding *enc, const json_t *want, char *why, s
     for (size_t i = 0; i < enc->count; i++) {
         const json_t *w = json_array_get(want, i);
         const char *got = enc->tokens[i] ? enc->tokens[i] : "";
-        if (!json_is_string(w) || strlen(got) != json_string_length(w) || memcmp(got, json_string_value(w), strlen(got))) {
+        if (!json_is_string(w) || strlen(got) != json_string_length(w) ||
+            memcmp(got, json_string_value(w), strlen(got))) {
             char a[64], b[64];
             quote(a, sizeof a, got, strlen(got));
             quote(b, sizeof b, json_is_string(w) ? json_string_value(w) : "?",
@@ -88,10 +89,14 @@ static size_t *char_map(const char *text, size_t len, size_t *chars_out) {
     for (size_t i = 0; i < len;) {
         size_t n = 1;
         unsigned char c = (unsigned char)text[i];
-        if (c >= 0xF0) n = 4;
-        else if (c >= 0xE0) n = 3;
-        else if (c >= 0xC0) n = 2;
-        for (size_t k = 0; k < n && i + k < len; k++) map[i + k] = chars;
+        if (c >= 0xF0)
+            n = 4;
+        else if (c >= 0xE0)
+            n = 3;
+        else if (c >= 0xC0)
+            n = 2;
+        for (size_t k = 0; k < n && i + k < len; k++)
+            map[i + k] = chars;
         chars++;
         i += n;
     }
@@ -128,8 +133,8 @@ static int same_offsets(const sft_encoding *enc, const char *text, size_t len, c
         int64_t ws, we;
         char_offsets(map, len, enc->offsets[2 * i], enc->offsets[2 * i + 1], &cs, &ce);
         const json_t *w = json_array_get(want, i);
-        if (sft_json_int(json_array_get(w, 0), &ws) || sft_json_int(json_array_get(w, 1), &we) || (size_t)ws != cs ||
-            (size_t)we != ce) {
+        if (sft_json_int(json_array_get(w, 0), &ws) || sft_json_int(json_array_get(w, 1), &we) ||
+            (size_t)ws != cs || (size_t)we != ce) {
             snprintf(why, cap, "token %zu \"%s\" at characters [%zu, %zu), expected [%lld, %lld)", i,
                      enc->tokens[i] ? enc->tokens[i] : "", cs, ce, (long long)ws, (long long)we);
             ok = 0;
@@ -139,8 +144,8 @@ static int same_offsets(const sft_encoding *enc, const char *text, size_t len, c
     return ok;
 }
 
-static void check_string(const sft_tokenizer *tok, const char *key, size_t i, const json_t *item, sft_parity *p,
-                         sft_encoding *enc) {
+static void check_string(const sft_tokenizer *tok, const char *key, size_t i, const json_t *item,
+                         sft_parity *p, sft_encoding *enc) {
     const json_t *text_j = json_object_get(item, "text");
     if (!json_is_string(text_j)) {
         sft_parity_line(p, 0, "%s strings[%zu]: no 'text'", key, i);
@@ -161,7 +166,8 @@ static void check_string(const sft_tokenizer *tok, const char *key, size_t i, co
     sft_parity_line(p, ok, "%s strings[%zu] \"%s\" tokens%s%s", key, i, shown, ok ? "" : ": ", ok ? "" : why);
     if (json_object_get(item, "offsets")) {
         ok = same_offsets(enc, text, len, json_object_get(item, "offsets"), why, sizeof why);
-        sft_parity_line(p, ok, "%s strings[%zu] \"%s\" offsets%s%s", key, i, shown, ok ? "" : ": ", ok ? "" : why);
+        sft_parity_line(p, ok, "%s strings[%zu] \"%s\" offsets%s%s", key, i, shown, ok ? "" : ": ",
+                        ok ? "" : why);
     }
     const json_t *want_dec = json_object_get(item, "decoded");
     if (want_dec) {
@@ -174,8 +180,8 @@ static void check_string(const sft_tokenizer *tok, const char *key, size_t i, co
                  !memcmp(dec, json_string_value(want_dec), dec_len);
             char got[96];
             quote(got, sizeof got, dec, dec_len);
-            sft_parity_line(p, ok, "%s strings[%zu] \"%s\" decoded%s%s%s", key, i, shown, ok ? "" : ": got \"",
-                            ok ? "" : got, ok ? "" : "\"");
+            sft_parity_line(p, ok, "%s strings[%zu] \"%s\" decoded%s%s%s", key, i, shown,
+                            ok ? "" : ": got \"", ok ? "" : got, ok ? "" : "\"");
             free(dec);
         }
     }
@@ -201,12 +207,14 @@ static sft_tokenizer *load_from_entry(const json_t *entry, const char *dir, cons
     return sft_tokenizer_load(path, err);
 }
 
-int sft_parity_check_tokenizer(const json_t *entry, const char *key, const char *dir, sft_parity *p, sft_err *err) {
+int sft_parity_check_tokenizer(const json_t *entry, const char *key, const char *dir, sft_parity *p,
+                               sft_err *err) {
     sft_tokenizer *tok = load_from_entry(entry, dir, key, err);
     if (!tok) return -1;
     const json_t *strings = json_object_get(entry, "strings");
     sft_encoding enc = {0};
-    for (size_t i = 0; i < json_array_size(strings); i++) check_string(tok, key, i, json_array_get(strings, i), p, &enc);
+    for (size_t i = 0; i < json_array_size(strings); i++)
+        check_string(tok, key, i, json_array_get(strings, i), p, &enc);
     sft_encoding_free(&enc);
     int rc = 0;
     const json_t *chats = json_object_get(entry, "chat");
@@ -216,8 +224,8 @@ int sft_parity_check_tokenizer(const json_t *entry, const char *key, const char 
 }
 
 /* The strings of the corpus for one tokenizer: ids and decoded text. */
-static void check_corpus_strings(const sft_tokenizer *tok, const char *name, const json_t *strings, const json_t *ids,
-                                 const json_t *decoded, sft_parity *p, long *failed_out) {
+static void check_corpus_strings(const sft_tokenizer *tok, const char *name, const json_t *strings,
+                                 const json_t *ids, const json_t *decoded, sft_parity *p, long *failed_out) {
     sft_encoding enc = {0};
     long failed = 0;
     size_t n = json_array_size(strings);
@@ -235,7 +243,8 @@ static void check_corpus_strings(const sft_tokenizer *tok, const char *name, con
             continue;
         }
         ok = same_ids(enc.ids, enc.count, json_array_get(ids, i), tok, why, sizeof why);
-        sft_parity_line(p, ok, "%s strings[%zu] \"%s\" ids%s%s", label, i, shown, ok ? "" : ": ", ok ? "" : why);
+        sft_parity_line(p, ok, "%s strings[%zu] \"%s\" ids%s%s", label, i, shown, ok ? "" : ": ",
+                        ok ? "" : why);
         failed += !ok;
         const json_t *want = json_array_get(decoded, i);
         if (!want) continue;
@@ -246,7 +255,8 @@ static void check_corpus_strings(const sft_tokenizer *tok, const char *name, con
             failed++;
             continue;
         }
-        ok = json_is_string(want) && json_string_length(want) == dec_len && !memcmp(dec, json_string_value(want), dec_len);
+        ok = json_is_string(want) && json_string_length(want) == dec_len &&
+             !memcmp(dec, json_string_value(want), dec_len);
         char got[96];
         quote(got, sizeof got, dec, dec_len);
         sft_parity_line(p, ok, "%s strings[%zu] \"%s\" decoded%s%s%s", label, i, shown, ok ? "" : ": got \"",
@@ -298,8 +308,8 @@ int sft_parity_check_corpus(const char *dir, sft_parity *p, sft_err *err) {
             sft_parity_line(p, 0, "%s chats: %s", label, terr.msg);
         sft_tokenizer_free(tok);
         long failed = p->failures - failures_before;
-        fprintf(p->out, "%s %s: %zu strings, %zu chats, %ld checks, %ld failed\n", failed ? "FAIL" : "ok  ", label,
-                json_array_size(strings), json_array_size(chats), p->checks - checks_before, failed);
+        fprintf(p->out, "%s %s: %zu strings, %zu chats, %ld checks, %ld failed\n", failed ? "FAIL" : "ok  ",
+                label, json_array_size(strings), json_array_size(chats), p->checks - checks_before, failed);
     }
     json_decref(corpus);
     return rc;

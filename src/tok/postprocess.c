@@ -15,7 +15,8 @@
 static void free_pieces(tok_template_piece *p, size_t n) {
     for (size_t i = 0; i < n; i++) {
         free(p[i].ids);
-        for (size_t k = 0; k < p[i].count; k++) free(p[i].tokens[k]);
+        for (size_t k = 0; k < p[i].count; k++)
+            free(p[i].tokens[k]);
         free(p[i].tokens);
     }
     free(p);
@@ -26,8 +27,11 @@ static int special_piece(tok_template_piece *piece, const char *id, const json_t
     const json_t *st = json_object_get(specials, id);
     const json_t *ids = json_object_get(st, "ids"), *tokens = json_object_get(st, "tokens");
     if (!json_is_array(ids) || !json_is_array(tokens) || json_array_size(ids) != json_array_size(tokens))
-        return sft_errf(err, "post_processor TemplateProcessing: special token \"%s\" is missing from special_tokens "
-                             "(or its ids and tokens differ in length)", id);
+        return sft_errf(
+            err,
+            "post_processor TemplateProcessing: special token \"%s\" is missing from special_tokens "
+            "(or its ids and tokens differ in length)",
+            id);
     size_t n = json_array_size(ids);
     piece->ids = calloc(n ? n : 1, sizeof *piece->ids);
     piece->tokens = calloc(n ? n : 1, sizeof *piece->tokens);
@@ -36,7 +40,8 @@ static int special_piece(tok_template_piece *piece, const char *id, const json_t
         int64_t v;
         const json_t *t = json_array_get(tokens, k);
         if (sft_json_int(json_array_get(ids, k), &v) || v < 0 || v > INT32_MAX || !json_is_string(t))
-            return sft_errf(err, "post_processor TemplateProcessing: special token \"%s\": bad ids/tokens", id);
+            return sft_errf(err, "post_processor TemplateProcessing: special token \"%s\": bad ids/tokens",
+                            id);
         piece->ids[k] = (int32_t)v;
         piece->tokens[k] = strdup(json_string_value(t));
         if (!piece->tokens[k]) return sft_errf(err, "out of memory");
@@ -71,7 +76,8 @@ static int parse_piece(tok_template_piece *piece, const json_t *j, const json_t 
         return 0;
     }
     const char *id = sp ? json_string_value(json_object_get(sp, "id")) : NULL;
-    if (!id) return sft_errf(err, "post_processor TemplateProcessing: expected SpecialToken or Sequence pieces");
+    if (!id)
+        return sft_errf(err, "post_processor TemplateProcessing: expected SpecialToken or Sequence pieces");
     return special_piece(piece, id, specials, err);
 }
 
@@ -81,15 +87,18 @@ static int load_one(sft_tokenizer *tok, size_t *cap, const json_t *j, int depth,
     if (!type) return sft_errf(err, "post_processor: missing \"type\"");
     if (!strcmp(type, "Sequence")) {
         const json_t *items = json_object_get(j, "processors");
-        if (!json_is_array(items)) return sft_errf(err, "post_processor Sequence: expected a list \"processors\"");
+        if (!json_is_array(items))
+            return sft_errf(err, "post_processor Sequence: expected a list \"processors\"");
         if (depth > 8) return sft_errf(err, "post_processor Sequence: nested too deeply");
         for (size_t i = 0; i < json_array_size(items); i++)
             if (load_one(tok, cap, json_array_get(items, i), depth + 1, err)) return -1;
         return 0;
     }
     if (strcmp(type, "ByteLevel") && strcmp(type, "TemplateProcessing"))
-        return sft_errf(err, "post_processor type \"%s\" is not supported (sft supports Sequence, ByteLevel, "
-                             "TemplateProcessing)", type);
+        return sft_errf(err,
+                        "post_processor type \"%s\" is not supported (sft supports Sequence, ByteLevel, "
+                        "TemplateProcessing)",
+                        type);
     if (tok->post_count == *cap) {
         size_t n = *cap ? *cap * 2 : 4;
         tok_postprocessor *l = realloc(tok->post, n * sizeof *l);
@@ -110,7 +119,8 @@ static int load_one(sft_tokenizer *tok, size_t *cap, const json_t *j, int depth,
     p->type = TOK_POST_TEMPLATE;
     tok->post_count++; /* counted first so that a failure below frees what was parsed */
     const json_t *single = json_object_get(j, "single"), *specials = json_object_get(j, "special_tokens");
-    if (!json_is_array(single)) return sft_errf(err, "post_processor TemplateProcessing: expected a list \"single\"");
+    if (!json_is_array(single))
+        return sft_errf(err, "post_processor TemplateProcessing: expected a list \"single\"");
     size_t n = json_array_size(single);
     p->single = calloc(n ? n : 1, sizeof *p->single);
     if (!p->single) return sft_errf(err, "out of memory");
@@ -146,7 +156,8 @@ static size_t space_run(const sft_tokenizer *tok, tok_matcher *mt, const char *s
         size_t at, n;
         if (from_end) {
             at = end - 1;
-            while (at > 0 && end - at < 4 && ((unsigned char)s[at] & 0xC0) == 0x80) at--;
+            while (at > 0 && end - at < 4 && ((unsigned char)s[at] & 0xC0) == 0x80)
+                at--;
             n = end - at;
         } else {
             at = i;
@@ -157,8 +168,8 @@ static size_t space_run(const sft_tokenizer *tok, tok_matcher *mt, const char *s
             is_space = 1;
             bytes += 1;
         } else {
-            int rc = pcre2_match(tok->space_char_regex.code, (PCRE2_SPTR)(s + at), n, 0, PCRE2_ANCHORED, mt->md,
-                                 mt->mctx);
+            int rc = pcre2_match(tok->space_char_regex.code, (PCRE2_SPTR)(s + at), n, 0, PCRE2_ANCHORED,
+                                 mt->md, mt->mctx);
             is_space = rc >= 0 && pcre2_get_ovector_pointer(mt->md)[1] == n;
             if (is_space) bytes += n;
         }
@@ -183,7 +194,8 @@ static void trim_offsets(const sft_tokenizer *tok, tok_ctx *ctx, const tok_postp
         size_t *o = &e->offsets[2 * i];
         if (lead_chars) {
             int is_first = i == 0 || o[0] == 0;
-            if (!(is_first && p->add_prefix_space && lead_chars == 1)) o[0] = o[0] + lead < o[1] ? o[0] + lead : o[1];
+            if (!(is_first && p->add_prefix_space && lead_chars == 1))
+                o[0] = o[0] + lead < o[1] ? o[0] + lead : o[1];
         }
         if (trail_chars && o[1] >= trail) o[1] = o[1] - trail > o[0] ? o[1] - trail : o[0];
     }

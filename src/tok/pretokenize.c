@@ -25,18 +25,19 @@
  * others are shifted to U+0100 and up, in byte order. */
 const uint16_t tok_byte_to_cp[256] = {
 
-    256, 257, 258, 259, 260, 261, 262, 263, 264, 265, 266, 267, 268, 269, 270, 271, 272, 273, 274, 275, 276, 277,
-    278, 279, 280, 281, 282, 283, 284, 285, 286, 287, 288, 33,  34,  35,  36,  37,  38,  39,  40,  41,  42,  43,
-    44,  45,  46,  47,  48,  49,  50,  51,  52,  53,  54,  55,  56,  57,  58,  59,  60,  61,  62,  63,  64,  65,
-    66,  67,  68,  69,  70,  71,  72,  73,  74,  75,  76,  77,  78,  79,  80,  81,  82,  83,  84,  85,  86,  87,
-    88,  89,  90,  91,  92,  93,  94,  95,  96,  97,  98,  99,  100, 101, 102, 103, 104, 105, 106, 107, 108, 109,
-    110, 111, 112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 123, 124, 125, 126, 289, 290, 291, 292, 293,
-    294, 295, 296, 297, 298, 299, 300, 301, 302, 303, 304, 305, 306, 307, 308, 309, 310, 311, 312, 313, 314, 315,
-    316, 317, 318, 319, 320, 321, 322, 161, 162, 163, 164, 165, 166, 167, 168, 169, 170, 171, 172, 323, 174, 175,
-    176, 177, 178, 179, 180, 181, 182, 183, 184, 185, 186, 187, 188, 189, 190, 191, 192, 193, 194, 195, 196, 197,
-    198, 199, 200, 201, 202, 203, 204, 205, 206, 207, 208, 209, 210, 211, 212, 213, 214, 215, 216, 217, 218, 219,
-    220, 221, 222, 223, 224, 225, 226, 227, 228, 229, 230, 231, 232, 233, 234, 235, 236, 237, 238, 239, 240, 241,
-    242, 243, 244, 245, 246, 247, 248, 249, 250, 251, 252, 253, 254, 255,
+    256, 257, 258, 259, 260, 261, 262, 263, 264, 265, 266, 267, 268, 269, 270, 271, 272, 273, 274, 275,
+    276, 277, 278, 279, 280, 281, 282, 283, 284, 285, 286, 287, 288, 33,  34,  35,  36,  37,  38,  39,
+    40,  41,  42,  43,  44,  45,  46,  47,  48,  49,  50,  51,  52,  53,  54,  55,  56,  57,  58,  59,
+    60,  61,  62,  63,  64,  65,  66,  67,  68,  69,  70,  71,  72,  73,  74,  75,  76,  77,  78,  79,
+    80,  81,  82,  83,  84,  85,  86,  87,  88,  89,  90,  91,  92,  93,  94,  95,  96,  97,  98,  99,
+    100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111, 112, 113, 114, 115, 116, 117, 118, 119,
+    120, 121, 122, 123, 124, 125, 126, 289, 290, 291, 292, 293, 294, 295, 296, 297, 298, 299, 300, 301,
+    302, 303, 304, 305, 306, 307, 308, 309, 310, 311, 312, 313, 314, 315, 316, 317, 318, 319, 320, 321,
+    322, 161, 162, 163, 164, 165, 166, 167, 168, 169, 170, 171, 172, 323, 174, 175, 176, 177, 178, 179,
+    180, 181, 182, 183, 184, 185, 186, 187, 188, 189, 190, 191, 192, 193, 194, 195, 196, 197, 198, 199,
+    200, 201, 202, 203, 204, 205, 206, 207, 208, 209, 210, 211, 212, 213, 214, 215, 216, 217, 218, 219,
+    220, 221, 222, 223, 224, 225, 226, 227, 228, 229, 230, 231, 232, 233, 234, 235, 236, 237, 238, 239,
+    240, 241, 242, 243, 244, 245, 246, 247, 248, 249, 250, 251, 252, 253, 254, 255,
 
 };
 
@@ -85,7 +86,8 @@ static int parse_replacement(const json_t *j, char *out, size_t *out_len, const 
     return 0;
 }
 
-static int parse_prepend_scheme(const json_t *j, enum tok_prepend_scheme *out, const char *what, sft_err *err) {
+static int parse_prepend_scheme(const json_t *j, enum tok_prepend_scheme *out, const char *what,
+                                sft_err *err) {
     const json_t *s = json_object_get(j, "prepend_scheme");
     const json_t *legacy = json_object_get(j, "add_prefix_space");
     *out = TOK_PREPEND_ALWAYS;
@@ -111,17 +113,20 @@ static int load_one(sft_tokenizer *tok, size_t *cap, const json_t *j, int depth,
     if (!type) return sft_errf(err, "pre_tokenizer: missing \"type\"");
     if (!strcmp(type, "Sequence")) {
         const json_t *items = json_object_get(j, "pretokenizers");
-        if (!json_is_array(items)) return sft_errf(err, "pre_tokenizer Sequence: expected a list \"pretokenizers\"");
+        if (!json_is_array(items))
+            return sft_errf(err, "pre_tokenizer Sequence: expected a list \"pretokenizers\"");
         if (depth > 8) return sft_errf(err, "pre_tokenizer Sequence: nested too deeply");
         for (size_t i = 0; i < json_array_size(items); i++)
             if (load_one(tok, cap, json_array_get(items, i), depth + 1, err)) return -1;
         return 0;
     }
-    if (strcmp(type, "Split") && strcmp(type, "ByteLevel") && strcmp(type, "Metaspace") && strcmp(type, "Digits"))
-        return sft_errf(err,
-                        "pre_tokenizer type \"%s\" is not supported (sft supports Sequence, Split, ByteLevel, Metaspace, "
-                        "Digits)",
-                        type);
+    if (strcmp(type, "Split") && strcmp(type, "ByteLevel") && strcmp(type, "Metaspace") &&
+        strcmp(type, "Digits"))
+        return sft_errf(
+            err,
+            "pre_tokenizer type \"%s\" is not supported (sft supports Sequence, Split, ByteLevel, Metaspace, "
+            "Digits)",
+            type);
     if (tok->pretokenizer_count == TOK_MAX_STEPS)
         return sft_errf(err, "pre_tokenizer: more than %d steps", TOK_MAX_STEPS);
     if (tok->pretokenizer_count == *cap) {
@@ -136,13 +141,15 @@ static int load_one(sft_tokenizer *tok, size_t *cap, const json_t *j, int depth,
     if (!strcmp(type, "Split")) {
         p->type = TOK_PRE_SPLIT;
         const char *b = json_string_value(json_object_get(j, "behavior"));
-        static const char *names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext", "Contiguous"};
+        static const char *names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
+                                      "Contiguous"};
         int found = -1;
         for (int i = 0; i < 5 && b; i++)
             if (!strcmp(b, names[i])) found = i;
         if (found < 0)
-            return sft_errf(err, "pre_tokenizer Split.behavior: expected one of Removed, Isolated, MergedWithPrevious, "
-                                 "MergedWithNext, Contiguous");
+            return sft_errf(
+                err, "pre_tokenizer Split.behavior: expected one of Removed, Isolated, MergedWithPrevious, "
+                     "MergedWithNext, Contiguous");
         p->behavior = (enum tok_split_behavior)found;
         if (parse_bool(j, "invert", 0, &p->invert, "pre_tokenizer Split", err)) return -1;
         if (parse_pattern(j, "pre_tokenizer Split", &p->pattern, err)) return -1;
@@ -155,7 +162,8 @@ static int load_one(sft_tokenizer *tok, size_t *cap, const json_t *j, int depth,
         if (parse_bool(j, "individual_digits", 0, &individual, "pre_tokenizer Digits", err)) return -1;
         p->type = TOK_PRE_SPLIT;
         p->behavior = individual ? TOK_SPLIT_ISOLATED : TOK_SPLIT_CONTIGUOUS;
-        if (tok_regex_compile(&p->pattern, "\\p{N}", 5, 0, err)) return sft_err_prefix(err, "pre_tokenizer Digits");
+        if (tok_regex_compile(&p->pattern, "\\p{N}", 5, 0, err))
+            return sft_err_prefix(err, "pre_tokenizer Digits");
         tok->pretokenizer_count++;
         return 0;
     }
@@ -202,7 +210,8 @@ struct tok_seg {
 static int segs_reserve(tok_ctx *ctx, size_t step, int which, size_t n) {
     if (n <= ctx->segs_cap[step][which]) return 0;
     size_t cap = ctx->segs_cap[step][which] ? ctx->segs_cap[step][which] : 64;
-    while (cap < n) cap *= 2;
+    while (cap < n)
+        cap *= 2;
     struct tok_seg *s = realloc(ctx->segs[step][which], cap * sizeof *s);
     if (!s) return -1;
     ctx->segs[step][which] = s;
@@ -257,8 +266,8 @@ static int next_step(const sft_tokenizer *tok, tok_ctx *ctx, const tok_view *v, 
  * split behaviour (normalizer.rs NormalizedString::split), then runs the
  * next step on each piece; with byte_level set, each piece is first mapped
  * to its byte-level characters (ByteLevel splits, then transforms). */
-static int split_and_continue(const sft_tokenizer *tok, tok_ctx *ctx, const tok_view *v, size_t step, size_t nseg,
-                              enum tok_split_behavior behavior, int byte_level, sft_err *err) {
+static int split_and_continue(const sft_tokenizer *tok, tok_ctx *ctx, const tok_view *v, size_t step,
+                              size_t nseg, enum tok_split_behavior behavior, int byte_level, sft_err *err) {
     struct tok_seg *in = ctx->segs[step][0];
     size_t nout = 0;
     if (behavior == TOK_SPLIT_ISOLATED || behavior == TOK_SPLIT_REMOVED) {
@@ -314,8 +323,8 @@ static int split_and_continue(const sft_tokenizer *tok, tok_ctx *ctx, const tok_
 }
 
 /* Fills segs[step][0] with the matches of re in v and the gaps between them. */
-static int find_segments(tok_ctx *ctx, const tok_regex *re, const tok_view *v, size_t step, int invert, size_t *nseg,
-                         sft_err *err) {
+static int find_segments(tok_ctx *ctx, const tok_regex *re, const tok_view *v, size_t step, int invert,
+                         size_t *nseg, sft_err *err) {
     size_t n = 0, prev = 0, s, e;
     tok_find_iter it;
     tok_find_begin(&it, re, &ctx->matcher, v->text, v->len);
@@ -326,7 +335,8 @@ static int find_segments(tok_ctx *ctx, const tok_regex *re, const tok_view *v, s
         prev = e;
     }
     if (rc < 0) return -1;
-    if (prev != v->len && push_seg(ctx, step, 0, &n, prev, v->len, invert)) return sft_errf(err, "out of memory");
+    if (prev != v->len && push_seg(ctx, step, 0, &n, prev, v->len, invert))
+        return sft_errf(err, "out of memory");
     *nseg = n;
     return 0;
 }
@@ -341,7 +351,8 @@ static int run_metaspace(const sft_tokenizer *tok, tok_ctx *ctx, const tok_preto
     for (size_t i = 0; i < v->len; i++) {
         if (v->text[i] == ' ') {
             memcpy(out->text + o, p->replacement, rl);
-            for (size_t k = 0; k < rl; k++) out->align[o + k] = v->align[i];
+            for (size_t k = 0; k < rl; k++)
+                out->align[o + k] = v->align[i];
             o += rl;
         } else {
             out->text[o] = v->text[i];
@@ -354,7 +365,8 @@ static int run_metaspace(const sft_tokenizer *tok, tok_ctx *ctx, const tok_preto
                               (p->prepend_scheme == TOK_PREPEND_FIRST && v->len && v->align[0].start == 0));
     if (prepend && o > rl) {
         memcpy(out->text, p->replacement, rl);
-        for (size_t k = 0; k < rl; k++) out->align[k] = out->align[rl];
+        for (size_t k = 0; k < rl; k++)
+            out->align[k] = out->align[rl];
         begin = 0;
     }
     tok_view whole = {out->text + begin, out->align + begin, o - begin};
@@ -371,7 +383,8 @@ static int run_metaspace(const sft_tokenizer *tok, tok_ctx *ctx, const tok_preto
             i += tok_unit_len(whole.text + i, whole.len - i);
         }
     }
-    if (prev < whole.len && push_seg(ctx, step, 0, &n, prev, whole.len, 0)) return sft_errf(err, "out of memory");
+    if (prev < whole.len && push_seg(ctx, step, 0, &n, prev, whole.len, 0))
+        return sft_errf(err, "out of memory");
     return split_and_continue(tok, ctx, &whole, step, n, TOK_SPLIT_MERGED_WITH_NEXT, 0, err);
 }
 

@@ -38,17 +38,26 @@ static int translate(const char *p, size_t len, tok_buf *out) {
             char n = p[i + 1];
             const char *rep = NULL;
             switch (n) {
-            case 's': rep = "\\p{White_Space}"; break;
-            case 'S': rep = "\\P{White_Space}"; break;
-            case 'w': rep = in_class ? WORD_CLASS_BODY : "[" WORD_CLASS_BODY "]"; break;
+            case 's':
+                rep = "\\p{White_Space}";
+                break;
+            case 'S':
+                rep = "\\P{White_Space}";
+                break;
+            case 'w':
+                rep = in_class ? WORD_CLASS_BODY : "[" WORD_CLASS_BODY "]";
+                break;
             case 'W':
                 if (!in_class) rep = "[^" WORD_CLASS_BODY "]";
                 break;
-            case 'h': rep = in_class ? "0-9a-fA-F" : "[0-9a-fA-F]"; break;
+            case 'h':
+                rep = in_class ? "0-9a-fA-F" : "[0-9a-fA-F]";
+                break;
             case 'H':
                 if (!in_class) rep = "[^0-9a-fA-F]";
                 break;
-            default: break;
+            default:
+                break;
             }
             if (rep) {
                 if (tok_buf_append(out, rep, strlen(rep))) return -1;
@@ -176,10 +185,11 @@ void tok_find_begin(tok_find_iter *it, const tok_regex *re, tok_matcher *m, cons
 int tok_find_next(tok_find_iter *it, size_t *start, size_t *end, sft_err *err) {
     for (;;) {
         if (it->last_end > it->len) return 0;
-        int rc = pcre2_match(it->re->code, (PCRE2_SPTR)it->text, it->len, it->last_end, 0, it->m->md,
-                             it->m->mctx);
+        int rc =
+            pcre2_match(it->re->code, (PCRE2_SPTR)it->text, it->len, it->last_end, 0, it->m->md, it->m->mctx);
         if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !grow_jit_stack(it->m))
-            rc = pcre2_match(it->re->code, (PCRE2_SPTR)it->text, it->len, it->last_end, 0, it->m->md, it->m->mctx);
+            rc = pcre2_match(it->re->code, (PCRE2_SPTR)it->text, it->len, it->last_end, 0, it->m->md,
+                             it->m->mctx);
         if (rc == PCRE2_ERROR_NOMATCH) return 0;
         if (rc < 0) {
             PCRE2_UCHAR msg[256];
@@ -190,7 +200,8 @@ int tok_find_next(tok_find_iter *it, size_t *start, size_t *end, sft_err *err) {
         size_t s = ov[0], e = ov[1];
         if (s == e && it->have_last && it->last_match_end == e) {
             /* An empty match right after the previous one: step over one character. */
-            it->last_end += it->last_end < it->len ? tok_unit_len(it->text + it->last_end, it->len - it->last_end) : 1;
+            it->last_end +=
+                it->last_end < it->len ? tok_unit_len(it->text + it->last_end, it->len - it->last_end) : 1;
             continue;
         }
         it->last_end = e;

@@ -63,7 +63,7 @@ typedef struct {
         uint32_t offset, len; /* into pool */
         int32_t value;
         uint32_t hash32;
-    } *entries;
+    } * entries;
     size_t count, cap;
     tok_buf pool;
 } tok_strmap;
@@ -190,7 +190,7 @@ enum tok_prepend_scheme { TOK_PREPEND_ALWAYS, TOK_PREPEND_FIRST, TOK_PREPEND_NEV
 typedef struct {
     enum { TOK_NORM_PREPEND, TOK_NORM_REPLACE, TOK_NORM_UNICODE } type;
     int unicode_options; /* utf8proc options of NFC / NFD / NFKC / NFKD */
-    char *text; /* Prepend: the prefix; Replace: the content */
+    char *text;          /* Prepend: the prefix; Replace: the content */
     size_t text_len;
     tok_regex pattern; /* Replace */
 } tok_normalizer;
@@ -212,7 +212,14 @@ typedef struct {
 } tok_pretokenizer;
 
 typedef struct {
-    enum { TOK_DEC_BYTE_LEVEL, TOK_DEC_METASPACE, TOK_DEC_REPLACE, TOK_DEC_BYTE_FALLBACK, TOK_DEC_FUSE, TOK_DEC_STRIP } type;
+    enum {
+        TOK_DEC_BYTE_LEVEL,
+        TOK_DEC_METASPACE,
+        TOK_DEC_REPLACE,
+        TOK_DEC_BYTE_FALLBACK,
+        TOK_DEC_FUSE,
+        TOK_DEC_STRIP
+    } type;
     tok_regex pattern; /* Replace */
     char *content;     /* Replace: replacement text; Strip: the character */
     size_t content_len;
@@ -285,7 +292,7 @@ struct sft_tokenizer {
     size_t post_count;
     tok_decoder *decoders;
     size_t decoder_count;
-    size_t id_limit; /* max id + 1 over model and added tokens */
+    size_t id_limit;        /* max id + 1 over model and added tokens */
     int32_t *added_by_id;   /* id -> index into added, -1 */
     tok_strmap added_map;   /* content -> id */
     tok_strmap special_set; /* contents of special added tokens */
@@ -307,8 +314,8 @@ void tok_bpe_free(tok_bpe *bpe);
 typedef struct tok_ctx tok_ctx;
 
 /* Output sink of the model: appends one token. */
-int tok_emit(tok_ctx *ctx, int32_t id, const char *token, size_t token_len, int token_is_stable, tok_span span,
-             sft_err *err);
+int tok_emit(tok_ctx *ctx, int32_t id, const char *token, size_t token_len, int token_is_stable,
+             tok_span span, sft_err *err);
 
 /* Tokenizes one pre-token (a view whose bytes are the model's input). */
 int tok_bpe_tokenize(const tok_bpe *bpe, tok_ctx *ctx, const tok_view *word, sft_err *err);
@@ -367,9 +374,9 @@ int tok_cp_to_byte(uint32_t cp);
 struct tok_ctx {
     const sft_tokenizer *tok;
     tok_matcher matcher;
-    tok_nstr segment;                    /* a normalized segment */
-    tok_nstr tmp;                        /* normalizer scratch */
-    tok_nstr level[TOK_MAX_STEPS][2];    /* pre-tokenizer scratch per step */
+    tok_nstr segment;                 /* a normalized segment */
+    tok_nstr tmp;                     /* normalizer scratch */
+    tok_nstr level[TOK_MAX_STEPS][2]; /* pre-tokenizer scratch per step */
     struct tok_seg *segs[TOK_MAX_STEPS][2];
     size_t segs_cap[TOK_MAX_STEPS][2];
     struct tok_added_split *splits[2]; /* raw and normalized added-token splits */
@@ -382,7 +389,7 @@ struct tok_ctx {
     tok_buf word_key; /* cache key / ignore_merges lookup scratch */
     /* output */
     sft_encoding *out;
-    tok_buf token_pool; /* token strings that are not the tokenizer's own */
+    tok_buf token_pool;        /* token strings that are not the tokenizer's own */
     size_t *token_pool_offset; /* per token: offset+1 into token_pool, 0 = stable */
     size_t pool_cap;
 };

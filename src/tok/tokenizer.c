@@ -20,7 +20,8 @@ static int out_reserve(tok_ctx *ctx, size_t n, sft_err *err) {
     sft_encoding *e = ctx->out;
     if (n > e->capacity) {
         size_t cap = e->capacity ? e->capacity : 64;
-        while (cap < n) cap *= 2;
+        while (cap < n)
+            cap *= 2;
         int32_t *ids = realloc(e->ids, cap * sizeof *ids);
         if (ids) e->ids = ids;
         size_t *off = realloc(e->offsets, cap * 2 * sizeof *off);
@@ -32,7 +33,8 @@ static int out_reserve(tok_ctx *ctx, size_t n, sft_err *err) {
     }
     if (n > ctx->pool_cap) {
         size_t cap = ctx->pool_cap ? ctx->pool_cap : 64;
-        while (cap < n) cap *= 2;
+        while (cap < n)
+            cap *= 2;
         size_t *p = realloc(ctx->token_pool_offset, cap * sizeof *p);
         if (!p) return sft_errf(err, "out of memory");
         ctx->token_pool_offset = p;
@@ -41,8 +43,8 @@ static int out_reserve(tok_ctx *ctx, size_t n, sft_err *err) {
     return 0;
 }
 
-int tok_emit(tok_ctx *ctx, int32_t id, const char *token, size_t token_len, int token_is_stable, tok_span span,
-             sft_err *err) {
+int tok_emit(tok_ctx *ctx, int32_t id, const char *token, size_t token_len, int token_is_stable,
+             tok_span span, sft_err *err) {
     sft_encoding *e = ctx->out;
     if (e->count == e->capacity || e->count >= ctx->pool_cap)
         if (out_reserve(ctx, e->count + 1, err)) return -1;
@@ -150,12 +152,13 @@ static void ctx_free(tok_ctx *ctx) {
 static int emit_added(tok_ctx *ctx, long index, const char *text, size_t len, tok_span span, sft_err *err) {
     const tok_added_token *t = &ctx->tok->added[index];
     /* The token string is the matched text (it includes what lstrip/rstrip took). */
-    if (len == t->len && !memcmp(text, t->content, len)) return tok_emit(ctx, t->id, t->content, t->len, 1, span, err);
+    if (len == t->len && !memcmp(text, t->content, len))
+        return tok_emit(ctx, t->id, t->content, t->len, 1, span, err);
     return tok_emit(ctx, t->id, text, len, 0, span, err);
 }
 
-int sft_tokenizer_encode(const sft_tokenizer *tok, const char *text, size_t len, int add_special, sft_encoding *out,
-                         sft_err *err) {
+int sft_tokenizer_encode(const sft_tokenizer *tok, const char *text, size_t len, int add_special,
+                         sft_encoding *out, sft_err *err) {
     out->count = 0;
     if (len >= UINT32_MAX / 4) return sft_errf(err, "text of %zu bytes is too long to encode at once", len);
     tok_ctx ctx;
@@ -167,7 +170,8 @@ int sft_tokenizer_encode(const sft_tokenizer *tok, const char *text, size_t len,
     /* About 4 bytes per token in English; grown by doubling past that. */
     if (out_reserve(&ctx, (len < (1u << 18) ? len : (1u << 18)) / 4 + 16, err)) goto done;
     size_t n1;
-    if (tok_added_split(tok, &tok->match_raw, &ctx.matcher, text, len, &ctx.splits[0], &n1, &ctx.splits_cap[0])) {
+    if (tok_added_split(tok, &tok->match_raw, &ctx.matcher, text, len, &ctx.splits[0], &n1,
+                        &ctx.splits_cap[0])) {
         sft_errf(err, "out of memory");
         goto done;
     }
@@ -249,7 +253,9 @@ int tok_is_special(const sft_tokenizer *tok, const char *s, size_t len) {
     return tok_strmap_get(&tok->special_set, s, len) >= 0;
 }
 
-size_t sft_tokenizer_vocab_size(const sft_tokenizer *tok) { return tok->id_limit; }
+size_t sft_tokenizer_vocab_size(const sft_tokenizer *tok) {
+    return tok->id_limit;
+}
 
 const char *sft_tokenizer_id_to_token(const sft_tokenizer *tok, int32_t id) {
     size_t len;
@@ -267,11 +273,21 @@ int sft_tokenizer_is_special_id(const sft_tokenizer *tok, int32_t id) {
     return tok->added[tok->added_by_id[id]].special;
 }
 
-const char *sft_tokenizer_bos_token(const sft_tokenizer *tok) { return tok->bos_token; }
-const char *sft_tokenizer_eos_token(const sft_tokenizer *tok) { return tok->eos_token; }
-const char *sft_tokenizer_pad_token(const sft_tokenizer *tok) { return tok->pad_token; }
-const char *sft_tokenizer_unk_token(const sft_tokenizer *tok) { return tok->unk_token; }
-const char *sft_tokenizer_chat_template(const sft_tokenizer *tok) { return tok->chat_template; }
+const char *sft_tokenizer_bos_token(const sft_tokenizer *tok) {
+    return tok->bos_token;
+}
+const char *sft_tokenizer_eos_token(const sft_tokenizer *tok) {
+    return tok->eos_token;
+}
+const char *sft_tokenizer_pad_token(const sft_tokenizer *tok) {
+    return tok->pad_token;
+}
+const char *sft_tokenizer_unk_token(const sft_tokenizer *tok) {
+    return tok->unk_token;
+}
+const char *sft_tokenizer_chat_template(const sft_tokenizer *tok) {
+    return tok->chat_template;
+}
 
 /* ---------- loading ---------- */
 
@@ -287,8 +303,10 @@ static int load_added_tokens(sft_tokenizer *tok, const json_t *list, sft_err *er
         int64_t id;
         if (!json_is_string(content) || !json_string_length(content))
             return sft_errf(err, "added_tokens[%zu]: expected a non-empty string \"content\"", i);
-        if (sft_json_get_int(a, "id", &id, "added_tokens", err)) return sft_err_prefix(err, "added_tokens[%zu]", i);
-        if (id < 0 || id > INT32_MAX - 1) return sft_errf(err, "added_tokens[%zu]: id %lld out of range", i, (long long)id);
+        if (sft_json_get_int(a, "id", &id, "added_tokens", err))
+            return sft_err_prefix(err, "added_tokens[%zu]", i);
+        if (id < 0 || id > INT32_MAX - 1)
+            return sft_errf(err, "added_tokens[%zu]: id %lld out of range", i, (long long)id);
         tok_added_token *t = &tok->added[tok->added_count];
         t->len = json_string_length(content);
         t->content = malloc(t->len + 1);
@@ -327,8 +345,10 @@ static int build_indexes(sft_tokenizer *tok, sft_err *err) {
     tok->id_limit = limit;
     tok->added_by_id = malloc((limit ? limit : 1) * sizeof *tok->added_by_id);
     if (!tok->added_by_id) return sft_errf(err, "out of memory");
-    for (size_t i = 0; i < limit; i++) tok->added_by_id[i] = -1;
-    if (tok_strmap_init(&tok->added_map, tok->added_count) || tok_strmap_init(&tok->special_set, tok->added_count))
+    for (size_t i = 0; i < limit; i++)
+        tok->added_by_id[i] = -1;
+    if (tok_strmap_init(&tok->added_map, tok->added_count) ||
+        tok_strmap_init(&tok->special_set, tok->added_count))
         return sft_errf(err, "out of memory");
     for (size_t i = 0; i < tok->added_count; i++) {
         const tok_added_token *t = &tok->added[i];
@@ -349,17 +369,21 @@ static int load_json(sft_tokenizer *tok, const json_t *root, sft_err *err) {
     if (!json_is_object(model)) return sft_errf(err, "missing \"model\"");
     const char *type = json_string_value(json_object_get(model, "type"));
     if (type && strcmp(type, "BPE"))
-        return sft_errf(err, "model type \"%s\" is not supported (sft supports BPE tokenizers: GPT-2, Llama, Mistral, Qwen2)",
-                        type);
+        return sft_errf(
+            err,
+            "model type \"%s\" is not supported (sft supports BPE tokenizers: GPT-2, Llama, Mistral, Qwen2)",
+            type);
     if (!type && (!json_object_get(model, "vocab") || !json_object_get(model, "merges")))
         return sft_errf(err, "model: no \"type\" and not a BPE model (no vocab and merges)");
     if (tok_bpe_load(&tok->bpe, model, err)) return -1;
-    if (tok_normalizer_load(&tok->normalizers, &tok->normalizer_count, json_object_get(root, "normalizer"), err) ||
+    if (tok_normalizer_load(&tok->normalizers, &tok->normalizer_count, json_object_get(root, "normalizer"),
+                            err) ||
         tok_pretokenizer_load(tok, json_object_get(root, "pre_tokenizer"), err) ||
         tok_postprocessor_load(tok, json_object_get(root, "post_processor"), err) ||
         tok_decoder_load(&tok->decoders, &tok->decoder_count, json_object_get(root, "decoder"), err))
         return -1;
-    static const char word[] = "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}]", space[] = "\\p{White_Space}";
+    static const char word[] = "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}]",
+                      space[] = "\\p{White_Space}";
     if (tok_regex_compile(&tok->word_char_regex, word, strlen(word), 0, err) ||
         tok_regex_compile(&tok->space_char_regex, space, strlen(space), 0, err))
         return -1;
@@ -391,7 +415,8 @@ static int config_token(const json_t *cfg, const char *key, char **out, const ch
     const json_t *v = json_object_get(cfg, key);
     if (!v || json_is_null(v)) return 0;
     if (json_is_object(v)) v = json_object_get(v, "content");
-    if (!json_is_string(v)) return sft_errf(err, "%s: %s: expected a string or {\"content\": string}", path, key);
+    if (!json_is_string(v))
+        return sft_errf(err, "%s: %s: expected a string or {\"content\": string}", path, key);
     *out = strdup(json_string_value(v));
     return *out ? 0 : sft_errf(err, "out of memory");
 }
@@ -428,7 +453,8 @@ static int load_config(sft_tokenizer *tok, const char *dir, sft_err *err) {
                 const json_t *t = json_array_get(tmpl, i);
                 const char *name = json_string_value(json_object_get(t, "name"));
                 if (!name || !json_is_string(json_object_get(t, "template"))) {
-                    sft_errf(err, "%s: chat_template[%zu]: expected {\"name\": string, \"template\": string}", path, i);
+                    sft_errf(err, "%s: chat_template[%zu]: expected {\"name\": string, \"template\": string}",
+                             path, i);
                     goto done;
                 }
                 if (!strcmp(name, "default")) text = json_string_value(json_object_get(t, "template"));

@@ -16,13 +16,13 @@ int tok_utf8_valid_len(const unsigned char *s, size_t avail) {
     if (c < 0xE0) return avail >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
     if (c < 0xF0) {
         if (avail < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
-        if (c == 0xE0 && s[1] < 0xA0) return 0; /* overlong */
+        if (c == 0xE0 && s[1] < 0xA0) return 0;  /* overlong */
         if (c == 0xED && s[1] >= 0xA0) return 0; /* surrogate */
         return 3;
     }
     if (c < 0xF5) {
         if (avail < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
-        if (c == 0xF0 && s[1] < 0x90) return 0; /* overlong */
+        if (c == 0xF0 && s[1] < 0x90) return 0;  /* overlong */
         if (c == 0xF4 && s[1] >= 0x90) return 0; /* past U+10FFFF */
         return 4;
     }
@@ -33,8 +33,8 @@ uint32_t tok_utf8_decode(const unsigned char *s) {
     if (s[0] < 0x80) return s[0];
     if (s[0] < 0xE0) return ((uint32_t)(s[0] & 0x1F) << 6) | (s[1] & 0x3F);
     if (s[0] < 0xF0) return ((uint32_t)(s[0] & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
-    return ((uint32_t)(s[0] & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) | ((uint32_t)(s[2] & 0x3F) << 6) |
-           (s[3] & 0x3F);
+    return ((uint32_t)(s[0] & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) |
+           ((uint32_t)(s[2] & 0x3F) << 6) | (s[3] & 0x3F);
 }
 
 int tok_utf8_encode(uint32_t cp, char *out) {
@@ -90,7 +90,8 @@ static size_t maximal_invalid_subpart(const unsigned char *s, size_t avail) {
     size_t i = 1;
     if (i < avail && s[i] >= lo && s[i] <= hi) {
         i++;
-        while (i < need && i < avail && (s[i] & 0xC0) == 0x80) i++;
+        while (i < need && i < avail && (s[i] & 0xC0) == 0x80)
+            i++;
     }
     return i;
 }
@@ -117,7 +118,8 @@ size_t tok_utf8_lossy(const char *s, size_t len, char *out) {
 int tok_buf_reserve(tok_buf *b, size_t extra) {
     if (b->len + extra <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + extra) cap *= 2;
+    while (cap < b->len + extra)
+        cap *= 2;
     char *d = realloc(b->data, cap);
     if (!d) return -1;
     b->data = d;
@@ -163,7 +165,8 @@ uint64_t tok_hash_bytes(const void *data, size_t len) {
 
 static size_t table_size_for(size_t expected) {
     size_t n = 16;
-    while (n < expected * 2 + 2) n *= 2;
+    while (n < expected * 2 + 2)
+        n *= 2;
     return n;
 }
 
@@ -187,7 +190,8 @@ static int strmap_grow(tok_strmap *m) {
     if (!slots) return -1;
     for (size_t e = 0; e < m->count; e++) {
         size_t i = (m->entries[e].hash32 * (size_t)0x9E3779B1u) & (n - 1);
-        while (slots[i]) i = (i + 1) & (n - 1);
+        while (slots[i])
+            i = (i + 1) & (n - 1);
         slots[i] = (uint32_t)(e + 1);
     }
     free(m->slots);
@@ -273,7 +277,8 @@ void tok_pairmap_put(tok_pairmap *m, uint32_t left, uint32_t right, uint32_t ran
     uint64_t key = (((uint64_t)left << 32) | right) + 1;
     uint64_t h = key * 0x9E3779B97F4A7C15ull;
     size_t i = (size_t)(h >> 20) & m->mask;
-    while (m->keys[i] && m->keys[i] != key) i = (i + 1) & m->mask;
+    while (m->keys[i] && m->keys[i] != key)
+        i = (i + 1) & m->mask;
     if (!m->keys[i]) m->count++;
     m->keys[i] = key;
     m->ranks[i] = rank;
