@@ -449,8 +449,11 @@ static int apply_node(sft_run_config *cfg, const sft_run_key *key, const sft_yam
 
 int sft_run_config_apply_yaml(sft_run_config *cfg, const sft_yaml_doc *doc, sft_err *err) {
     const sft_yaml_node *root = sft_yaml_root(doc);
-    const char *file = sft_yaml_name(doc);
     if (!root) return 0;
+    return sft_run_config_apply_mapping(cfg, root, sft_yaml_name(doc), err);
+}
+
+int sft_run_config_apply_mapping(sft_run_config *cfg, const sft_yaml_node *root, const char *file, sft_err *err) {
     if (root->kind != SFT_YAML_MAPPING)
         return sft_errf(err, "%s:%d:%d: expected a mapping of training keys (key: value lines), got a %s", file,
                         root->line, root->column, sft_yaml_kind_name(root->kind));

@@ -158,6 +158,9 @@ int sft_run_config_copy(sft_run_config *dst, const sft_run_config *src, sft_err 
  * type and FILE:LINE:COLUMN). An empty document changes nothing. */
 int sft_run_config_apply_yaml(sft_run_config *cfg, const sft_yaml_doc *doc, sft_err *err);
 int sft_run_config_load_yaml(sft_run_config *cfg, const char *path, sft_err *err);
+/* The same for one mapping node (a sweep file's training keys); `file`
+ * names it in errors. */
+int sft_run_config_apply_mapping(sft_run_config *cfg, const sft_yaml_node *mapping, const char *file, sft_err *err);
 
 /* Sets one key from the text of a flag (`where` names it in errors, e.g.
  * "--max-len"). Lists: each call appends one value (split at commas for
