@@ -390,3 +390,39 @@ TEST(planted_contamination_removed_and_no_clean_record) {
     unlink(rej);
     unlink(report);
 }
+
+static int cmp_u64_test(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+TEST(sort_unique_matches_qsort_on_random_and_repetitive_sets) {
+    rng_state = 5;
+    for (int round = 0; round < 200; round++) {
+        size_t n = (size_t)(rnd() % 700);
+        uint64_t mod = round % 3 == 0 ? 5 : round % 3 == 1 ? 1000 : UINT64_MAX; /* many repeats, some, none */
+        sft_u64s v = {0};
+        uint64_t *ref = malloc((n + 1) * sizeof *ref);
+        for (size_t i = 0; i < n; i++) {
+            uint64_t x = mod == UINT64_MAX ? rnd() : rnd() % mod;
+            sft_u64s_push(&v, x);
+            ref[i] = x;
+        }
+        qsort(ref, n, sizeof *ref, cmp_u64_test);
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!m || ref[i] != ref[m - 1]) ref[m++] = ref[i];
+        sft_u64s_sort_unique(&v);
+        CHECK_INT(v.count, m);
+        CHECK(m == 0 || !memcmp(v.items, ref, m * sizeof *ref));
+        free(ref);
+        sft_u64s_free(&v);
+    }
+}
+
+TEST(jaccard_of_sorted_sets) {
+    uint64_t a[] = {1, 2, 3, 4}, b[] = {3, 4, 5, 6};
+    CHECK_NEAR(sft_jaccard_sorted(a, 4, b, 4), 2.0 / 6.0, 1e-12);
+    CHECK_NEAR(sft_jaccard_sorted(a, 4, a, 4), 1.0, 1e-12);
+    CHECK_NEAR(sft_jaccard_sorted(a, 0, b, 0), 1.0, 1e-12);
+}
