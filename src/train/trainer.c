@@ -520,6 +520,9 @@ static int open_run_dir(trainer *t, sft_err *err) {
     if (sft_run_config_copy(&resolved, cfg, err)) return -1;
     free(resolved.resume);
     resolved.resume = NULL;
+    /* threads 0 means "all cores": written as the count used, since the bits
+     * of a run depend on it */
+    if (resolved.threads == 0) resolved.threads = sft_get_threads();
     int yaml_rc = sft_path_join(path, sizeof path, cfg->out, "run.yaml", err);
     if (!yaml_rc) yaml_rc = sft_run_config_write_yaml(&resolved, path, err);
     sft_run_config_free(&resolved);
