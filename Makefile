@@ -92,15 +92,19 @@ $(FUZZ_BUILD)/libsft.a: $(FUZZ_LIB_OBJ)
 $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_BUILD)/libsft.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_BUILD)/libsft.a $(LDLIBS) -o $@
 
-# Benchmarks: $(BUILD)/bench/bench_X from bench/bench_X.c; `make bench` builds and runs them (one thread each).
+# Benchmarks: $(BUILD)/bench/bench_X from bench/bench_X.c; `make bench` builds and runs them (one thread each),
+# then the training-step comparison with PyTorch (bench/run.sh; BENCH_ARGS=--quick for the short one).
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(sort $(wildcard bench/bench_*.c)))
+BENCH_MICRO := $(filter-out $(BUILD)/bench/bench_step,$(BENCH_BIN))
 
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
-bench: deps $(BENCH_BIN)
-	@set -e; for b in $(BENCH_BIN); do echo "$$b"; OMP_NUM_THREADS=1 $$b; done
+bench: deps $(BENCH_BIN) $(BUILD)/sft
+	@scripts/deps.sh --bench
+	@set -e; for b in $(BENCH_MICRO); do echo "$$b"; OMP_NUM_THREADS=1 $$b; done
+	bench/run.sh --build $(BUILD) $(BENCH_ARGS)
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -5,6 +5,7 @@ set -eu
 packages="gcc make pkg-config libjansson-dev libpcre2-dev libopenblas-dev libyaml-dev zlib1g-dev libutf8proc-dev libxxhash-dev libcairo2-dev"
 [ "${1:-}" = "--test" ] && packages="$packages valgrind libxml2-utils"
 [ "${1:-}" = "--fuzz" ] && packages="$packages clang libclang-rt-14-dev"
+[ "${1:-}" = "--bench" ] && packages="$packages python3-torch"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
