@@ -42,7 +42,8 @@ typedef struct {
 
 static void random_text(text_t *t, size_t count) {
     t->count = count;
-    for (size_t i = 0; i < count; i++) t->words[i] = rnd() % 4000;
+    for (size_t i = 0; i < count; i++)
+        t->words[i] = rnd() % 4000;
 }
 
 static void render(const text_t *t, char *out, size_t cap, int shout) {
@@ -51,7 +52,8 @@ static void render(const text_t *t, char *out, size_t cap, int shout) {
         char w[32];
         word(t->words[i], w);
         if (shout)
-            for (char *p = w; *p; p++) *p = (char)(*p - 32);
+            for (char *p = w; *p; p++)
+                *p = (char)(*p - 32);
         o += (size_t)snprintf(out + o, cap - o, "%s%s", i ? (shout && i % 7 == 0 ? "  \\t " : " ") : "", w);
     }
 }
@@ -98,7 +100,8 @@ TEST(normalisation_is_nfkc_casefold_and_collapsed_space) {
     CHECK_INT(sft_text_normalize("  Hello\t\n  WORLD ", 17, &b, &err), 0);
     CHECK_STR(b.data, "hello world");
     /* Fullwidth letters and the fi ligature fold under NFKC; German sharp s casefolds to ss. */
-    const char *s = "\xEF\xBC\xA8\xEF\xBD\x85llo \xEF\xAC\x81ne Stra\xC3\x9F" "e\xE2\x80\x83X";
+    const char *s = "\xEF\xBC\xA8\xEF\xBD\x85llo \xEF\xAC\x81ne Stra\xC3\x9F"
+                    "e\xE2\x80\x83X";
     CHECK_INT(sft_text_normalize(s, strlen(s), &b, &err), 0);
     CHECK_STR(b.data, "hello fine strasse x");
     sft_buf_free(&b);
@@ -153,7 +156,8 @@ TEST(planted_duplicates_removed_with_full_precision_and_recall) {
         for (int k = 0; k < 2; k++) {
             text_t t = base[b];
             int changes = 1 + (int)(rnd() % 2);
-            for (int c = 0; c < changes; c++) t.words[10 + rnd() % (t.count - 20)] = 4000 + rnd() % 1000;
+            for (int c = 0; c < changes; c++)
+                t.words[10 + rnd() % (t.count - 20)] = 4000 + rnd() % 1000;
             render(&t, texts[n], sizeof texts[n], 0);
             double j = jaccard_texts(texts[n], texts[b]);
             if (j < min_near_j) min_near_j = j;
@@ -216,7 +220,8 @@ TEST(planted_duplicates_removed_with_full_precision_and_recall) {
     CHECK_INT(s.near_removed, 120);
     CHECK_INT(s.clusters, 100);
     /* Each cluster's kept record is its first (the base). */
-    for (int b = 0; b < 100; b++) CHECK(kept[b]);
+    for (int b = 0; b < 100; b++)
+        CHECK(kept[b]);
     char *rep;
     size_t len;
     CHECK_INT(sft_read_file(report, &rep, &len, &err), 0);
@@ -250,7 +255,8 @@ TEST(threshold_separates_pairs_by_verified_jaccard) {
     text_t a, b;
     random_text(&a, 150);
     b = a;
-    for (int c = 0; c < 5; c++) b.words[10 + c * 27] = 4500 + c;
+    for (int c = 0; c < 5; c++)
+        b.words[10 + c * 27] = 4500 + c;
     static char ta[4096], tb[4096];
     render(&a, ta, sizeof ta, 0);
     render(&b, tb, sizeof tb, 0);
@@ -320,7 +326,8 @@ TEST(planted_contamination_removed_and_no_clean_record) {
             random_text(&fill, 30);
             render(&fill, filler, sizeof filler, 0);
             contaminated[id] = span_words == 13;
-            fprintf(f, "{\"id\": %d, \"instruction\": \"%s, (%s).\", \"output\": \"ok\"}\n", id++, filler, span);
+            fprintf(f, "{\"id\": %d, \"instruction\": \"%s, (%s).\", \"output\": \"ok\"}\n", id++, filler,
+                    span);
         }
     for (int e = 30; e < 35; e++)
         for (int whole = 1; whole >= 0; whole--) {
@@ -328,7 +335,9 @@ TEST(planted_contamination_removed_and_no_clean_record) {
             if (!whole) s.count = 9;
             render(&s, span, sizeof span, 0);
             contaminated[id] = whole;
-            fprintf(f, "{\"id\": %d, \"messages\": [{\"role\": \"user\", \"content\": \"Q: %s?\"}, {\"role\": \"assistant\", \"content\": \"A\"}]}\n",
+            fprintf(f,
+                    "{\"id\": %d, \"messages\": [{\"role\": \"user\", \"content\": \"Q: %s?\"}, {\"role\": "
+                    "\"assistant\", \"content\": \"A\"}]}\n",
                     id++, span);
         }
     fclose(f);
@@ -370,9 +379,10 @@ TEST(planted_contamination_removed_and_no_clean_record) {
         fp += !kept[i] && !contaminated[i];
         fn += kept[i] && contaminated[i];
     }
-    printf("  decontaminate: %zu records, %zu removed, %zu of %zu eval items hit; precision %.3f recall %.3f\n",
-           s.records, s.removed, s.eval_items_hit, s.eval_items, tp + fp ? (double)tp / (tp + fp) : 1.0,
-           tp + fn ? (double)tp / (tp + fn) : 1.0);
+    printf(
+        "  decontaminate: %zu records, %zu removed, %zu of %zu eval items hit; precision %.3f recall %.3f\n",
+        s.records, s.removed, s.eval_items_hit, s.eval_items, tp + fp ? (double)tp / (tp + fp) : 1.0,
+        tp + fn ? (double)tp / (tp + fn) : 1.0);
     CHECK_INT(s.records, (size_t)id);
     CHECK_INT(fp, 0);
     CHECK_INT(fn, 0);

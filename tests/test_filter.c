@@ -8,30 +8,56 @@
 #include "test.h"
 
 typedef struct {
-    const char *json;     /* the record without its id */
-    const char *rule;     /* expected rule, or NULL when clean */
+    const char *json; /* the record without its id */
+    const char *rule; /* expected rule, or NULL when clean */
 } planted;
 
 static const planted cases[] = {
     /* clean */
     {"\"instruction\": \"What is 17 + 25?\", \"output\": \"42\"", NULL},
-    {"\"instruction\": \"List three fruits.\", \"output\": \"Here are three fruits that are easy to find in most shops all year round and keep well:\\n- apple\\n- banana\\n- cherry\"", NULL},
-    {"\"instruction\": \"Write a C loop.\", \"output\": \"Here is a loop that counts from zero to nine and prints every number on its own line, as asked in the question:\\n```c\\nfor (int i = 0; i < 10; i++)\\n    printf(\\\"%d\\\\n\\\", i);\\n```\"", NULL},
+    {"\"instruction\": \"List three fruits.\", \"output\": \"Here are three fruits that are easy to find in "
+     "most shops all year round and keep well:\\n- apple\\n- banana\\n- cherry\"",
+     NULL},
+    {"\"instruction\": \"Write a C loop.\", \"output\": \"Here is a loop that counts from zero to nine and "
+     "prints every number on its own line, as asked in the question:\\n```c\\nfor (int i = 0; i < 10; "
+     "i++)\\n    printf(\\\"%d\\\\n\\\", i);\\n```\"",
+     NULL},
     {"\"instruction\": \"用中文回答：天空是什么颜色？\", \"output\": \"天空通常是蓝色的\"", NULL},
-    {"\"instruction\": \"Say something nice.\", \"output\": \"It’s a lovely day, and you’re doing great.\"", NULL},
-    {"\"instruction\": \"Explain rain.\", \"output\": \"Rain forms when water vapour in the air cools, condenses into droplets around tiny particles, and the droplets grow heavy enough to fall to the ground.\"", NULL},
-    {"\"instruction\": \"Translate to French: good morning\", \"input\": \"\", \"output\": \"Bonjour.\"", NULL},
+    {"\"instruction\": \"Say something nice.\", \"output\": \"It’s a lovely day, and you’re doing great.\"",
+     NULL},
+    {"\"instruction\": \"Explain rain.\", \"output\": \"Rain forms when water vapour in the air cools, "
+     "condenses into droplets around tiny particles, and the droplets grow heavy enough to fall to the "
+     "ground.\"",
+     NULL},
+    {"\"instruction\": \"Translate to French: good morning\", \"input\": \"\", \"output\": \"Bonjour.\"",
+     NULL},
     /* junk */
-    {"\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Hello\"}, {\"role\": \"user\", \"content\": \"And then?\"}]", "no_answer"},
+    {"\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": "
+     "\"Hello\"}, {\"role\": \"user\", \"content\": \"And then?\"}]",
+     "no_answer"},
     {"\"instruction\": \"Describe the sea.\", \"output\": \"   \\n\\t \"", "empty_turn"},
     {"\"instruction\": \"   \", \"output\": \"Something.\"", "empty_turn"},
-    {"\"instruction\": \"Why is the sky blue?\", \"output\": \"I'm sorry, but I cannot answer questions about the weather.\"", "refusal"},
-    {"\"instruction\": \"Your opinion?\", \"output\": \"As an AI language model, I do not have opinions.\"", "refusal"},
-    {"\"instruction\": \"Opinion?\", \"output\": \"I’m sorry, but I can’t help with that request.\"", "refusal"},
-    {"\"instruction\": \"Tell a story.\", \"output\": \"the cat sat on the mat the cat sat on the mat the cat sat on the mat the cat sat on the mat the cat sat on the mat.\"", "repetition"},
-    {"\"instruction\": \"Describe binary.\", \"output\": \"Binary data \\u0001\\u0002\\u0003\\u0004\\u0005\\u0006 is stored here.\"", "nonprintable"},
-    {"\"instruction\": \"Explain tides.\", \"output\": \"Tides are caused mainly by the gravitational pull of the moon on the oceans of the earth, which raises a bulge of water on the side facing the moon and, at the same time,\"", "cut_off"},
-    {"\"instruction\": \"Explain wind.\", \"output\": \"Wind is air that moves from areas of high pressure to areas of low pressure, and the greater the difference between them the stronger the wind becomes because\"", "cut_off"},
+    {"\"instruction\": \"Why is the sky blue?\", \"output\": \"I'm sorry, but I cannot answer questions "
+     "about the weather.\"",
+     "refusal"},
+    {"\"instruction\": \"Your opinion?\", \"output\": \"As an AI language model, I do not have opinions.\"",
+     "refusal"},
+    {"\"instruction\": \"Opinion?\", \"output\": \"I’m sorry, but I can’t help with that request.\"",
+     "refusal"},
+    {"\"instruction\": \"Tell a story.\", \"output\": \"the cat sat on the mat the cat sat on the mat the "
+     "cat sat on the mat the cat sat on the mat the cat sat on the mat.\"",
+     "repetition"},
+    {"\"instruction\": \"Describe binary.\", \"output\": \"Binary data "
+     "\\u0001\\u0002\\u0003\\u0004\\u0005\\u0006 is stored here.\"",
+     "nonprintable"},
+    {"\"instruction\": \"Explain tides.\", \"output\": \"Tides are caused mainly by the gravitational pull "
+     "of the moon on the oceans of the earth, which raises a bulge of water on the side facing the moon and, "
+     "at the same time,\"",
+     "cut_off"},
+    {"\"instruction\": \"Explain wind.\", \"output\": \"Wind is air that moves from areas of high pressure "
+     "to areas of low pressure, and the greater the difference between them the stronger the wind becomes "
+     "because\"",
+     "cut_off"},
     {"\"instruction\": \"Скажи что-нибудь.\", \"output\": \"Привет, как дела у тебя сегодня?\"", "script"},
     {"\"instruction\": \"Visit http://spam.example now\", \"output\": \"Sure.\"", "drop_regex"},
 };
@@ -99,7 +125,8 @@ TEST(planted_junk_rejected_by_its_rule_and_clean_records_kept) {
     CHECK_INT(fp, 0);
     CHECK_INT(fn, 0);
     size_t sum = 0;
-    for (int k = 0; k < SFT_RULE_COUNT; k++) sum += s.per_rule[k];
+    for (int k = 0; k < SFT_RULE_COUNT; k++)
+        sum += s.per_rule[k];
     CHECK_INT(sum, s.rejected);
     CHECK_INT(s.per_rule[SFT_RULE_REFUSAL], 3);
     unlink(in);
@@ -113,10 +140,12 @@ TEST(length_rules_and_keep_regex) {
     snprintf(in, sizeof in, "/tmp/sft_test_filter_len_%d.jsonl", (int)getpid());
     snprintf(out, sizeof out, "/tmp/sft_test_filter_len_out_%d.jsonl", (int)getpid());
     FILE *f = fopen(in, "w");
-    fprintf(f, "{\"prompt\": \"h\u00e9llo\", \"completion\": \"fine answer\"}\n"); /* 5 chars, 6 bytes: kept */
-    fprintf(f, "{\"prompt\": \"hell\", \"completion\": \"fine answer\"}\n");        /* too_short */
-    fprintf(f, "{\"prompt\": \"hello there\", \"completion\": \"fine.\"}\n");     /* short_answer */
-    fprintf(f, "{\"prompt\": \"hello there, this is long\", \"completion\": \"fine answer\"}\n"); /* too_long */
+    fprintf(f,
+            "{\"prompt\": \"h\u00e9llo\", \"completion\": \"fine answer\"}\n"); /* 5 chars, 6 bytes: kept */
+    fprintf(f, "{\"prompt\": \"hell\", \"completion\": \"fine answer\"}\n");    /* too_short */
+    fprintf(f, "{\"prompt\": \"hello there\", \"completion\": \"fine.\"}\n");   /* short_answer */
+    fprintf(f,
+            "{\"prompt\": \"hello there, this is long\", \"completion\": \"fine answer\"}\n"); /* too_long */
     fclose(f);
     const char *inputs[] = {in};
     sft_data_io io = {.inputs = inputs, .input_count = 1, .output = out};

@@ -40,7 +40,8 @@ static size_t read_json_records(const char *path, json_t **out, size_t max) {
     if (!r) return 0;
     size_t n = 0, line;
     json_t *j;
-    while (n < max && sft_reader_next_json(r, &j, &line, &err) == 1) out[n++] = j;
+    while (n < max && sft_reader_next_json(r, &j, &line, &err) == 1)
+        out[n++] = j;
     sft_reader_close(r);
     return n;
 }
@@ -96,7 +97,8 @@ TEST(split_exact_fractions_per_stratum_and_near_duplicates_together) {
             if (k == 1) strata_val[!strcmp(field_string(recs[k][i], "group"), "b")]++;
         }
     }
-    for (int i = 180; i < 200; i++) CHECK_INT(side_of[i], side_of[i - 180]);
+    for (int i = 180; i < 200; i++)
+        CHECK_INT(side_of[i], side_of[i - 180]);
     /* Stratified: validation holds ~20% of each group (a: 150 -> 30, b: 50 -> 10). */
     CHECK(strata_val[0] >= 30 && strata_val[0] <= 31);
     CHECK(strata_val[1] >= 10 && strata_val[1] <= 11);
@@ -122,7 +124,8 @@ TEST(split_exact_fractions_per_stratum_and_near_duplicates_together) {
     }
     CHECK(!same);
     for (int k = 0; k < 3; k++)
-        for (size_t i = 0; i < n[k]; i++) json_decref(recs[k][i]);
+        for (size_t i = 0; i < n[k]; i++)
+            json_decref(recs[k][i]);
 }
 
 /* Recomputes the answer of a generated prompt from the numbers and words in it. */
@@ -131,36 +134,44 @@ static void recompute(const char *task, const char *prompt, char *out, size_t ca
     int n = 0;
     char word[64] = "", letter = 0;
     for (const char *p = prompt; *p && n < 8;) {
-        if (isdigit((unsigned char)*p)) v[n++] = strtol(p, (char **)&p, 10);
-        else p++;
+        if (isdigit((unsigned char)*p))
+            v[n++] = strtol(p, (char **)&p, 10);
+        else
+            p++;
     }
     /* The vocabulary word: the last run of 4+ letters that is not a template word. */
-    static const char *template_words[] = {"what", "word", "reverse", "spell", "backwards", "write", "capital",
-                                           "letters", "make", "upper", "case", "spell", "capitals", "many",
-                                           "times", "does", "letter", "appear", "count", "often", "length",
-                                           "the", NULL};
+    static const char *template_words[] = {"what",     "word",    "reverse", "spell", "backwards", "write",
+                                           "capital",  "letters", "make",    "upper", "case",      "spell",
+                                           "capitals", "many",    "times",   "does",  "letter",    "appear",
+                                           "count",    "often",   "length",  "the",   NULL};
     const char *p = prompt;
     while (*p) {
-        while (*p && !isalpha((unsigned char)*p)) p++;
+        while (*p && !isalpha((unsigned char)*p))
+            p++;
         const char *s = p;
-        while (isalpha((unsigned char)*p)) p++;
+        while (isalpha((unsigned char)*p))
+            p++;
         size_t len = (size_t)(p - s);
         if (len == 1 && s > prompt && s[-1] == ' ' && (*p == ' ')) letter = *s;
         if (len >= 4 && len < sizeof word) {
             int is_template = 0;
             for (int k = 0; template_words[k]; k++)
-                if (strlen(template_words[k]) == len && !strncasecmp(template_words[k], s, len)) is_template = 1;
+                if (strlen(template_words[k]) == len && !strncasecmp(template_words[k], s, len))
+                    is_template = 1;
             if (!is_template) snprintf(word, sizeof word, "%.*s", (int)len, s);
         }
     }
     out[0] = 0;
-    if (!strcmp(task, "add")) snprintf(out, cap, "%ld", v[0] + v[1]);
+    if (!strcmp(task, "add"))
+        snprintf(out, cap, "%ld", v[0] + v[1]);
     else if (!strcmp(task, "subtract"))
         snprintf(out, cap, "%ld", strstr(prompt, "from") ? v[1] - v[0] : v[0] - v[1]);
-    else if (!strcmp(task, "multiply")) snprintf(out, cap, "%ld", v[0] * v[1]);
+    else if (!strcmp(task, "multiply"))
+        snprintf(out, cap, "%ld", v[0] * v[1]);
     else if (!strcmp(task, "max")) {
         long m = v[0];
-        for (int i = 1; i < n; i++) m = v[i] > m ? v[i] : m;
+        for (int i = 1; i < n; i++)
+            m = v[i] > m ? v[i] : m;
         snprintf(out, cap, "%ld", m);
     } else if (!strcmp(task, "sort") || !strcmp(task, "reverse_list")) {
         if (!strcmp(task, "sort"))
@@ -178,19 +189,26 @@ static void recompute(const char *task, const char *prompt, char *out, size_t ca
         }
     } else if (!strcmp(task, "reverse_word")) {
         size_t len = strlen(word);
-        for (size_t i = 0; i < len; i++) out[i] = word[len - 1 - i];
+        for (size_t i = 0; i < len; i++)
+            out[i] = word[len - 1 - i];
         out[len] = 0;
     } else if (!strcmp(task, "uppercase")) {
         size_t i = 0;
-        for (; word[i]; i++) out[i] = (char)toupper((unsigned char)word[i]);
+        for (; word[i]; i++)
+            out[i] = (char)toupper((unsigned char)word[i]);
         out[i] = 0;
     } else if (!strcmp(task, "count_letter")) {
         int c = 0;
-        for (const char *q = word; *q; q++) c += *q == letter;
+        for (const char *q = word; *q; q++)
+            c += *q == letter;
         snprintf(out, cap, "%d", c);
-    } else if (!strcmp(task, "word_length")) snprintf(out, cap, "%zu", strlen(word));
+    } else if (!strcmp(task, "word_length"))
+        snprintf(out, cap, "%zu", strlen(word));
     else if (!strcmp(task, "convert_units")) {
-        long factor = strstr(prompt, "km") ? 1000 : strstr(prompt, "kg") ? 1000 : strstr(prompt, "cm") ? 100 : 60;
+        long factor = strstr(prompt, "km")   ? 1000
+                      : strstr(prompt, "kg") ? 1000
+                      : strstr(prompt, "cm") ? 100
+                                             : 60;
         snprintf(out, cap, "%ld", v[0] * factor);
     }
 }
@@ -216,14 +234,16 @@ TEST(generated_answers_are_correct_for_every_task) {
         char expect[256];
         recompute(task, prompt, expect, sizeof expect);
         if (strcmp(expect, answer)) {
-            if (wrong++ < 5) printf("  %s: \"%s\" answered \"%s\", expected \"%s\"\n", task, prompt, answer, expect);
+            if (wrong++ < 5)
+                printf("  %s: \"%s\" answered \"%s\", expected \"%s\"\n", task, prompt, answer, expect);
         }
         for (int t = 0; sft_generate_task_names[t]; t++)
             if (!strcmp(task, sft_generate_task_names[t])) per_task[t]++;
         json_decref(recs[i]);
     }
     CHECK_INT(wrong, 0);
-    for (int t = 0; sft_generate_task_names[t]; t++) CHECK_INT(per_task[t], 100); /* round robin */
+    for (int t = 0; sft_generate_task_names[t]; t++)
+        CHECK_INT(per_task[t], 100); /* round robin */
     /* The demo's held-out prompts come from the same function. */
     char prompt[256], answer[64], expect[256];
     CHECK_INT(sft_generate_one("sort", 5, 123, 99, prompt, sizeof prompt, answer, sizeof answer, &err), 0);
@@ -235,8 +255,11 @@ TEST(generated_answers_are_correct_for_every_task) {
 TEST(augment_constraints_hold_for_the_answer_and_variants_point_to_origin) {
     const char *in = path_in_tmp("aug_in.jsonl");
     FILE *f = fopen(in, "w");
-    fprintf(f, "{\"id\": \"r1\", \"messages\": [{\"role\": \"user\", \"content\": \"Name three colours.\"}, {\"role\": \"assistant\", \"content\": \"- red\\n- green\\n- blue\"}]}\n");
-    fprintf(f, "{\"id\": \"r2\", \"messages\": [{\"role\": \"system\", \"content\": \"Be terse.\"}, {\"role\": \"user\", \"content\": \"2+2?\"}, {\"role\": \"assistant\", \"content\": \"4\"}]}\n");
+    fprintf(f, "{\"id\": \"r1\", \"messages\": [{\"role\": \"user\", \"content\": \"Name three colours.\"}, "
+               "{\"role\": \"assistant\", \"content\": \"- red\\n- green\\n- blue\"}]}\n");
+    fprintf(f,
+            "{\"id\": \"r2\", \"messages\": [{\"role\": \"system\", \"content\": \"Be terse.\"}, {\"role\": "
+            "\"user\", \"content\": \"2+2?\"}, {\"role\": \"assistant\", \"content\": \"4\"}]}\n");
     fclose(f);
     const char *out = path_in_tmp("aug_out.jsonl");
     const char *inputs[] = {in};
@@ -282,7 +305,8 @@ TEST(augment_constraints_hold_for_the_answer_and_variants_point_to_origin) {
             CHECK(strstr(user, what + 12) != NULL);
         }
     }
-    for (size_t i = 0; i < n; i++) json_decref(recs[i]);
+    for (size_t i = 0; i < n; i++)
+        json_decref(recs[i]);
 }
 
 TEST(stats_counts_roles_duplicates_and_scripts) {
@@ -305,7 +329,9 @@ TEST(stats_counts_roles_duplicates_and_scripts) {
     CHECK_INT(json_integer_value(json_object_get(j, "exact_duplicates")), 1);
     CHECK_INT(json_integer_value(json_object_get(json_object_get(j, "messages"), "system")), 1);
     CHECK_INT(json_integer_value(json_object_get(json_object_get(j, "scripts"), "Cyrillic")), 9);
-    CHECK_INT(json_integer_value(json_object_get(json_object_get(json_object_get(j, "fields"), "input"), "empty")), 3);
+    CHECK_INT(
+        json_integer_value(json_object_get(json_object_get(json_object_get(j, "fields"), "input"), "empty")),
+        3);
     json_decref(j);
     free(json);
     CHECK_INT(sft_stats_write_html(s, path_in_tmp("stats.html"), &err), 0);

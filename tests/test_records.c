@@ -54,7 +54,8 @@ static void check_message(const sft_record *rec, size_t i, sft_role role, const 
 }
 
 TEST(alpaca_detected_and_input_joined_with_blank_line) {
-    const char *p = temp_file("{\"id\": 7, \"instruction\": \"Translate\", \"input\": \"chat\", \"output\": \"cat\", \"system\": \"Be brief.\"}\n"
+    const char *p = temp_file("{\"id\": 7, \"instruction\": \"Translate\", \"input\": \"chat\", \"output\": "
+                              "\"cat\", \"system\": \"Be brief.\"}\n"
                               "\n"
                               "{\"instruction\": \"Say hi\", \"input\": \"\", \"output\": \"hi\"}\n",
                               ".jsonl");
@@ -87,8 +88,11 @@ TEST(alpaca_detected_and_input_joined_with_blank_line) {
 }
 
 TEST(sharegpt_roles_including_user_assistant_spellings) {
-    const char *p = temp_file("{\"conversations\": [{\"from\": \"system\", \"value\": \"S\"}, {\"from\": \"human\", \"value\": \"Q1\"}, {\"from\": \"gpt\", \"value\": \"A1\"}, {\"from\": \"user\", \"value\": \"Q2\"}, {\"from\": \"assistant\", \"value\": \"A2\"}]}\n",
-                              ".jsonl");
+    const char *p =
+        temp_file("{\"conversations\": [{\"from\": \"system\", \"value\": \"S\"}, {\"from\": \"human\", "
+                  "\"value\": \"Q1\"}, {\"from\": \"gpt\", \"value\": \"A1\"}, {\"from\": \"user\", "
+                  "\"value\": \"Q2\"}, {\"from\": \"assistant\", \"value\": \"A2\"}]}\n",
+                  ".jsonl");
     sft_err err = {0};
     sft_record rec;
     sft_record_init(&rec);
@@ -110,7 +114,9 @@ TEST(messages_prompt_completion_and_text_map_to_messages) {
     sft_record rec;
     sft_record_init(&rec);
     sft_data_format f;
-    const char *p = temp_file("{\"messages\": [{\"role\": \"user\", \"content\": \"2+2?\"}, {\"role\": \"assistant\", \"content\": \"4\"}]}\n", ".jsonl");
+    const char *p = temp_file("{\"messages\": [{\"role\": \"user\", \"content\": \"2+2?\"}, {\"role\": "
+                              "\"assistant\", \"content\": \"4\"}]}\n",
+                              ".jsonl");
     CHECK_INT(read_all(p, SFT_FORMAT_AUTO, 0, &rec, &f, NULL, &err), 1);
     CHECK_INT(f, SFT_FORMAT_MESSAGES);
     check_message(&rec, 0, SFT_ROLE_USER, "2+2?");
@@ -125,7 +131,9 @@ TEST(messages_prompt_completion_and_text_map_to_messages) {
     unlink(p);
 
     /* TRL's conversational prompt-completion: lists of messages. */
-    p = temp_file("{\"prompt\": [{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": \"Q\"}], \"completion\": [{\"role\": \"assistant\", \"content\": \"A\"}]}\n", ".jsonl");
+    p = temp_file("{\"prompt\": [{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", "
+                  "\"content\": \"Q\"}], \"completion\": [{\"role\": \"assistant\", \"content\": \"A\"}]}\n",
+                  ".jsonl");
     CHECK_INT(read_all(p, SFT_FORMAT_AUTO, 0, &rec, &f, NULL, &err), 1);
     CHECK_INT(rec.message_count, 3);
     check_message(&rec, 2, SFT_ROLE_ASSISTANT, "A");
@@ -141,7 +149,9 @@ TEST(messages_prompt_completion_and_text_map_to_messages) {
 }
 
 TEST(json_array_elements_keep_their_line_numbers) {
-    const char *p = temp_file("[\n  {\"instruction\": \"a\",\n   \"output\": \"b\"},\n  {\"instruction\": \"c [x] {y}\", \"output\": \"d \\\"}\\\"\"}\n]\n", ".json");
+    const char *p = temp_file("[\n  {\"instruction\": \"a\",\n   \"output\": \"b\"},\n  {\"instruction\": "
+                              "\"c [x] {y}\", \"output\": \"d \\\"}\\\"\"}\n]\n",
+                              ".json");
     sft_err err = {0};
     sft_reader_options opts = {0};
     sft_reader *r = sft_reader_open(p, &opts, &err);
@@ -191,12 +201,15 @@ TEST(wrong_shapes_say_what_was_expected) {
         const char *expect;
     } cases[] = {
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n", ":1: record has no assistant turn"},
-        {"{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\"}]}, {\"role\": \"assistant\", \"content\": \"x\"}]}\n",
+        {"{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\"}]}, {\"role\": "
+         "\"assistant\", \"content\": \"x\"}]}\n",
          ":1: messages[0].content must be a string"},
-        {"{\"messages\": [{\"role\": \"robot\", \"content\": \"hi\"}]}\n", "unknown role 'robot' (expected system, user or assistant)"},
+        {"{\"messages\": [{\"role\": \"robot\", \"content\": \"hi\"}]}\n",
+         "unknown role 'robot' (expected system, user or assistant)"},
         {"{\"conversations\": [{\"from\": \"bot\", \"value\": \"hi\"}]}\n", "unknown role 'bot'"},
         {"{\"instruction\": 5, \"output\": \"x\"}\n", ":1: 'instruction' must be a string, got a number"},
-        {"{\"question\": \"q\", \"answer\": \"a\"}\n", ":1: cannot tell the data format (first key 'question')"},
+        {"{\"question\": \"q\", \"answer\": \"a\"}\n",
+         ":1: cannot tell the data format (first key 'question')"},
         {"[1, 2]\n", ":1: expected a JSON object"},
         {"{\"text\": \"a\"}\n{\"instruction\": \"b\", \"output\": \"c\"}\n",
          ":2: expected a text record ('text') like the first record at line 1"},
@@ -237,7 +250,8 @@ static char *convert_text(const char *text, sft_data_format to, sft_err *err) {
     sft_record_init(&rec);
     char *out = NULL;
     if (sft_record_from_json(&rec, j, sft_data_format_detect(j), 0, "x.jsonl:3", err) == 0) {
-        json_t *built = sft_record_build(rec.json, rec.format, rec.messages, rec.message_count, to, "x.jsonl:3", err);
+        json_t *built =
+            sft_record_build(rec.json, rec.format, rec.messages, rec.message_count, to, "x.jsonl:3", err);
         if (built) out = sft_record_dumps(built);
         json_decref(built);
     }
@@ -247,19 +261,26 @@ static char *convert_text(const char *text, sft_data_format to, sft_err *err) {
 
 TEST(convert_keeps_other_fields_in_place) {
     sft_err err = {0};
-    char *s = convert_text("{\"id\": 17, \"instruction\": \"Q\", \"input\": \"ctx\", \"output\": \"A\", \"score\": 0.1}",
-                           SFT_FORMAT_MESSAGES, &err);
-    CHECK_STR(s, "{\"id\":17,\"messages\":[{\"role\":\"user\",\"content\":\"Q\\n\\nctx\"},{\"role\":\"assistant\",\"content\":\"A\"}],\"score\":0.1}");
+    char *s = convert_text(
+        "{\"id\": 17, \"instruction\": \"Q\", \"input\": \"ctx\", \"output\": \"A\", \"score\": 0.1}",
+        SFT_FORMAT_MESSAGES, &err);
+    CHECK_STR(s, "{\"id\":17,\"messages\":[{\"role\":\"user\",\"content\":\"Q\\n\\nctx\"},{\"role\":"
+                 "\"assistant\",\"content\":\"A\"}],\"score\":0.1}");
     free(s);
-    s = convert_text("{\"messages\": [{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": \"Q\", \"name\": \"bob\"}, {\"role\": \"assistant\", \"content\": \"A\"}], \"id\": \"x1\"}",
-                     SFT_FORMAT_SHAREGPT, &err);
-    CHECK_STR(s, "{\"conversations\":[{\"from\":\"system\",\"value\":\"S\"},{\"from\":\"human\",\"value\":\"Q\",\"name\":\"bob\"},{\"from\":\"gpt\",\"value\":\"A\"}],\"id\":\"x1\"}");
+    s = convert_text(
+        "{\"messages\": [{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": "
+        "\"Q\", \"name\": \"bob\"}, {\"role\": \"assistant\", \"content\": \"A\"}], \"id\": \"x1\"}",
+        SFT_FORMAT_SHAREGPT, &err);
+    CHECK_STR(s, "{\"conversations\":[{\"from\":\"system\",\"value\":\"S\"},{\"from\":\"human\",\"value\":"
+                 "\"Q\",\"name\":\"bob\"},{\"from\":\"gpt\",\"value\":\"A\"}],\"id\":\"x1\"}");
     free(s);
-    s = convert_text("{\"conversations\": [{\"from\": \"system\", \"value\": \"S\"}, {\"from\": \"human\", \"value\": \"Q\"}, {\"from\": \"gpt\", \"value\": \"A\"}]}",
+    s = convert_text("{\"conversations\": [{\"from\": \"system\", \"value\": \"S\"}, {\"from\": \"human\", "
+                     "\"value\": \"Q\"}, {\"from\": \"gpt\", \"value\": \"A\"}]}",
                      SFT_FORMAT_ALPACA, &err);
     CHECK_STR(s, "{\"instruction\":\"Q\",\"input\":\"\",\"output\":\"A\",\"system\":\"S\"}");
     free(s);
-    s = convert_text("{\"messages\": [{\"role\": \"user\", \"content\": \"Q\"}, {\"role\": \"assistant\", \"content\": \"A\"}]}",
+    s = convert_text("{\"messages\": [{\"role\": \"user\", \"content\": \"Q\"}, {\"role\": \"assistant\", "
+                     "\"content\": \"A\"}]}",
                      SFT_FORMAT_PROMPT_COMPLETION, &err);
     CHECK_STR(s, "{\"prompt\":\"Q\",\"completion\":\"A\"}");
     free(s);
@@ -267,7 +288,9 @@ TEST(convert_keeps_other_fields_in_place) {
 
 TEST(convert_refuses_what_the_target_cannot_hold) {
     sft_err err = {0};
-    const char *multi = "{\"messages\": [{\"role\": \"user\", \"content\": \"Q1\"}, {\"role\": \"assistant\", \"content\": \"A1\"}, {\"role\": \"user\", \"content\": \"Q2\"}, {\"role\": \"assistant\", \"content\": \"A2\"}]}";
+    const char *multi = "{\"messages\": [{\"role\": \"user\", \"content\": \"Q1\"}, {\"role\": "
+                        "\"assistant\", \"content\": \"A1\"}, {\"role\": \"user\", \"content\": \"Q2\"}, "
+                        "{\"role\": \"assistant\", \"content\": \"A2\"}]}";
     CHECK(convert_text(multi, SFT_FORMAT_ALPACA, &err) == NULL);
     CHECK_ERR_HAS(err.msg, "x.jsonl:3: 4 messages");
     CHECK_ERR_HAS(err.msg, "cannot be written as alpaca");
@@ -279,7 +302,8 @@ TEST(convert_refuses_what_the_target_cannot_hold) {
 
 TEST(writer_passes_unchanged_records_byte_for_byte_and_is_atomic) {
     /* Odd spacing, unicode escapes, a real with many digits and a big integer must survive. */
-    const char *line = "{ \"id\":12345678901234567890123, \"text\" : \"caf\\u00e9 \\ud83d\\ude00\",\"x\":1.10}";
+    const char *line =
+        "{ \"id\":12345678901234567890123, \"text\" : \"caf\\u00e9 \\ud83d\\ude00\",\"x\":1.10}";
     char input_text[512];
     snprintf(input_text, sizeof input_text, "%s\n", line);
     const char *in = temp_file(input_text, ".jsonl");

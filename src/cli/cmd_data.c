@@ -25,23 +25,29 @@ typedef struct {
     int input_count;
 } common_flags;
 
-#define COMMON_ARGS(c)                                                                                          \
-    {"output", SFT_ARG_STRING, &(c).output, "output file (also -o); .json writes a JSON array, else JSON lines", NULL}, \
-    {"format", SFT_ARG_STRING, &(c).format, "input format: auto (default), alpaca, sharegpt, messages, prompt-completion, text", NULL}, \
-    {"skip-bad-records", SFT_ARG_BOOL, &(c).skip_bad, "skip and count bad lines instead of stopping at the first", NULL}, \
-    {"quiet", SFT_ARG_BOOL, &(c).quiet, "no format or progress messages on stderr", NULL}
+#define COMMON_ARGS(c)                                                                                       \
+    {"output", SFT_ARG_STRING, &(c).output,                                                                  \
+     "output file (also -o); .json writes a JSON array, else JSON lines", NULL},                             \
+        {"format", SFT_ARG_STRING, &(c).format,                                                              \
+         "input format: auto (default), alpaca, sharegpt, messages, prompt-completion, text", NULL},         \
+        {"skip-bad-records", SFT_ARG_BOOL, &(c).skip_bad,                                                    \
+         "skip and count bad lines instead of stopping at the first", NULL},                                 \
+    {                                                                                                        \
+        "quiet", SFT_ARG_BOOL, &(c).quiet, "no format or progress messages on stderr", NULL                  \
+    }
 
 /* argv with "-o X" spelled "--output X" (SPEC's short form). */
 static char **expand_short_flags(int argc, char **argv) {
     char **out = malloc((size_t)(argc + 1) * sizeof *out);
     if (!out) return NULL;
-    for (int i = 0; i < argc; i++) out[i] = !strcmp(argv[i], "-o") ? "--output" : argv[i];
+    for (int i = 0; i < argc; i++)
+        out[i] = !strcmp(argv[i], "-o") ? "--output" : argv[i];
     out[argc] = NULL;
     return out;
 }
 
-static int parse(int argc, char **argv, const sft_arg *table, common_flags *c, const char *usage, int need_inputs,
-                 sft_err *err) {
+static int parse(int argc, char **argv, const sft_arg *table, common_flags *c, const char *usage,
+                 int need_inputs, sft_err *err) {
     char **args = expand_short_flags(argc, argv);
     if (!args) return sft_errf(err, "out of memory");
     int rc = sft_args_parse(argc, args, table, c->inputs, MAX_INPUTS, &c->input_count, usage, err);
@@ -60,7 +66,8 @@ static int make_io(const common_flags *c, sft_data_io *io, sft_err *err) {
     io->log = c->quiet ? NULL : stderr;
     io->progress = !c->quiet && isatty(2);
     io->format = SFT_FORMAT_AUTO;
-    if (c->format && sft_data_format_parse(c->format, &io->format, err)) return sft_err_prefix(err, "--format");
+    if (c->format && sft_data_format_parse(c->format, &io->format, err))
+        return sft_err_prefix(err, "--format");
     return 0;
 }
 
@@ -72,8 +79,10 @@ static void print_skipped(size_t skipped) {
 static int cmd_convert(int argc, char **argv, sft_err *err) {
     common_flags c = {0};
     const char *to = NULL;
-    sft_arg table[] = {{"to", SFT_ARG_STRING, &to, "target format: alpaca, sharegpt, messages, prompt-completion", NULL},
-                       COMMON_ARGS(c), {NULL, 0, NULL, NULL, NULL}};
+    sft_arg table[] = {
+        {"to", SFT_ARG_STRING, &to, "target format: alpaca, sharegpt, messages, prompt-completion", NULL},
+        COMMON_ARGS(c),
+        {NULL, 0, NULL, NULL, NULL}};
     const char *usage = "sft data convert INPUT... --to FORMAT -o OUTPUT";
     int rc = parse(argc, argv, table, &c, usage, 1, err);
     if (rc) return rc;
@@ -95,12 +104,14 @@ static int cmd_stats(int argc, char **argv, sft_err *err) {
     int as_json = 0;
     const char *html = NULL, *tokenizer = NULL, *template_name = NULL;
     sft_stats_options so = {NULL, 1024};
-    sft_arg table[] = {{"json", SFT_ARG_BOOL, &as_json, "print JSON instead of text", NULL},
-                       {"html", SFT_ARG_STRING, &html, "also write an HTML page with the length histograms", NULL},
-                       {"tokenizer", SFT_ARG_STRING, &tokenizer, "count tokens with this model/tokenizer folder", NULL},
-                       {"template", SFT_ARG_STRING, &template_name, "chat template for record tokens (default auto)", NULL},
-                       {"max-len", SFT_ARG_INT, &so.max_len, "report records longer than N tokens (default 1024)", NULL},
-                       COMMON_ARGS(c), {NULL, 0, NULL, NULL, NULL}};
+    sft_arg table[] = {
+        {"json", SFT_ARG_BOOL, &as_json, "print JSON instead of text", NULL},
+        {"html", SFT_ARG_STRING, &html, "also write an HTML page with the length histograms", NULL},
+        {"tokenizer", SFT_ARG_STRING, &tokenizer, "count tokens with this model/tokenizer folder", NULL},
+        {"template", SFT_ARG_STRING, &template_name, "chat template for record tokens (default auto)", NULL},
+        {"max-len", SFT_ARG_INT, &so.max_len, "report records longer than N tokens (default 1024)", NULL},
+        COMMON_ARGS(c),
+        {NULL, 0, NULL, NULL, NULL}};
     const char *usage = "sft data stats INPUT... [--json] [--html FILE] [--tokenizer DIR] [-o FILE]";
     int rc = parse(argc, argv, table, &c, usage, 1, err);
     if (rc) return rc;
@@ -127,9 +138,12 @@ static int cmd_stats(int argc, char **argv, sft_err *err) {
         }
     }
     rc = 0;
-    if (!text) rc = sft_errf(err, "out of memory");
-    else if (c.output) rc = sft_write_file_atomic(c.output, text, len, err);
-    else fwrite(text, 1, len, stdout);
+    if (!text)
+        rc = sft_errf(err, "out of memory");
+    else if (c.output)
+        rc = sft_write_file_atomic(c.output, text, len, err);
+    else
+        fwrite(text, 1, len, stdout);
     free(text);
     if (!rc && html) {
         rc = sft_stats_write_html(s, html, err);
@@ -149,25 +163,39 @@ static int cmd_filter(int argc, char **argv, sft_err *err) {
     long repeat_ngram = o.repeat_ngram, cut_min_words = o.cut_min_words;
     sft_arg_list keep = {0}, drop = {0};
     sft_arg table[] = {
-        {"rejected", SFT_ARG_STRING, &o.rejected, "write rejected records here, with _filter_rule and _filter_detail", NULL},
-        {"min-chars", SFT_ARG_INT, &o.min_chars, "reject a user or assistant turn shorter than N characters", NULL},
-        {"max-chars", SFT_ARG_INT, &o.max_chars, "reject a user or assistant turn longer than N characters", NULL},
-        {"min-answer-chars", SFT_ARG_INT, &o.min_answer_chars, "reject an assistant turn shorter than N characters", NULL},
-        {"tokenizer", SFT_ARG_STRING, &tokenizer, "model/tokenizer folder for --min-tokens/--max-tokens", NULL},
-        {"min-tokens", SFT_ARG_INT, &o.min_tokens, "reject a user or assistant turn shorter than N tokens", NULL},
-        {"max-tokens", SFT_ARG_INT, &o.max_tokens, "reject a user or assistant turn longer than N tokens", NULL},
+        {"rejected", SFT_ARG_STRING, &o.rejected,
+         "write rejected records here, with _filter_rule and _filter_detail", NULL},
+        {"min-chars", SFT_ARG_INT, &o.min_chars, "reject a user or assistant turn shorter than N characters",
+         NULL},
+        {"max-chars", SFT_ARG_INT, &o.max_chars, "reject a user or assistant turn longer than N characters",
+         NULL},
+        {"min-answer-chars", SFT_ARG_INT, &o.min_answer_chars,
+         "reject an assistant turn shorter than N characters", NULL},
+        {"tokenizer", SFT_ARG_STRING, &tokenizer, "model/tokenizer folder for --min-tokens/--max-tokens",
+         NULL},
+        {"min-tokens", SFT_ARG_INT, &o.min_tokens, "reject a user or assistant turn shorter than N tokens",
+         NULL},
+        {"max-tokens", SFT_ARG_INT, &o.max_tokens, "reject a user or assistant turn longer than N tokens",
+         NULL},
         {"allow-empty", SFT_ARG_BOOL, &o.allow_empty, "keep records with empty or white-space turns", NULL},
         {"no-refusal", SFT_ARG_BOOL, &no_refusal, "do not reject refusal/boilerplate answers", NULL},
-        {"refusal-phrases", SFT_ARG_STRING, &o.refusal_file, "phrases file (one a line) instead of the built-in list", NULL},
+        {"refusal-phrases", SFT_ARG_STRING, &o.refusal_file,
+         "phrases file (one a line) instead of the built-in list", NULL},
         {"list-phrases", SFT_ARG_BOOL, &list_phrases, "print the built-in refusal phrases and exit", NULL},
         {"repeat-ngram", SFT_ARG_INT, &repeat_ngram, "n of the repeated word n-gram rule (default 3)", NULL},
-        {"max-repeat-ratio", SFT_ARG_DOUBLE, &o.max_repeat_ratio, "reject answers whose repeated n-gram share exceeds X (default 0.3; 0 = off)", NULL},
-        {"max-nonprintable", SFT_ARG_DOUBLE, &o.max_nonprintable_ratio, "reject records whose non-printable share exceeds X (default 0.01; 0 = off)", NULL},
-        {"script", SFT_ARG_STRING, &o.scripts, "allowed scripts of the letters, e.g. Latin,Cyrillic (Unicode names)", NULL},
-        {"min-script-share", SFT_ARG_DOUBLE, &o.min_script_share, "share of letters that must be in --script (default 0.5)", NULL},
+        {"max-repeat-ratio", SFT_ARG_DOUBLE, &o.max_repeat_ratio,
+         "reject answers whose repeated n-gram share exceeds X (default 0.3; 0 = off)", NULL},
+        {"max-nonprintable", SFT_ARG_DOUBLE, &o.max_nonprintable_ratio,
+         "reject records whose non-printable share exceeds X (default 0.01; 0 = off)", NULL},
+        {"script", SFT_ARG_STRING, &o.scripts,
+         "allowed scripts of the letters, e.g. Latin,Cyrillic (Unicode names)", NULL},
+        {"min-script-share", SFT_ARG_DOUBLE, &o.min_script_share,
+         "share of letters that must be in --script (default 0.5)", NULL},
         {"no-cut-check", SFT_ARG_BOOL, &no_cut, "do not reject answers that end mid sentence", NULL},
-        {"cut-min-words", SFT_ARG_INT, &cut_min_words, "judge cut answers only from N words on (default 20)", NULL},
-        {"keep-regex", SFT_ARG_LIST, &keep, "keep only records with a message matching this PCRE2 regex", NULL},
+        {"cut-min-words", SFT_ARG_INT, &cut_min_words, "judge cut answers only from N words on (default 20)",
+         NULL},
+        {"keep-regex", SFT_ARG_LIST, &keep, "keep only records with a message matching this PCRE2 regex",
+         NULL},
         {"drop-regex", SFT_ARG_LIST, &drop, "reject records with a message matching this PCRE2 regex", NULL},
         COMMON_ARGS(c),
         {NULL, 0, NULL, NULL, NULL}};
@@ -175,7 +203,8 @@ static int cmd_filter(int argc, char **argv, sft_err *err) {
     int rc = parse(argc, argv, table, &c, usage, 0, err);
     if (rc) return rc;
     if (list_phrases) {
-        for (const char *const *p = sft_default_refusal_phrases; *p; p++) printf("%s\n", *p);
+        for (const char *const *p = sft_default_refusal_phrases; *p; p++)
+            printf("%s\n", *p);
         return 1;
     }
     if (c.input_count == 0) return sft_errf(err, "no input file given (usage: %s)", usage);
@@ -186,9 +215,12 @@ static int cmd_filter(int argc, char **argv, sft_err *err) {
     o.repeat_ngram = (int)repeat_ngram;
     o.cut_min_words = (int)cut_min_words;
     if (keep.count > SFT_FILTER_MAX_REGEX || drop.count > SFT_FILTER_MAX_REGEX)
-        return sft_errf(err, "at most %d --keep-regex and %d --drop-regex", SFT_FILTER_MAX_REGEX, SFT_FILTER_MAX_REGEX);
-    for (int i = 0; i < keep.count; i++) o.keep_regex[o.keep_regex_count++] = keep.items[i];
-    for (int i = 0; i < drop.count; i++) o.drop_regex[o.drop_regex_count++] = drop.items[i];
+        return sft_errf(err, "at most %d --keep-regex and %d --drop-regex", SFT_FILTER_MAX_REGEX,
+                        SFT_FILTER_MAX_REGEX);
+    for (int i = 0; i < keep.count; i++)
+        o.keep_regex[o.keep_regex_count++] = keep.items[i];
+    for (int i = 0; i < drop.count; i++)
+        o.drop_regex[o.drop_regex_count++] = drop.items[i];
     if (tokenizer && !(o.tokens = sft_token_counter_open(tokenizer, NULL, err)))
         return sft_err_prefix(err, "--tokenizer %s", tokenizer);
     sft_filter_summary s;
@@ -210,12 +242,14 @@ static int cmd_dedup(int argc, char **argv, sft_err *err) {
     int exact_only = 0, near_only = 0;
     long shingle = o.shingle_words, num_perm = o.near_opts.num_perm;
     sft_arg table[] = {
-        {"threshold", SFT_ARG_DOUBLE, &o.near_opts.threshold, "Jaccard similarity of near duplicates (default 0.8)", NULL},
+        {"threshold", SFT_ARG_DOUBLE, &o.near_opts.threshold,
+         "Jaccard similarity of near duplicates (default 0.8)", NULL},
         {"shingle", SFT_ARG_INT, &shingle, "words per shingle (default 5)", NULL},
         {"num-perm", SFT_ARG_INT, &num_perm, "MinHash permutations (default 128)", NULL},
         {"exact-only", SFT_ARG_BOOL, &exact_only, "exact duplicates only (normalised text)", NULL},
         {"near-only", SFT_ARG_BOOL, &near_only, "near duplicates only", NULL},
-        {"prompt-only", SFT_ARG_BOOL, &o.prompt_only, "compare system and user messages only (same question, any answer)", NULL},
+        {"prompt-only", SFT_ARG_BOOL, &o.prompt_only,
+         "compare system and user messages only (same question, any answer)", NULL},
         {"report", SFT_ARG_STRING, &o.report, "write the clusters as JSON lines", NULL},
         COMMON_ARGS(c),
         {NULL, 0, NULL, NULL, NULL}};
@@ -232,10 +266,11 @@ static int cmd_dedup(int argc, char **argv, sft_err *err) {
     o.near_opts.num_perm = (int)num_perm;
     sft_dedup_summary s;
     if (sft_data_dedup(&io, &o, &s, err)) return -1;
-    printf("records %zu, kept %zu, removed %zu exact + %zu near duplicates", s.records, s.kept, s.exact_removed,
-           s.near_removed);
-    if (o.near) printf(" (Jaccard >= %g, %d-word shingles, %d bands x %d rows, %zu candidate pairs verified)",
-                       o.near_opts.threshold, o.shingle_words, s.bands, s.rows, s.candidates);
+    printf("records %zu, kept %zu, removed %zu exact + %zu near duplicates", s.records, s.kept,
+           s.exact_removed, s.near_removed);
+    if (o.near)
+        printf(" (Jaccard >= %g, %d-word shingles, %d bands x %d rows, %zu candidate pairs verified)",
+               o.near_opts.threshold, o.shingle_words, s.bands, s.rows, s.candidates);
     printf("\n");
     if (o.report) printf("clusters: %zu, listed in %s\n", s.clusters, o.report);
     print_skipped(s.skipped);
@@ -250,9 +285,11 @@ static int cmd_decontaminate(int argc, char **argv, sft_err *err) {
     sft_arg_list against = {0};
     long ngram = o.ngram, min_ngram = o.min_ngram;
     sft_arg table[] = {
-        {"against", SFT_ARG_LIST, &against, "evaluation data (any JSON lines/array: every string field counts)", NULL},
+        {"against", SFT_ARG_LIST, &against,
+         "evaluation data (any JSON lines/array: every string field counts)", NULL},
         {"ngram", SFT_ARG_INT, &ngram, "words per n-gram (default 13, as GPT-3)", NULL},
-        {"min-ngram", SFT_ARG_INT, &min_ngram, "shorter evaluation texts of at least N words match whole (default 8)", NULL},
+        {"min-ngram", SFT_ARG_INT, &min_ngram,
+         "shorter evaluation texts of at least N words match whole (default 8)", NULL},
         {"report", SFT_ARG_STRING, &o.report, "write the evaluation items hit as JSON", NULL},
         {"rejected", SFT_ARG_STRING, &o.rejected, "write the removed training records here", NULL},
         COMMON_ARGS(c),
@@ -269,7 +306,8 @@ static int cmd_decontaminate(int argc, char **argv, sft_err *err) {
     sft_decontam_summary s;
     if (sft_data_decontaminate(&io, &o, &s, err)) return -1;
     printf("records %zu, kept %zu, removed %zu sharing a %d-gram", s.records, s.kept, s.removed, o.ngram);
-    if (o.min_ngram < o.ngram) printf(" (or a whole evaluation text of %d-%d words)", o.min_ngram, o.ngram - 1);
+    if (o.min_ngram < o.ngram)
+        printf(" (or a whole evaluation text of %d-%d words)", o.min_ngram, o.ngram - 1);
     printf(" with the evaluation data; %zu of %zu evaluation items hit\n", s.eval_items_hit, s.eval_items);
     if (o.report) printf("report: %s\n", o.report);
     print_skipped(s.skipped);
@@ -289,7 +327,8 @@ static int cmd_split(int argc, char **argv, sft_err *err) {
         {"seed", SFT_ARG_INT, &seed, "shuffle seed (default 42)", NULL},
         {"stratify", SFT_ARG_STRING, &o.stratify, "keep the fractions within each value of this field", NULL},
         {"no-near", SFT_ARG_BOOL, &no_near, "do not keep near duplicates on the same side", NULL},
-        {"threshold", SFT_ARG_DOUBLE, &o.near_opts.threshold, "Jaccard of near duplicates kept together (default 0.8)", NULL},
+        {"threshold", SFT_ARG_DOUBLE, &o.near_opts.threshold,
+         "Jaccard of near duplicates kept together (default 0.8)", NULL},
         COMMON_ARGS(c),
         {NULL, 0, NULL, NULL, NULL}};
     const char *usage = "sft data split INPUT... -o DIR [--val X] [--test X] [--seed N] [--stratify FIELD]";
@@ -303,8 +342,10 @@ static int cmd_split(int argc, char **argv, sft_err *err) {
     if (sft_data_split(&io, &o, &s, err)) return -1;
     printf("records %zu: train %zu, val %zu", s.records, s.train, s.val);
     if (o.test_fraction > 0) printf(", test %zu", s.test);
-    if (o.keep_near_together) printf(" (near duplicates kept together: %zu groups", s.clusters);
-    else printf(" (%zu groups", s.clusters);
+    if (o.keep_near_together)
+        printf(" (near duplicates kept together: %zu groups", s.clusters);
+    else
+        printf(" (%zu groups", s.clusters);
     printf(", %zu strata) in %s/\n", s.strata, io.output);
     print_skipped(s.skipped);
     return 0;
@@ -322,11 +363,13 @@ static int cmd_generate(int argc, char **argv, sft_err *err) {
         {"count", SFT_ARG_INT, &o.count, "records to write (default 1000)", NULL},
         {"seed", SFT_ARG_INT, &seed, "seed (default 1)", NULL},
         {"tasks", SFT_ARG_STRING, &o.tasks, "comma list of task families (default all; see --list)", NULL},
-        {"to", SFT_ARG_STRING, &to, "record format: messages (default), alpaca, sharegpt, prompt-completion", NULL},
+        {"to", SFT_ARG_STRING, &to, "record format: messages (default), alpaca, sharegpt, prompt-completion",
+         NULL},
         {"max-number", SFT_ARG_INT, &o.max_number, "largest operand (default 99)", NULL},
         {"list", SFT_ARG_BOOL, &list, "list the task families and exit", NULL},
         {"output", SFT_ARG_STRING, &c.output, "output file (also -o)", NULL},
-        {"quiet", SFT_ARG_BOOL, &c.quiet, "accepted for symmetry with the other steps (generate prints one line)", NULL},
+        {"quiet", SFT_ARG_BOOL, &c.quiet,
+         "accepted for symmetry with the other steps (generate prints one line)", NULL},
         {NULL, 0, NULL, NULL, NULL}};
     const char *usage = "sft data generate -o OUTPUT [--count N] [--seed N] [--tasks a,b] [--to FORMAT]";
     int rc = parse(argc, argv, table, &c, usage, 0, err);
@@ -340,7 +383,8 @@ static int cmd_generate(int argc, char **argv, sft_err *err) {
     if (to && sft_data_format_parse(to, &o.format, err)) return sft_err_prefix(err, "--to");
     o.seed = (uint64_t)seed;
     if (sft_data_generate(&o, c.output, err)) return -1;
-    printf("generated %ld records (%s, seed %ld): %s\n", o.count, sft_data_format_name(o.format), seed, c.output);
+    printf("generated %ld records (%s, seed %ld): %s\n", o.count, sft_data_format_name(o.format), seed,
+           c.output);
     return 0;
 }
 
@@ -358,7 +402,8 @@ static int cmd_augment(int argc, char **argv, sft_err *err) {
         {"no-prefix", SFT_ARG_BOOL, &no_prefix, "no paraphrase prefixes", NULL},
         {"no-constraints", SFT_ARG_BOOL, &no_constraints, "no format/length constraints", NULL},
         {"no-system", SFT_ARG_BOOL, &no_system, "no system prompts", NULL},
-        {"system-prompts", SFT_ARG_STRING, &o.system_file, "system prompts, one a line, instead of the built-in ones", NULL},
+        {"system-prompts", SFT_ARG_STRING, &o.system_file,
+         "system prompts, one a line, instead of the built-in ones", NULL},
         COMMON_ARGS(c),
         {NULL, 0, NULL, NULL, NULL}};
     const char *usage = "sft data augment INPUT... -o OUTPUT [--variants N] [--seed N]";
@@ -404,7 +449,8 @@ static const subcommand subcommands[] = {
 static void data_usage(FILE *f) {
     fprintf(f, "usage: sft data SUB INPUT... -o OUTPUT [flags]   (sft data SUB --help)\n\n");
     for (size_t i = 0; i < SUBCOMMAND_COUNT; i++)
-        fprintf(f, "  %-14s %s%s\n", subcommands[i].name, subcommands[i].summary, subcommands[i].fn ? "" : " [not built yet]");
+        fprintf(f, "  %-14s %s%s\n", subcommands[i].name, subcommands[i].summary,
+                subcommands[i].fn ? "" : " [not built yet]");
 }
 
 int sft_cmd_data(int argc, char **argv) {
@@ -427,7 +473,8 @@ int sft_cmd_data(int argc, char **argv) {
         return 0;
     }
     const char *names[SUBCOMMAND_COUNT];
-    for (size_t i = 0; i < SUBCOMMAND_COUNT; i++) names[i] = subcommands[i].name;
+    for (size_t i = 0; i < SUBCOMMAND_COUNT; i++)
+        names[i] = subcommands[i].name;
     const char *near = sft_suggest(argv[1], names, SUBCOMMAND_COUNT);
     fprintf(stderr, "sft data: unknown subcommand '%s'%s%s%s\n", argv[1], near ? " (did you mean '" : "",
             near ? near : "", near ? "'?)" : "");

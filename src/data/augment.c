@@ -20,15 +20,15 @@
 #include "data/text.h"
 #include "io/file.h"
 
-static const char *const prefixes[] = {
-    "Please answer the following.\n\n", "Here is a task for you.\n\n", "I have a question.\n\n",
-    "Could you help me with this?\n\n", "Read carefully and respond.\n\n", "Task:\n"};
+static const char *const prefixes[] = {"Please answer the following.\n\n", "Here is a task for you.\n\n",
+                                       "I have a question.\n\n",           "Could you help me with this?\n\n",
+                                       "Read carefully and respond.\n\n",  "Task:\n"};
 #define PREFIX_COUNT (sizeof prefixes / sizeof prefixes[0])
 
-static const char *const default_system_prompts[] = {
-    "You are a helpful assistant.", "You are a concise and accurate assistant.",
-    "You are a friendly assistant who answers clearly.", "You are an expert assistant. Answer precisely.",
-    NULL};
+static const char *const default_system_prompts[] = {"You are a helpful assistant.",
+                                                     "You are a concise and accurate assistant.",
+                                                     "You are a friendly assistant who answers clearly.",
+                                                     "You are an expert assistant. Answer precisely.", NULL};
 
 void sft_augment_options_default(sft_augment_options *o) {
     memset(o, 0, sizeof *o);
@@ -64,17 +64,22 @@ static int truthful_constraints(augment_ctx *c, const sft_message *answer, char 
     static const size_t limits[] = {1, 5, 10, 20, 50, 100, 200, 500};
     for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++)
         if (words && words <= limits[i]) {
-            if (limits[i] == 1) snprintf(out[n++], 96, "Answer with a single word or number.");
-            else snprintf(out[n++], 96, "Answer in at most %zu words.", limits[i]);
+            if (limits[i] == 1)
+                snprintf(out[n++], 96, "Answer with a single word or number.");
+            else
+                snprintf(out[n++], 96, "Answer in at most %zu words.", limits[i]);
             break;
         }
-    if (!memchr(answer->content, '\n', answer->content_len)) snprintf(out[n++], 96, "Answer in a single line.");
+    if (!memchr(answer->content, '\n', answer->content_len))
+        snprintf(out[n++], 96, "Answer in a single line.");
     int bullets = 0;
     for (size_t i = 0; i < answer->content_len; i++) {
         if (i && answer->content[i - 1] != '\n') continue;
         size_t j = i;
-        while (j < answer->content_len && answer->content[j] == ' ') j++;
-        if (j + 1 < answer->content_len && strchr("-*+", answer->content[j]) && answer->content[j + 1] == ' ') bullets = 1;
+        while (j < answer->content_len && answer->content[j] == ' ')
+            j++;
+        if (j + 1 < answer->content_len && strchr("-*+", answer->content[j]) && answer->content[j + 1] == ' ')
+            bullets = 1;
     }
     if (!bullets) snprintf(out[n++], 96, "Do not use bullet points.");
     return n;
@@ -136,7 +141,8 @@ static int make_variant(augment_ctx *c, const sft_record *rec, int variant, json
         msgs[n++] = (sft_message){SFT_ROLE_SYSTEM, sys, strlen(sys), NULL};
         snprintf(what, sizeof what, "system: %s", sys);
     }
-    for (size_t i = 0; i < rec->message_count; i++) msgs[n++] = rec->messages[i];
+    for (size_t i = 0; i < rec->message_count; i++)
+        msgs[n++] = rec->messages[i];
     size_t shift = kind == KIND_SYSTEM;
     if (kind == KIND_PREFIX) {
         const char *prefix = prefixes[pick % PREFIX_COUNT];
@@ -190,9 +196,12 @@ static int make_variant(augment_ctx *c, const sft_record *rec, int variant, json
     /* Provenance. */
     const json_t *id = json_object_get(rec->json, "id");
     char new_id[512];
-    if (json_is_string(id)) snprintf(new_id, sizeof new_id, "%s-aug%d", json_string_value(id), variant + 1);
-    else if (json_is_integer(id)) snprintf(new_id, sizeof new_id, "%lld-aug%d", (long long)json_integer_value(id), variant + 1);
-    else snprintf(new_id, sizeof new_id, "%s:%zu-aug%d", rec->path, rec->line, variant + 1);
+    if (json_is_string(id))
+        snprintf(new_id, sizeof new_id, "%s-aug%d", json_string_value(id), variant + 1);
+    else if (json_is_integer(id))
+        snprintf(new_id, sizeof new_id, "%lld-aug%d", (long long)json_integer_value(id), variant + 1);
+    else
+        snprintf(new_id, sizeof new_id, "%s:%zu-aug%d", rec->path, rec->line, variant + 1);
     json_object_set_new(built, "id", json_string(new_id));
     json_t *origin = json_object();
     json_object_set_new(origin, "file", json_string(rec->path));
@@ -235,14 +244,17 @@ static int load_system_prompts(augment_ctx *c, sft_err *err) {
     c->system_prompts = malloc(cap * sizeof *c->system_prompts);
     if (!c->system_prompts) return sft_errf(err, "out of memory");
     if (!c->opts->system_file) {
-        for (const char *const *p = default_system_prompts; *p; p++) c->system_prompts[c->system_count++] = (char *)*p;
+        for (const char *const *p = default_system_prompts; *p; p++)
+            c->system_prompts[c->system_count++] = (char *)*p;
         return 0;
     }
     size_t len;
     if (sft_read_file(c->opts->system_file, &c->system_text, &len, err)) return -1;
-    for (char *save = NULL, *line = strtok_r(c->system_text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    for (char *save = NULL, *line = strtok_r(c->system_text, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
         size_t n = strlen(line);
-        while (n && (line[n - 1] == '\r' || line[n - 1] == ' ')) line[--n] = 0;
+        while (n && (line[n - 1] == '\r' || line[n - 1] == ' '))
+            line[--n] = 0;
         if (!n || line[0] == '#') continue;
         if (c->system_count == cap) {
             cap *= 2;
@@ -256,11 +268,13 @@ static int load_system_prompts(augment_ctx *c, sft_err *err) {
     return 0;
 }
 
-int sft_data_augment(const sft_data_io *io, const sft_augment_options *o, sft_augment_summary *s, sft_err *err) {
+int sft_data_augment(const sft_data_io *io, const sft_augment_options *o, sft_augment_summary *s,
+                     sft_err *err) {
     memset(s, 0, sizeof *s);
     if (!io->output) return sft_errf(err, "augment needs an output file (-o)");
     if (o->variants < 1) return sft_errf(err, "--variants must be at least 1");
-    if (!o->prefixes && !o->constraints && !o->system_prompts) return sft_errf(err, "augment: every rewrite is off");
+    if (!o->prefixes && !o->constraints && !o->system_prompts)
+        return sft_errf(err, "augment: every rewrite is off");
     augment_ctx c = {0};
     c.opts = o;
     c.summary = s;
@@ -270,8 +284,10 @@ int sft_data_augment(const sft_data_io *io, const sft_augment_options *o, sft_au
         sft_each_summary each;
         rc = sft_data_each(io, 0, augment_one, &c, &each, err);
         s->skipped = each.skipped;
-        if (rc) sft_writer_abort(c.out);
-        else rc = sft_writer_commit(c.out, err);
+        if (rc)
+            sft_writer_abort(c.out);
+        else
+            rc = sft_writer_commit(c.out, err);
     }
     free(c.system_prompts);
     free(c.system_text);

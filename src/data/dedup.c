@@ -29,7 +29,8 @@ static int u64map_grow(sft_u64map *m) {
     for (size_t i = 0; i < m->cap; i++) {
         if (!m->values[i]) continue;
         size_t s = slot_of(m->keys[i], cap);
-        while (values[s]) s = (s + 1) & (cap - 1);
+        while (values[s])
+            s = (s + 1) & (cap - 1);
         keys[s] = m->keys[i];
         values[s] = m->values[i];
     }
@@ -45,7 +46,8 @@ int sft_u64map_add(sft_u64map *m, uint64_t key, uint32_t value) {
     if (value == UINT32_MAX) return -1;
     if (2 * (m->count + 1) > m->cap && u64map_grow(m)) return -1; /* load <= 1/2 */
     size_t s = slot_of(key, m->cap);
-    while (m->values[s]) s = (s + 1) & (m->cap - 1);
+    while (m->values[s])
+        s = (s + 1) & (m->cap - 1);
     m->keys[s] = key;
     m->values[s] = value + 1;
     m->count++;
@@ -108,8 +110,8 @@ int sft_text_normalized_words(const char *text, size_t len, sft_text_scratch *s,
     return sft_text_words(s->normalized.data, s->normalized.len, &s->words, err);
 }
 
-int sft_record_shingles(const sft_record *rec, size_t shingle_words, int prompt_only,
-                        sft_text_scratch *s, sft_u64s *out, sft_err *err) {
+int sft_record_shingles(const sft_record *rec, size_t shingle_words, int prompt_only, sft_text_scratch *s,
+                        sft_u64s *out, sft_err *err) {
     s->joined.len = 0;
     for (size_t i = 0; i < rec->message_count; i++) {
         const sft_message *m = &rec->messages[i];
@@ -205,7 +207,8 @@ sft_near_index *sft_near_index_new(const sft_near_options *opts, sft_err *err) {
 
 void sft_near_index_free(sft_near_index *idx) {
     if (!idx) return;
-    for (size_t i = 0; i < idx->leader_count; i++) free(idx->leaders[i].items);
+    for (size_t i = 0; i < idx->leader_count; i++)
+        free(idx->leaders[i].items);
     free(idx->leaders);
     free(idx->stamp);
     sft_u64map_free(&idx->buckets);
@@ -216,9 +219,15 @@ void sft_near_index_free(sft_near_index *idx) {
     free(idx);
 }
 
-size_t sft_near_index_leaders(const sft_near_index *idx) { return idx->leader_count; }
-size_t sft_near_index_candidates(const sft_near_index *idx) { return idx->candidates; }
-void sft_near_index_add_candidates(sft_near_index *idx, size_t n) { idx->candidates += n; }
+size_t sft_near_index_leaders(const sft_near_index *idx) {
+    return idx->leader_count;
+}
+size_t sft_near_index_candidates(const sft_near_index *idx) {
+    return idx->candidates;
+}
+void sft_near_index_add_candidates(sft_near_index *idx, size_t n) {
+    idx->candidates += n;
+}
 void sft_near_index_shape(const sft_near_index *idx, int *bands, int *rows) {
     *bands = idx->bands;
     *rows = idx->rows;
@@ -245,7 +254,8 @@ static double jaccard_at_least(const uint64_t *a, size_t na, const uint64_t *b, 
 }
 
 /* The exact Jaccard of a set and a leader when it can reach the threshold, else 0. */
-static double candidate_jaccard(const sft_near_index *idx, const uint64_t *set, size_t count, uint32_t leader) {
+static double candidate_jaccard(const sft_near_index *idx, const uint64_t *set, size_t count,
+                                uint32_t leader) {
     const leader_set *l = &idx->leaders[leader];
     /* J <= min/max of the sizes: most candidates of a different length end here. */
     size_t small = count < l->count ? count : l->count, large = count ^ l->count ^ small;
@@ -254,7 +264,8 @@ static double candidate_jaccard(const sft_near_index *idx, const uint64_t *set, 
 }
 
 /* The better of two matches: higher Jaccard, then the earlier leader. */
-static void keep_best(const sft_near_index *idx, uint32_t leader, double j, long *best, double *best_jaccard) {
+static void keep_best(const sft_near_index *idx, uint32_t leader, double j, long *best,
+                      double *best_jaccard) {
     if (j >= idx->opts.threshold && (j > *best_jaccard || (j == *best_jaccard && (long)leader < *best))) {
         *best = leader;
         *best_jaccard = j;
@@ -310,8 +321,9 @@ static int cmp_u32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-int sft_near_index_best(const sft_near_index *idx, const uint64_t *set, size_t count, const uint32_t *signature,
-                        size_t below, long *leader, double *jaccard, size_t *verified) {
+int sft_near_index_best(const sft_near_index *idx, const uint64_t *set, size_t count,
+                        const uint32_t *signature, size_t below, long *leader, double *jaccard,
+                        size_t *verified) {
     *leader = -1;
     *jaccard = 0;
     *verified = 0;
@@ -321,7 +333,8 @@ int sft_near_index_best(const sft_near_index *idx, const uint64_t *set, size_t c
     if (!keys) return -1;
     band_keys_of(idx, signature, keys);
     int rc = 0;
-    for (int b = 0; b < idx->bands && !rc; b++) rc = sft_u64map_each(&idx->buckets, keys[b], collect_id, &ids);
+    for (int b = 0; b < idx->bands && !rc; b++)
+        rc = sft_u64map_each(&idx->buckets, keys[b], collect_id, &ids);
     free(keys);
     if (rc) {
         free(ids.ids);
@@ -337,12 +350,15 @@ int sft_near_index_best(const sft_near_index *idx, const uint64_t *set, size_t c
     return 0;
 }
 
-int sft_near_index_num_perm(const sft_near_index *idx) { return idx->opts.num_perm; }
+int sft_near_index_num_perm(const sft_near_index *idx) {
+    return idx->opts.num_perm;
+}
 
 void sft_near_index_signature(const sft_near_index *idx, const uint64_t *set, size_t count, uint32_t *sig) {
     int n = idx->opts.num_perm;
     const uint64_t *pa = idx->perm_a, *pb = idx->perm_b;
-    for (int i = 0; i < n; i++) sig[i] = UINT32_MAX;
+    for (int i = 0; i < n; i++)
+        sig[i] = UINT32_MAX;
     for (size_t k = 0; k < count; k++) {
         uint64_t x = (uint32_t)(set[k] ^ (set[k] >> 32));
         for (int i = 0; i < n; i++) {
@@ -358,14 +374,14 @@ int sft_near_index_assign(sft_near_index *idx, const uint64_t *set, size_t count
     return sft_near_index_assign_signed(idx, set, count, idx->signature, leader, jaccard, err);
 }
 
-int sft_near_index_assign_signed(sft_near_index *idx, const uint64_t *set, size_t count, const uint32_t *signature,
-                                 long *leader, double *jaccard, sft_err *err) {
+int sft_near_index_assign_signed(sft_near_index *idx, const uint64_t *set, size_t count,
+                                 const uint32_t *signature, long *leader, double *jaccard, sft_err *err) {
     return sft_near_index_assign_from(idx, set, count, signature, 0, -1, 0, leader, jaccard, err);
 }
 
-int sft_near_index_assign_from(sft_near_index *idx, const uint64_t *set, size_t count, const uint32_t *signature,
-                               size_t from, long prior_leader, double prior_jaccard, long *leader, double *jaccard,
-                               sft_err *err) {
+int sft_near_index_assign_from(sft_near_index *idx, const uint64_t *set, size_t count,
+                               const uint32_t *signature, size_t from, long prior_leader,
+                               double prior_jaccard, long *leader, double *jaccard, sft_err *err) {
     *leader = -1;
     *jaccard = 0;
     /* A record without words has no shingles; only exact dedup can judge it. */
@@ -373,7 +389,8 @@ int sft_near_index_assign_from(sft_near_index *idx, const uint64_t *set, size_t 
     band_keys_of(idx, signature, idx->band_keys);
     idx->query++;
     verify_ctx ctx = {idx, set, count, from, prior_leader, prior_leader >= 0 ? prior_jaccard : 0};
-    for (int b = 0; b < idx->bands; b++) sft_u64map_each(&idx->buckets, idx->band_keys[b], verify_candidate, &ctx);
+    for (int b = 0; b < idx->bands; b++)
+        sft_u64map_each(&idx->buckets, idx->band_keys[b], verify_candidate, &ctx);
     if (ctx.best >= 0) {
         *leader = ctx.best;
         *jaccard = ctx.best_jaccard;

@@ -53,15 +53,15 @@ void sft_text_scratch_free(sft_text_scratch *s);
 int sft_record_exact_hash(const sft_record *rec, sft_text_scratch *s, uint64_t *out, sft_err *err);
 /* The record's shingle set (sorted, unique) over all message contents;
  * with `prompt_only`, over the system and user messages only. */
-int sft_record_shingles(const sft_record *rec, size_t shingle_words, int prompt_only,
-                        sft_text_scratch *s, sft_u64s *out, sft_err *err);
+int sft_record_shingles(const sft_record *rec, size_t shingle_words, int prompt_only, sft_text_scratch *s,
+                        sft_u64s *out, sft_err *err);
 /* Normalised words of an arbitrary text. */
 int sft_text_normalized_words(const char *text, size_t len, sft_text_scratch *s, sft_err *err);
 
 typedef struct sft_near_options {
-    double threshold;    /* Jaccard, default 0.8 */
-    int num_perm;        /* MinHash permutations, default 128 */
-    uint64_t seed;       /* for the permutations, default 1 */
+    double threshold; /* Jaccard, default 0.8 */
+    int num_perm;     /* MinHash permutations, default 128 */
+    uint64_t seed;    /* for the permutations, default 1 */
 } sft_near_options;
 
 typedef struct sft_near_index sft_near_index;
@@ -76,19 +76,21 @@ int sft_near_index_assign(sft_near_index *idx, const uint64_t *set, size_t count
  * _signature only reads the index (any thread); _assign_signed must be called
  * in record order. signature holds sft_near_index_num_perm() values. */
 int sft_near_index_num_perm(const sft_near_index *idx);
-void sft_near_index_signature(const sft_near_index *idx, const uint64_t *set, size_t count, uint32_t *signature);
-int sft_near_index_assign_signed(sft_near_index *idx, const uint64_t *set, size_t count, const uint32_t *signature,
-                                 long *leader, double *jaccard, sft_err *err);
+void sft_near_index_signature(const sft_near_index *idx, const uint64_t *set, size_t count,
+                              uint32_t *signature);
+int sft_near_index_assign_signed(sft_near_index *idx, const uint64_t *set, size_t count,
+                                 const uint32_t *signature, long *leader, double *jaccard, sft_err *err);
 /* Batches verify in parallel too: _best (read-only, any thread) finds the
  * best match among the leaders numbered below `below` (those that existed
  * before the batch); _assign_from then, in record order, looks only at the
  * leaders numbered `from` on (made within the batch) and keeps the better of
  * the two, which gives exactly the result of _assign_signed. */
-int sft_near_index_best(const sft_near_index *idx, const uint64_t *set, size_t count, const uint32_t *signature,
-                        size_t below, long *leader, double *jaccard, size_t *verified);
-int sft_near_index_assign_from(sft_near_index *idx, const uint64_t *set, size_t count, const uint32_t *signature,
-                               size_t from, long prior_leader, double prior_jaccard, long *leader, double *jaccard,
-                               sft_err *err);
+int sft_near_index_best(const sft_near_index *idx, const uint64_t *set, size_t count,
+                        const uint32_t *signature, size_t below, long *leader, double *jaccard,
+                        size_t *verified);
+int sft_near_index_assign_from(sft_near_index *idx, const uint64_t *set, size_t count,
+                               const uint32_t *signature, size_t from, long prior_leader,
+                               double prior_jaccard, long *leader, double *jaccard, sft_err *err);
 void sft_near_index_add_candidates(sft_near_index *idx, size_t n);
 size_t sft_near_index_leaders(const sft_near_index *idx);
 /* Verified candidate pairs and the LSH shape, for reports and benchmarks. */

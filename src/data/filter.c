@@ -21,9 +21,9 @@
 #include "data/text.h"
 #include "io/file.h"
 
-static const char *rule_names[SFT_RULE_COUNT] = {
-    "no_answer",    "empty_turn", "too_short",  "too_long", "short_answer", "nonprintable",
-    "script",       "refusal",    "repetition", "cut_off",  "drop_regex",   "keep_regex"};
+static const char *rule_names[SFT_RULE_COUNT] = {"no_answer",    "empty_turn",   "too_short",  "too_long",
+                                                 "short_answer", "nonprintable", "script",     "refusal",
+                                                 "repetition",   "cut_off",      "drop_regex", "keep_regex"};
 
 const char *sft_filter_rule_name(int rule) {
     return rule >= 0 && rule < SFT_RULE_COUNT ? rule_names[rule] : "?";
@@ -31,34 +31,33 @@ const char *sft_filter_rule_name(int rule) {
 
 /* Phrases that mark a refusal or assistant boilerplate rather than an answer;
  * matched case-insensitively in assistant turns, straight or curly apostrophe. */
-const char *const sft_default_refusal_phrases[] = {
-    "as an AI language model",
-    "as a language model",
-    "as an AI assistant, I",
-    "as a large language model",
-    "I'm sorry, but I cannot",
-    "I'm sorry, but I can't",
-    "I am sorry, but I cannot",
-    "I apologize, but I cannot",
-    "I apologize, but I can't",
-    "I cannot fulfill",
-    "I can't fulfill",
-    "I cannot provide",
-    "I can't assist with",
-    "I cannot assist with",
-    "I'm not able to provide",
-    "I am not able to provide",
-    "I'm unable to provide",
-    "I do not have personal opinions",
-    "I don't have personal opinions",
-    "I don't have the ability to",
-    "my knowledge cutoff",
-    "my training data",
-    "as of my last update",
-    "OpenAI",
-    "it is not appropriate for me",
-    "against my programming",
-    NULL};
+const char *const sft_default_refusal_phrases[] = {"as an AI language model",
+                                                   "as a language model",
+                                                   "as an AI assistant, I",
+                                                   "as a large language model",
+                                                   "I'm sorry, but I cannot",
+                                                   "I'm sorry, but I can't",
+                                                   "I am sorry, but I cannot",
+                                                   "I apologize, but I cannot",
+                                                   "I apologize, but I can't",
+                                                   "I cannot fulfill",
+                                                   "I can't fulfill",
+                                                   "I cannot provide",
+                                                   "I can't assist with",
+                                                   "I cannot assist with",
+                                                   "I'm not able to provide",
+                                                   "I am not able to provide",
+                                                   "I'm unable to provide",
+                                                   "I do not have personal opinions",
+                                                   "I don't have personal opinions",
+                                                   "I don't have the ability to",
+                                                   "my knowledge cutoff",
+                                                   "my training data",
+                                                   "as of my last update",
+                                                   "OpenAI",
+                                                   "it is not appropriate for me",
+                                                   "against my programming",
+                                                   NULL};
 
 void sft_filter_options_default(sft_filter_options *o) {
     memset(o, 0, sizeof *o);
@@ -89,8 +88,9 @@ typedef struct {
 static pcre2_code *compile_regex(const char *pattern, uint32_t flags, const char *what, sft_err *err) {
     int code;
     PCRE2_SIZE offset;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
-                                   PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | flags, &code, &offset, NULL);
+    pcre2_code *re =
+        pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
+                      PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | flags, &code, &offset, NULL);
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(code, msg, sizeof msg);
@@ -107,8 +107,10 @@ static int append_phrase(sft_buf *re, const char *phrase, size_t len) {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)phrase[i];
         int rc;
-        if (c == '\'') rc = sft_buf_append(re, "['\xE2\x80\x99]", 6);
-        else if (c < 0x80 && !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ' ')) {
+        if (c == '\'')
+            rc = sft_buf_append(re, "['\xE2\x80\x99]", 6);
+        else if (c < 0x80 &&
+                 !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ' ')) {
             char esc[2] = {'\\', (char)c};
             rc = sft_buf_append(re, esc, 2);
         } else if (c == ' ')
@@ -131,8 +133,10 @@ static int build_refusal_regex(filter_ctx *c, sft_err *err) {
         while (line && *line && !rc) {
             char *nl = strchr(line, '\n');
             size_t n = nl ? (size_t)(nl - line) : strlen(line);
-            while (n && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t')) n--;
-            while (n && (*line == ' ' || *line == '\t')) line++, n--;
+            while (n && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t'))
+                n--;
+            while (n && (*line == ' ' || *line == '\t'))
+                line++, n--;
             if (n && line[0] != '#' && append_phrase(&re, line, n)) rc = sft_errf(err, "out of memory");
             line = nl ? nl + 1 : NULL;
         }
@@ -161,7 +165,8 @@ static double repeated_ngram_ratio(filter_ctx *c, const sft_message *m, sft_err 
     if (sft_text_words(c->normalized.data, c->normalized.len, &c->words, err)) return -1;
     size_t n = (size_t)c->opts->repeat_ngram;
     if (c->words.count < n + 9) return 0;
-    if (sft_text_ngram_hashes(c->normalized.data, &c->words, n, &c->grams)) return sft_errf(err, "out of memory");
+    if (sft_text_ngram_hashes(c->normalized.data, &c->words, n, &c->grams))
+        return sft_errf(err, "out of memory");
     size_t total = c->grams.count;
     sft_u64s_sort_unique(&c->grams);
     return (double)(total - c->grams.count) / (double)total;
@@ -174,23 +179,28 @@ static int looks_cut(filter_ctx *c, const sft_message *m, sft_err *err) {
     const char *s = m->content;
     size_t len = m->content_len;
     if (memmem(s, len, "```", 3)) return 0;
-    while (len && (s[len - 1] == ' ' || s[len - 1] == '\n' || s[len - 1] == '\r' || s[len - 1] == '\t')) len--;
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\n' || s[len - 1] == '\r' || s[len - 1] == '\t'))
+        len--;
     if (!len) return 0;
     size_t line_start = len;
-    while (line_start && s[line_start - 1] != '\n') line_start--;
+    while (line_start && s[line_start - 1] != '\n')
+        line_start--;
     const char *last_line = s + line_start;
-    while (*last_line == ' ' || *last_line == '\t') last_line++;
+    while (*last_line == ' ' || *last_line == '\t')
+        last_line++;
     if (*last_line == '-' || *last_line == '*' || *last_line == '|' || *last_line == '#') return 0;
     if (*last_line >= '0' && *last_line <= '9') {
         const char *p = last_line;
-        while (*p >= '0' && *p <= '9') p++;
+        while (*p >= '0' && *p <= '9')
+            p++;
         if (*p == '.' || *p == ')') return 0;
     }
     if (sft_text_words(s, len, &c->words, err)) return -1;
     if (c->words.count < (size_t)c->opts->cut_min_words) return 0;
     /* The last code point. */
     size_t at = len - 1;
-    while (at && ((unsigned char)s[at] & 0xC0) == 0x80) at--;
+    while (at && ((unsigned char)s[at] & 0xC0) == 0x80)
+        at--;
     unsigned char last = (unsigned char)s[at];
     if (last < 0x80) {
         if (strchr(",;:-(/", last)) return 1;
@@ -202,7 +212,8 @@ static int looks_cut(filter_ctx *c, const sft_message *m, sft_err *err) {
     if (sft_text_words(s + at, len - at, &tail, err) == 0 && tail.count == 1) {
         uint64_t counts[SFT_SCRIPT_COUNT] = {0};
         if (sft_text_script_counts(s + at, len - at, counts, err) == 0)
-            for (int k = 0; k < SFT_SCRIPT_COUNT; k++) cut |= counts[k] > 0;
+            for (int k = 0; k < SFT_SCRIPT_COUNT; k++)
+                cut |= counts[k] > 0;
         /* Han/Kana texts end without a full stop far more often than cut; leave them. */
         if (counts[SFT_SCRIPT_HAN] || counts[SFT_SCRIPT_HIRAGANA] || counts[SFT_SCRIPT_KATAKANA]) cut = 0;
     }
@@ -220,13 +231,15 @@ static int judge(filter_ctx *c, const sft_record *rec, sft_err *err) {
         return SFT_RULE_NO_ANSWER;
     }
     if (rec->messages[rec->message_count - 1].role == SFT_ROLE_USER) {
-        snprintf(c->detail, sizeof c->detail, "the last user turn (message %zu) has no answer", rec->message_count);
+        snprintf(c->detail, sizeof c->detail, "the last user turn (message %zu) has no answer",
+                 rec->message_count);
         return SFT_RULE_NO_ANSWER;
     }
     for (size_t i = 0; i < rec->message_count && !o->allow_empty; i++) {
         const sft_message *m = &rec->messages[i];
         if (m->role != SFT_ROLE_SYSTEM && sft_text_is_blank(m->content, m->content_len)) {
-            snprintf(c->detail, sizeof c->detail, "message %zu (%s) is empty or white space", i + 1, sft_role_name(m->role));
+            snprintf(c->detail, sizeof c->detail, "message %zu (%s) is empty or white space", i + 1,
+                     sft_role_name(m->role));
             return SFT_RULE_EMPTY_TURN;
         }
     }
@@ -245,8 +258,8 @@ static int judge(filter_ctx *c, const sft_record *rec, sft_err *err) {
             return SFT_RULE_TOO_LONG;
         }
         if (o->min_answer_chars && m->role == SFT_ROLE_ASSISTANT && chars < o->min_answer_chars) {
-            snprintf(c->detail, sizeof c->detail, "answer (message %zu) has %ld characters < %ld", i + 1, chars,
-                     o->min_answer_chars);
+            snprintf(c->detail, sizeof c->detail, "answer (message %zu) has %ld characters < %ld", i + 1,
+                     chars, o->min_answer_chars);
             return SFT_RULE_SHORT_ANSWER;
         }
     }
@@ -273,15 +286,16 @@ static int judge(filter_ctx *c, const sft_record *rec, sft_err *err) {
             chars += sft_text_chars(rec->messages[i].content, rec->messages[i].content_len);
         }
         if (chars && (double)bad / (double)chars > o->max_nonprintable_ratio) {
-            snprintf(c->detail, sizeof c->detail, "%zu of %zu characters are not printable (> %g)", bad, chars,
-                     o->max_nonprintable_ratio);
+            snprintf(c->detail, sizeof c->detail, "%zu of %zu characters are not printable (> %g)", bad,
+                     chars, o->max_nonprintable_ratio);
             return SFT_RULE_NONPRINTABLE;
         }
     }
     if (c->script_filter) {
         uint64_t counts[SFT_SCRIPT_COUNT] = {0};
         for (size_t i = 0; i < rec->message_count; i++)
-            if (sft_text_script_counts(rec->messages[i].content, rec->messages[i].content_len, counts, err)) return -2;
+            if (sft_text_script_counts(rec->messages[i].content, rec->messages[i].content_len, counts, err))
+                return -2;
         uint64_t total = 0, allowed = 0;
         int top = 0;
         for (int k = 0; k < SFT_SCRIPT_COUNT; k++) {
@@ -291,7 +305,8 @@ static int judge(filter_ctx *c, const sft_record *rec, sft_err *err) {
         }
         /* Records without letters (numbers, code symbols) have no script to judge. */
         if (total && (double)allowed / (double)total < o->min_script_share) {
-            snprintf(c->detail, sizeof c->detail, "%.0f%% of the letters are in the allowed scripts (mostly %s)",
+            snprintf(c->detail, sizeof c->detail,
+                     "%.0f%% of the letters are in the allowed scripts (mostly %s)",
                      100.0 * (double)allowed / (double)total, sft_script_name(top));
             return SFT_RULE_SCRIPT;
         }
@@ -299,7 +314,8 @@ static int judge(filter_ctx *c, const sft_record *rec, sft_err *err) {
     for (size_t i = 0; i < rec->message_count; i++) {
         const sft_message *m = &rec->messages[i];
         if (m->role != SFT_ROLE_ASSISTANT) continue;
-        if (c->refusal && pcre2_match(c->refusal, (PCRE2_SPTR)m->content, m->content_len, 0, 0, c->md, NULL) >= 0) {
+        if (c->refusal &&
+            pcre2_match(c->refusal, (PCRE2_SPTR)m->content, m->content_len, 0, 0, c->md, NULL) >= 0) {
             PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
             snprintf(c->detail, sizeof c->detail, "answer (message %zu) says \"%.*s\"", i + 1,
                      (int)(ov[1] - ov[0] > 120 ? 120 : ov[1] - ov[0]), m->content + ov[0]);
@@ -313,8 +329,9 @@ static int judge(filter_ctx *c, const sft_record *rec, sft_err *err) {
             double ratio = repeated_ngram_ratio(c, m, err);
             if (ratio < 0) return -2;
             if (ratio > o->max_repeat_ratio) {
-                snprintf(c->detail, sizeof c->detail, "%.0f%% of the word %d-grams of message %zu repeat (> %.0f%%)",
-                         100 * ratio, o->repeat_ngram, i + 1, 100 * o->max_repeat_ratio);
+                snprintf(c->detail, sizeof c->detail,
+                         "%.0f%% of the word %d-grams of message %zu repeat (> %.0f%%)", 100 * ratio,
+                         o->repeat_ngram, i + 1, 100 * o->max_repeat_ratio);
                 return SFT_RULE_REPETITION;
             }
         }
@@ -332,7 +349,8 @@ static int judge(filter_ctx *c, const sft_record *rec, sft_err *err) {
     for (int r = 0; r < o->drop_regex_count; r++)
         for (size_t i = 0; i < rec->message_count; i++)
             if (matches(c, c->drop[r], rec->messages[i].content, rec->messages[i].content_len)) {
-                snprintf(c->detail, sizeof c->detail, "message %zu matches --drop-regex '%s'", i + 1, o->drop_regex[r]);
+                snprintf(c->detail, sizeof c->detail, "message %zu matches --drop-regex '%s'", i + 1,
+                         o->drop_regex[r]);
                 return SFT_RULE_DROP_REGEX;
             }
     if (o->keep_regex_count) {
@@ -389,8 +407,9 @@ int sft_data_filter(const sft_data_io *io, const sft_filter_options *o, sft_filt
         for (char *save = NULL, *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
             int k = sft_script_parse(name);
             if (k < 0) {
-                rc = sft_errf(err, "--script: unknown script '%s' (Unicode names: Latin, Cyrillic, Greek, Arabic, "
-                                   "Hebrew, Devanagari, Han, Hiragana, Katakana, Hangul, Thai, ...)",
+                rc = sft_errf(err,
+                              "--script: unknown script '%s' (Unicode names: Latin, Cyrillic, Greek, Arabic, "
+                              "Hebrew, Devanagari, Han, Hiragana, Katakana, Hangul, Thai, ...)",
                               name);
                 break;
             }

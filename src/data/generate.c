@@ -13,9 +13,9 @@
 #include "data/pipeline.h"
 #include "io/suggest.h"
 
-const char *const sft_generate_task_names[] = {
-    "add", "subtract", "multiply", "max", "sort", "reverse_list", "reverse_word",
-    "uppercase", "count_letter", "word_length", "convert_units", NULL};
+const char *const sft_generate_task_names[] = {"add",          "subtract",     "multiply",      "max",
+                                               "sort",         "reverse_list", "reverse_word",  "uppercase",
+                                               "count_letter", "word_length",  "convert_units", NULL};
 const char *const sft_generate_task_descriptions[] = {
     "sum of two numbers",
     "difference of two numbers (never negative)",
@@ -33,8 +33,8 @@ const char *const sft_generate_task_descriptions[] = {
 /* Short common words of lower-case ASCII letters: the whole vocabulary (none
  * of them a word of the prompt templates, so a prompt names its word once). */
 static const char *const words[] = {
-    "apple", "banana", "cherry", "lemon", "mango", "grape", "melon", "peach", "table", "chair",
-    "house", "river", "stone", "cloud", "green", "water", "light", "music", "paper", "pencil",
+    "apple",  "banana", "cherry", "lemon",  "mango",  "grape",  "melon",  "peach",  "table",  "chair",
+    "house",  "river",  "stone",  "cloud",  "green",  "water",  "light",  "music",  "paper",  "pencil",
     "window", "garden", "yellow", "orange", "planet", "rocket", "silver", "forest", "bottle", "ladder",
     "summer", "winter", "spring", "animal", "button", "candle", "dragon", "finger", "jacket", "kitten"};
 #define WORD_COUNT (sizeof words / sizeof words[0])
@@ -54,7 +54,9 @@ static uint64_t next(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-static long uniform(uint64_t *s, long lo, long hi) { return lo + (long)(next(s) % (uint64_t)(hi - lo + 1)); }
+static long uniform(uint64_t *s, long lo, long hi) {
+    return lo + (long)(next(s) % (uint64_t)(hi - lo + 1));
+}
 
 static int task_index(const char *name) {
     for (int i = 0; sft_generate_task_names[i]; i++)
@@ -66,7 +68,8 @@ static int task_index(const char *name) {
 static void join_numbers(const long *v, int n, char *out, size_t cap) {
     size_t o = 0;
     out[0] = 0;
-    for (int i = 0; i < n && o < cap; i++) o += (size_t)snprintf(out + o, cap - o, "%s%ld", i ? " " : "", v[i]);
+    for (int i = 0; i < n && o < cap; i++)
+        o += (size_t)snprintf(out + o, cap - o, "%s%ld", i ? " " : "", v[i]);
 }
 
 static int cmp_long(const void *a, const void *b) {
@@ -84,7 +87,11 @@ static void task_record(int task, uint64_t *rng, long max_number, char *prompt, 
     char list[128];
     switch (task) {
     case 0: /* add */
-        snprintf(prompt, pcap, form == 0 ? "What is %ld + %ld?" : form == 1 ? "Add %ld and %ld." : "Compute %ld plus %ld.", a, b);
+        snprintf(prompt, pcap,
+                 form == 0   ? "What is %ld + %ld?"
+                 : form == 1 ? "Add %ld and %ld."
+                             : "Compute %ld plus %ld.",
+                 a, b);
         snprintf(answer, acap, "%ld", a + b);
         break;
     case 1: /* subtract */
@@ -93,7 +100,10 @@ static void task_record(int task, uint64_t *rng, long max_number, char *prompt, 
             a = b;
             b = t;
         }
-        snprintf(prompt, pcap, form == 0 ? "What is %ld - %ld?" : form == 1 ? "Subtract %ld from %ld." : "Compute %ld minus %ld.",
+        snprintf(prompt, pcap,
+                 form == 0   ? "What is %ld - %ld?"
+                 : form == 1 ? "Subtract %ld from %ld."
+                             : "Compute %ld minus %ld.",
                  form == 1 ? b : a, form == 1 ? a : b);
         snprintf(answer, acap, "%ld", a - b);
         break;
@@ -101,69 +111,115 @@ static void task_record(int task, uint64_t *rng, long max_number, char *prompt, 
         long top = max_number < 12 ? max_number : 12;
         a = uniform(rng, 0, top);
         b = uniform(rng, 0, top);
-        snprintf(prompt, pcap, form == 0 ? "What is %ld * %ld?" : form == 1 ? "Multiply %ld by %ld." : "Compute %ld times %ld.", a, b);
+        snprintf(prompt, pcap,
+                 form == 0   ? "What is %ld * %ld?"
+                 : form == 1 ? "Multiply %ld by %ld."
+                             : "Compute %ld times %ld.",
+                 a, b);
         snprintf(answer, acap, "%ld", a * b);
         break;
     }
     case 3: /* max */
-        for (int i = 0; i < n; i++) v[i] = uniform(rng, 0, max_number);
+        for (int i = 0; i < n; i++)
+            v[i] = uniform(rng, 0, max_number);
         join_numbers(v, n, list, sizeof list);
-        snprintf(prompt, pcap, form == 0 ? "What is the largest number in: %s?" : form == 1 ? "Find the maximum of %s." : "Which is biggest: %s?", list);
+        snprintf(prompt, pcap,
+                 form == 0   ? "What is the largest number in: %s?"
+                 : form == 1 ? "Find the maximum of %s."
+                             : "Which is biggest: %s?",
+                 list);
         qsort(v, (size_t)n, sizeof *v, cmp_long);
         snprintf(answer, acap, "%ld", v[n - 1]);
         break;
     case 4: /* sort */
-        for (int i = 0; i < n; i++) v[i] = uniform(rng, 0, max_number);
+        for (int i = 0; i < n; i++)
+            v[i] = uniform(rng, 0, max_number);
         join_numbers(v, n, list, sizeof list);
-        snprintf(prompt, pcap, form == 0 ? "Sort these numbers: %s" : form == 1 ? "Sort in increasing order: %s" : "Put in order from small to large: %s", list);
+        snprintf(prompt, pcap,
+                 form == 0   ? "Sort these numbers: %s"
+                 : form == 1 ? "Sort in increasing order: %s"
+                             : "Put in order from small to large: %s",
+                 list);
         qsort(v, (size_t)n, sizeof *v, cmp_long);
         join_numbers(v, n, answer, acap);
         break;
     case 5: { /* reverse_list */
-        for (int i = 0; i < n; i++) v[i] = uniform(rng, 0, 9);
+        for (int i = 0; i < n; i++)
+            v[i] = uniform(rng, 0, 9);
         join_numbers(v, n, list, sizeof list);
-        snprintf(prompt, pcap, form == 0 ? "Reverse the list: %s" : form == 1 ? "Write this list backwards: %s" : "Reverse the order of: %s", list);
+        snprintf(prompt, pcap,
+                 form == 0   ? "Reverse the list: %s"
+                 : form == 1 ? "Write this list backwards: %s"
+                             : "Reverse the order of: %s",
+                 list);
         long r[5];
-        for (int i = 0; i < n; i++) r[i] = v[n - 1 - i];
+        for (int i = 0; i < n; i++)
+            r[i] = v[n - 1 - i];
         join_numbers(r, n, answer, acap);
         break;
     }
     case 6: { /* reverse_word */
-        snprintf(prompt, pcap, form == 0 ? "Reverse the word %s." : form == 1 ? "Spell %s backwards." : "Write the word %s in reverse.", w);
+        snprintf(prompt, pcap,
+                 form == 0   ? "Reverse the word %s."
+                 : form == 1 ? "Spell %s backwards."
+                             : "Write the word %s in reverse.",
+                 w);
         size_t len = strlen(w);
-        for (size_t i = 0; i < len && i + 1 < acap; i++) answer[i] = w[len - 1 - i];
+        for (size_t i = 0; i < len && i + 1 < acap; i++)
+            answer[i] = w[len - 1 - i];
         answer[len < acap ? len : acap - 1] = 0;
         break;
     }
     case 7: { /* uppercase */
-        snprintf(prompt, pcap, form == 0 ? "Write %s in capital letters." : form == 1 ? "Make the word %s upper case." : "Spell %s in capitals.", w);
+        snprintf(prompt, pcap,
+                 form == 0   ? "Write %s in capital letters."
+                 : form == 1 ? "Make the word %s upper case."
+                             : "Spell %s in capitals.",
+                 w);
         size_t len = strlen(w);
-        for (size_t i = 0; i <= len && i < acap; i++) answer[i] = (char)(w[i] >= 'a' && w[i] <= 'z' ? w[i] - 32 : w[i]);
+        for (size_t i = 0; i <= len && i < acap; i++)
+            answer[i] = (char)(w[i] >= 'a' && w[i] <= 'z' ? w[i] - 32 : w[i]);
         break;
     }
     case 8: { /* count_letter: a letter of the word most of the time, sometimes one it lacks */
         size_t len = strlen(w);
         char letter = (next(rng) % 4) ? w[next(rng) % len] : (char)('a' + next(rng) % 26);
         int count = 0;
-        for (size_t i = 0; i < len; i++) count += w[i] == letter;
-        snprintf(prompt, pcap, form == 0 ? "How many times does the letter %c appear in %s?" : form == 1 ? "Count the letter %c in the word %s." : "How often is %c in %s?", letter, w);
+        for (size_t i = 0; i < len; i++)
+            count += w[i] == letter;
+        snprintf(prompt, pcap,
+                 form == 0   ? "How many times does the letter %c appear in %s?"
+                 : form == 1 ? "Count the letter %c in the word %s."
+                             : "How often is %c in %s?",
+                 letter, w);
         snprintf(answer, acap, "%d", count);
         break;
     }
     case 9: /* word_length */
-        snprintf(prompt, pcap, form == 0 ? "How many letters are in the word %s?" : form == 1 ? "Count the letters of %s." : "What is the length of the word %s?", w);
+        snprintf(prompt, pcap,
+                 form == 0   ? "How many letters are in the word %s?"
+                 : form == 1 ? "Count the letters of %s."
+                             : "What is the length of the word %s?",
+                 w);
         snprintf(answer, acap, "%zu", strlen(w));
         break;
     default: { /* convert_units */
         static const struct {
             const char *from, *to;
             long factor;
-        } units[] = {{"km", "m", 1000}, {"m", "cm", 100}, {"kg", "g", 1000}, {"hours", "minutes", 60}, {"minutes", "seconds", 60}};
+        } units[] = {{"km", "m", 1000},
+                     {"m", "cm", 100},
+                     {"kg", "g", 1000},
+                     {"hours", "minutes", 60},
+                     {"minutes", "seconds", 60}};
         int u = (int)(next(rng) % 5);
         long q = uniform(rng, 1, max_number < 20 ? max_number : 20);
-        if (form == 0) snprintf(prompt, pcap, "Convert %ld %s to %s.", q, units[u].from, units[u].to);
-        else if (form == 1) snprintf(prompt, pcap, "How many %s are in %ld %s?", units[u].to, q, units[u].from);
-        else snprintf(prompt, pcap, "Express %ld %s in %s.", q, units[u].from, units[u].to);
+        if (form == 0)
+            snprintf(prompt, pcap, "Convert %ld %s to %s.", q, units[u].from, units[u].to);
+        else if (form == 1)
+            snprintf(prompt, pcap, "How many %s are in %ld %s?", units[u].to, q, units[u].from);
+        else
+            snprintf(prompt, pcap, "Express %ld %s in %s.", q, units[u].from, units[u].to);
         snprintf(answer, acap, "%ld", q * units[u].factor);
         break;
     }
@@ -202,15 +258,17 @@ int sft_data_generate(const sft_generate_options *o, const char *output, sft_err
             int t = task_index(name);
             if (t < 0) {
                 size_t n = 0;
-                while (sft_generate_task_names[n]) n++;
+                while (sft_generate_task_names[n])
+                    n++;
                 const char *near = sft_suggest(name, sft_generate_task_names, n);
-                return sft_errf(err, "--tasks: unknown task family '%s'%s%s%s (see sft data generate --list)", name,
-                                near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
+                return sft_errf(err, "--tasks: unknown task family '%s'%s%s%s (see sft data generate --list)",
+                                name, near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
             }
             if (task_count < 32) tasks[task_count++] = t;
         }
     } else
-        for (int t = 0; sft_generate_task_names[t]; t++) tasks[task_count++] = t;
+        for (int t = 0; sft_generate_task_names[t]; t++)
+            tasks[task_count++] = t;
     if (!task_count) return sft_errf(err, "--tasks: no task family given");
     sft_writer *w = sft_writer_open(output, err);
     if (!w) return -1;
@@ -220,7 +278,8 @@ int sft_data_generate(const sft_generate_options *o, const char *output, sft_err
         int t = tasks[i % task_count];
         uint64_t rng = record_stream(o->seed, (uint64_t)i);
         task_record(t, &rng, o->max_number, prompt, sizeof prompt, answer, sizeof answer);
-        sft_message m[2] = {{SFT_ROLE_USER, prompt, strlen(prompt), NULL}, {SFT_ROLE_ASSISTANT, answer, strlen(answer), NULL}};
+        sft_message m[2] = {{SFT_ROLE_USER, prompt, strlen(prompt), NULL},
+                            {SFT_ROLE_ASSISTANT, answer, strlen(answer), NULL}};
         json_t *head = json_object();
         snprintf(id, sizeof id, "gen-%06ld", i);
         json_object_set_new(head, "id", json_string(id));

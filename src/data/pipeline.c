@@ -40,7 +40,8 @@ int sft_data_each(const sft_data_io *io, int allow_no_assistant, sft_record_fn f
             }
             if (got == 0) break;
             if (!reported && io->log) {
-                fprintf(io->log, "%s: %s format%s\n", io->inputs[i], sft_data_format_name(sft_reader_format(r)),
+                fprintf(io->log, "%s: %s format%s\n", io->inputs[i],
+                        sft_data_format_name(sft_reader_format(r)),
                         io->format == SFT_FORMAT_AUTO ? " (detected)" : "");
                 reported = 1;
             }
@@ -80,7 +81,8 @@ static int convert_one(sft_record *rec, void *p, sft_err *err) {
     if (rec->format == c->to) return sft_writer_put_record(c->out, rec, err);
     char where[512];
     snprintf(where, sizeof where, "%s:%zu", rec->path, rec->line);
-    json_t *built = sft_record_build(rec->json, rec->format, rec->messages, rec->message_count, c->to, where, err);
+    json_t *built =
+        sft_record_build(rec->json, rec->format, rec->messages, rec->message_count, c->to, where, err);
     if (!built) return -1;
     int rc = sft_writer_put_json(c->out, built, err);
     json_decref(built);
@@ -159,10 +161,10 @@ typedef struct {
     uint64_t *batch_keys;
     sft_u64s *batch_sets;
     uint32_t *batch_sigs;
-    long *batch_prior;          /* best leader from before the batch, or -1 */
+    long *batch_prior; /* best leader from before the batch, or -1 */
     double *batch_prior_jaccard;
-    size_t batch_from;          /* leaders numbered from here on were made in this batch */
-    char **paths; /* stable copies of the input paths the batch points to */
+    size_t batch_from; /* leaders numbered from here on were made in this batch */
+    char **paths;      /* stable copies of the input paths the batch points to */
     size_t path_count;
     sft_dedup_summary *summary;
     /* report only */
@@ -226,7 +228,8 @@ static int dedup_decide(dedup_ctx *c, size_t i, sft_err *err) {
             c->leader_to_kept[before] = (uint32_t)c->kept;
         }
     }
-    if (c->opts->exact && sft_u64map_add(&c->exact_keys, key, (uint32_t)c->kept)) return sft_errf(err, "out of memory");
+    if (c->opts->exact && sft_u64map_add(&c->exact_keys, key, (uint32_t)c->kept))
+        return sft_errf(err, "out of memory");
     if (c->opts->report) {
         if (c->kept == c->kept_cap) {
             size_t cap = c->kept_cap ? 2 * c->kept_cap : 1024;
@@ -265,11 +268,14 @@ static int dedup_flush(dedup_ctx *c, sft_err *err) {
                 rc = sft_record_shingles(rec, (size_t)c->opts->shingle_words, c->opts->prompt_only, &scratch,
                                          &c->batch_sets[i], &local);
                 const uint32_t *sig = c->batch_sigs + i * (size_t)perms;
-                if (!rc) sft_near_index_signature(c->near, c->batch_sets[i].items, c->batch_sets[i].count, (uint32_t *)sig);
+                if (!rc)
+                    sft_near_index_signature(c->near, c->batch_sets[i].items, c->batch_sets[i].count,
+                                             (uint32_t *)sig);
                 /* Match against the leaders of earlier batches (read-only here). */
                 size_t verified = 0;
                 if (!rc && sft_near_index_best(c->near, c->batch_sets[i].items, c->batch_sets[i].count, sig,
-                                               c->batch_from, &c->batch_prior[i], &c->batch_prior_jaccard[i], &verified))
+                                               c->batch_from, &c->batch_prior[i], &c->batch_prior_jaccard[i],
+                                               &verified))
                     rc = sft_errf(&local, "out of memory");
                 verified_total += verified;
             }
@@ -346,7 +352,8 @@ static int write_dedup_report(dedup_ctx *c, const char *path, sft_err *err) {
                     c->removed[k].jaccard);
         }
         fprintf(f, "]}\n");
-        while (i < c->removed_count && c->removed[i].cluster == cl) i++;
+        while (i < c->removed_count && c->removed[i].cluster == cl)
+            i++;
     }
     fclose(f);
     c->summary->clusters = clusters;
@@ -369,7 +376,9 @@ int sft_data_dedup(const sft_data_io *io, const sft_dedup_options *o, sft_dedup_
     c.batch = calloc(DEDUP_BATCH, sizeof *c.batch);
     c.batch_keys = calloc(DEDUP_BATCH, sizeof *c.batch_keys);
     c.batch_sets = calloc(DEDUP_BATCH, sizeof *c.batch_sets);
-    if (c.near) c.batch_sigs = calloc((size_t)DEDUP_BATCH * (size_t)sft_near_index_num_perm(c.near), sizeof *c.batch_sigs);
+    if (c.near)
+        c.batch_sigs =
+            calloc((size_t)DEDUP_BATCH * (size_t)sft_near_index_num_perm(c.near), sizeof *c.batch_sigs);
     c.batch_prior = calloc(DEDUP_BATCH, sizeof *c.batch_prior);
     c.batch_prior_jaccard = calloc(DEDUP_BATCH, sizeof *c.batch_prior_jaccard);
     if (!c.batch || !c.batch_keys || !c.batch_sets || (c.near && !c.batch_sigs) || !c.batch_prior ||
@@ -384,19 +393,26 @@ int sft_data_dedup(const sft_data_io *io, const sft_dedup_options *o, sft_dedup_
         s->kept = c.kept;
         if (c.near) s->candidates = sft_near_index_candidates(c.near);
         if (!rc && o->report) rc = write_dedup_report(&c, o->report, err);
-        if (rc) sft_writer_abort(c.out);
-        else rc = sft_writer_commit(c.out, err);
+        if (rc)
+            sft_writer_abort(c.out);
+        else
+            rc = sft_writer_commit(c.out, err);
     }
     if (o->report) {
-        for (size_t i = 0; i < c.kept && c.kept_origins; i++) origin_free(&c.kept_origins[i]);
-        for (size_t i = 0; i < c.removed_count; i++) origin_free(&c.removed[i].from);
+        for (size_t i = 0; i < c.kept && c.kept_origins; i++)
+            origin_free(&c.kept_origins[i]);
+        for (size_t i = 0; i < c.removed_count; i++)
+            origin_free(&c.removed[i].from);
     }
     free(c.kept_origins);
     free(c.removed);
     free(c.leader_to_kept);
-    for (size_t i = 0; c.batch && i < DEDUP_BATCH; i++) sft_record_free(&c.batch[i]);
-    for (size_t i = 0; c.batch_sets && i < DEDUP_BATCH; i++) sft_u64s_free(&c.batch_sets[i]);
-    for (size_t i = 0; i < c.path_count; i++) free(c.paths[i]);
+    for (size_t i = 0; c.batch && i < DEDUP_BATCH; i++)
+        sft_record_free(&c.batch[i]);
+    for (size_t i = 0; c.batch_sets && i < DEDUP_BATCH; i++)
+        sft_u64s_free(&c.batch_sets[i]);
+    for (size_t i = 0; i < c.path_count; i++)
+        free(c.paths[i]);
     free(c.paths);
     free(c.batch);
     free(c.batch_keys);
@@ -419,16 +435,16 @@ void sft_decontam_options_default(sft_decontam_options *o) {
 
 typedef struct {
     origin from;
-    size_t hits;          /* matching n-grams */
-    size_t records;       /* training records that matched it */
-    size_t last_record;   /* 1 + the last training record counted */
-    char *first_hit; /* the first training record that hit it */
+    size_t hits;        /* matching n-grams */
+    size_t records;     /* training records that matched it */
+    size_t last_record; /* 1 + the last training record counted */
+    char *first_hit;    /* the first training record that hit it */
 } eval_item;
 
 typedef struct {
     const sft_decontam_options *opts;
-    sft_u64map grams;        /* n-gram hash -> eval item */
-    uint64_t lengths;        /* bit L set: some evaluation text is one L-gram (L < 64) */
+    sft_u64map grams; /* n-gram hash -> eval item */
+    uint64_t lengths; /* bit L set: some evaluation text is one L-gram (L < 64) */
     eval_item *items;
     size_t item_count, item_cap;
     sft_text_scratch scratch;
@@ -523,7 +539,8 @@ static int check_grams(decontam_ctx *c, size_t n) {
     /* A text shorter than n words gives one hash of all its words: that is an
      * L-gram, not an n-gram, and must not match the n-gram table. */
     if (c->scratch.words.count < n) return 0;
-    for (size_t i = 0; i < c->hashes.count; i++) sft_u64map_each(&c->grams, c->hashes.items[i], record_hit, c);
+    for (size_t i = 0; i < c->hashes.count; i++)
+        sft_u64map_each(&c->grams, c->hashes.items[i], record_hit, c);
     return 0;
 }
 
@@ -532,7 +549,8 @@ static int decontam_one(sft_record *rec, void *p, sft_err *err) {
     c->hit = 0;
     c->record_no++;
     for (size_t m = 0; m < rec->message_count; m++) {
-        if (sft_text_normalized_words(rec->messages[m].content, rec->messages[m].content_len, &c->scratch, err))
+        if (sft_text_normalized_words(rec->messages[m].content, rec->messages[m].content_len, &c->scratch,
+                                      err))
             return -1;
         if (check_grams(c, (size_t)c->opts->ngram)) return sft_errf(err, "out of memory");
         for (size_t len = 1; len < 64 && len < (size_t)c->opts->ngram; len++)
@@ -562,8 +580,9 @@ static int write_decontam_report(decontam_ctx *c, const char *path, sft_err *err
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     if (!f) return sft_errf(err, "out of memory");
-    fprintf(f, "{\"ngram\":%d,\"min_ngram\":%d,\"eval_items\":%zu,\"eval_items_hit\":%zu,"
-               "\"training_records\":%zu,\"removed\":%zu,\"hit\":[",
+    fprintf(f,
+            "{\"ngram\":%d,\"min_ngram\":%d,\"eval_items\":%zu,\"eval_items_hit\":%zu,"
+            "\"training_records\":%zu,\"removed\":%zu,\"hit\":[",
             c->opts->ngram, c->opts->min_ngram, c->item_count, c->summary->eval_items_hit,
             c->summary->records, c->summary->removed);
     int first = 1;
@@ -597,7 +616,8 @@ int sft_data_decontaminate(const sft_data_io *io, const sft_decontam_options *o,
     c.opts = o;
     c.summary = s;
     int rc = 0;
-    for (int i = 0; i < o->against_count && !rc; i++) rc = load_eval_file(&c, o->against[i], err);
+    for (int i = 0; i < o->against_count && !rc; i++)
+        rc = load_eval_file(&c, o->against[i], err);
     if (!rc) {
         s->eval_items = c.item_count;
         c.out = sft_writer_open(io->output, err);
@@ -609,7 +629,8 @@ int sft_data_decontaminate(const sft_data_io *io, const sft_decontam_options *o,
             s->records = each.records;
             s->skipped = each.skipped;
         }
-        for (size_t i = 0; i < c.item_count; i++) s->eval_items_hit += c.items[i].hits > 0;
+        for (size_t i = 0; i < c.item_count; i++)
+            s->eval_items_hit += c.items[i].hits > 0;
         if (!rc && o->report) rc = write_decontam_report(&c, o->report, err);
         if (!rc && c.rejected) {
             rc = sft_writer_commit(c.rejected, err);

@@ -59,12 +59,12 @@ int sft_data_convert(const sft_data_io *io, sft_data_format to, sft_each_summary
 
 /* ---- dedup ---- */
 typedef struct sft_dedup_options {
-    int exact;            /* remove exact duplicates (normalised) */
-    int near;             /* remove near duplicates (MinHash LSH, verified) */
-    int shingle_words;    /* default 5 */
-    int prompt_only;      /* compare system+user messages only */
+    int exact;         /* remove exact duplicates (normalised) */
+    int near;          /* remove near duplicates (MinHash LSH, verified) */
+    int shingle_words; /* default 5 */
+    int prompt_only;   /* compare system+user messages only */
     sft_near_options near_opts;
-    const char *report;   /* JSONL of clusters, or NULL */
+    const char *report; /* JSONL of clusters, or NULL */
 } sft_dedup_options;
 void sft_dedup_options_default(sft_dedup_options *o);
 typedef struct sft_dedup_summary {
@@ -87,38 +87,47 @@ void sft_decontam_options_default(sft_decontam_options *o);
 typedef struct sft_decontam_summary {
     size_t records, kept, removed, eval_items, eval_items_hit, skipped;
 } sft_decontam_summary;
-int sft_data_decontaminate(const sft_data_io *io, const sft_decontam_options *o,
-                           sft_decontam_summary *s, sft_err *err);
+int sft_data_decontaminate(const sft_data_io *io, const sft_decontam_options *o, sft_decontam_summary *s,
+                           sft_err *err);
 
 /* ---- filter ---- */
 #define SFT_FILTER_MAX_REGEX 16
 typedef struct sft_filter_options {
-    long min_chars, max_chars;       /* per user/assistant turn, 0 = off */
-    long min_answer_chars;           /* per assistant turn, 0 = off */
-    sft_token_counter *tokens;       /* for the token bounds below (NULL = off) */
-    long min_tokens, max_tokens;     /* per user/assistant turn, 0 = off */
-    int allow_empty;                 /* keep empty/white-space turns */
-    int check_refusal;               /* default 1 */
-    const char *refusal_file;        /* one phrase a line (# comments); NULL = built-in list */
-    int repeat_ngram;                /* default 3 */
-    double max_repeat_ratio;         /* default 0.3 (0 = off) */
-    double max_nonprintable_ratio;   /* default 0.01 (0 = off) */
-    const char *scripts;             /* comma list, NULL = off */
-    double min_script_share;         /* default 0.5 */
-    int check_cut;                   /* answers cut mid-sentence, default 1 */
-    int cut_min_words;               /* only answers at least this long, default 20 */
+    long min_chars, max_chars;     /* per user/assistant turn, 0 = off */
+    long min_answer_chars;         /* per assistant turn, 0 = off */
+    sft_token_counter *tokens;     /* for the token bounds below (NULL = off) */
+    long min_tokens, max_tokens;   /* per user/assistant turn, 0 = off */
+    int allow_empty;               /* keep empty/white-space turns */
+    int check_refusal;             /* default 1 */
+    const char *refusal_file;      /* one phrase a line (# comments); NULL = built-in list */
+    int repeat_ngram;              /* default 3 */
+    double max_repeat_ratio;       /* default 0.3 (0 = off) */
+    double max_nonprintable_ratio; /* default 0.01 (0 = off) */
+    const char *scripts;           /* comma list, NULL = off */
+    double min_script_share;       /* default 0.5 */
+    int check_cut;                 /* answers cut mid-sentence, default 1 */
+    int cut_min_words;             /* only answers at least this long, default 20 */
     const char *keep_regex[SFT_FILTER_MAX_REGEX];
     int keep_regex_count;
     const char *drop_regex[SFT_FILTER_MAX_REGEX];
     int drop_regex_count;
-    const char *rejected;            /* rejected records with "_filter_rule", or NULL */
+    const char *rejected; /* rejected records with "_filter_rule", or NULL */
 } sft_filter_options;
 void sft_filter_options_default(sft_filter_options *o);
 /* The rules in the order they are tried; a record is rejected by the first that fires. */
 enum {
-    SFT_RULE_NO_ANSWER, SFT_RULE_EMPTY_TURN, SFT_RULE_TOO_SHORT, SFT_RULE_TOO_LONG,
-    SFT_RULE_SHORT_ANSWER, SFT_RULE_NONPRINTABLE, SFT_RULE_SCRIPT, SFT_RULE_REFUSAL,
-    SFT_RULE_REPETITION, SFT_RULE_CUT_OFF, SFT_RULE_DROP_REGEX, SFT_RULE_KEEP_REGEX,
+    SFT_RULE_NO_ANSWER,
+    SFT_RULE_EMPTY_TURN,
+    SFT_RULE_TOO_SHORT,
+    SFT_RULE_TOO_LONG,
+    SFT_RULE_SHORT_ANSWER,
+    SFT_RULE_NONPRINTABLE,
+    SFT_RULE_SCRIPT,
+    SFT_RULE_REFUSAL,
+    SFT_RULE_REPETITION,
+    SFT_RULE_CUT_OFF,
+    SFT_RULE_DROP_REGEX,
+    SFT_RULE_KEEP_REGEX,
     SFT_RULE_COUNT
 };
 const char *sft_filter_rule_name(int rule);
@@ -160,7 +169,7 @@ int sft_stats_write_html(const sft_stats *s, const char *path, sft_err *err);
 
 /* ---- generate ---- */
 typedef struct sft_generate_options {
-    long count;             /* records */
+    long count; /* records */
     uint64_t seed;
     const char *tasks;      /* comma list of task families, NULL = all */
     sft_data_format format; /* messages (default), alpaca, sharegpt, prompt-completion */
@@ -177,11 +186,11 @@ int sft_generate_one(const char *task, uint64_t seed, uint64_t index, long max_n
 
 /* ---- augment ---- */
 typedef struct sft_augment_options {
-    int variants;          /* new records per record, default 1 */
+    int variants; /* new records per record, default 1 */
     uint64_t seed;
-    int keep_original;     /* default 1 */
+    int keep_original;                         /* default 1 */
     int prefixes, constraints, system_prompts; /* which rewrites, default all 1 */
-    const char *system_file; /* system prompts, one a line; NULL = built-in list */
+    const char *system_file;                   /* system prompts, one a line; NULL = built-in list */
 } sft_augment_options;
 void sft_augment_options_default(sft_augment_options *o);
 typedef struct sft_augment_summary {

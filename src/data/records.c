@@ -17,8 +17,7 @@
 #include "io/json.h"
 #include "io/suggest.h"
 
-static const char *format_names[] = {"auto", "alpaca", "sharegpt", "messages", "prompt-completion",
-                                     "text"};
+static const char *format_names[] = {"auto", "alpaca", "sharegpt", "messages", "prompt-completion", "text"};
 #define FORMAT_NAME_COUNT (sizeof format_names / sizeof format_names[0])
 
 const char *sft_data_format_name(sft_data_format format) {
@@ -44,7 +43,9 @@ const char *sft_role_name(sft_role role) {
     return (unsigned)role < SFT_ROLE_COUNT ? names[role] : "?";
 }
 
-void sft_record_init(sft_record *rec) { memset(rec, 0, sizeof *rec); }
+void sft_record_init(sft_record *rec) {
+    memset(rec, 0, sizeof *rec);
+}
 
 void sft_record_clear(sft_record *rec) {
     json_decref(rec->json);
@@ -65,8 +66,8 @@ void sft_record_free(sft_record *rec) {
     rec->message_cap = 0;
 }
 
-static int push_message(sft_record *rec, sft_role role, const char *content, size_t len,
-                        const json_t *source, sft_err *err) {
+static int push_message(sft_record *rec, sft_role role, const char *content, size_t len, const json_t *source,
+                        sft_err *err) {
     if (rec->message_count == rec->message_cap) {
         size_t cap = rec->message_cap ? 2 * rec->message_cap : 8;
         sft_message *m = realloc(rec->messages, cap * sizeof *m);
@@ -82,8 +83,7 @@ sft_data_format sft_data_format_detect(const json_t *record) {
     if (!json_is_object(record)) return SFT_FORMAT_AUTO;
     if (json_object_get(record, "messages")) return SFT_FORMAT_MESSAGES;
     if (json_object_get(record, "conversations")) return SFT_FORMAT_SHAREGPT;
-    if (json_object_get(record, "instruction") && json_object_get(record, "output"))
-        return SFT_FORMAT_ALPACA;
+    if (json_object_get(record, "instruction") && json_object_get(record, "output")) return SFT_FORMAT_ALPACA;
     if (json_object_get(record, "prompt") && json_object_get(record, "completion"))
         return SFT_FORMAT_PROMPT_COMPLETION;
     if (json_object_get(record, "text")) return SFT_FORMAT_TEXT;
@@ -92,18 +92,24 @@ sft_data_format sft_data_format_detect(const json_t *record) {
 
 static const char *format_keys(sft_data_format f) {
     switch (f) {
-    case SFT_FORMAT_ALPACA: return "'instruction' and 'output' (optional 'input', 'system')";
-    case SFT_FORMAT_SHAREGPT: return "'conversations' (a list of {from, value})";
-    case SFT_FORMAT_MESSAGES: return "'messages' (a list of {role, content})";
-    case SFT_FORMAT_PROMPT_COMPLETION: return "'prompt' and 'completion'";
-    case SFT_FORMAT_TEXT: return "'text'";
-    default: return "the keys of one of alpaca, sharegpt, messages, prompt-completion, text";
+    case SFT_FORMAT_ALPACA:
+        return "'instruction' and 'output' (optional 'input', 'system')";
+    case SFT_FORMAT_SHAREGPT:
+        return "'conversations' (a list of {from, value})";
+    case SFT_FORMAT_MESSAGES:
+        return "'messages' (a list of {role, content})";
+    case SFT_FORMAT_PROMPT_COMPLETION:
+        return "'prompt' and 'completion'";
+    case SFT_FORMAT_TEXT:
+        return "'text'";
+    default:
+        return "the keys of one of alpaca, sharegpt, messages, prompt-completion, text";
     }
 }
 
 /* A string member that must be present (required) or may be absent/null. */
-static int string_member(const json_t *obj, const char *key, int required, const char **s,
-                         size_t *len, const char *where, sft_data_format format, sft_err *err) {
+static int string_member(const json_t *obj, const char *key, int required, const char **s, size_t *len,
+                         const char *where, sft_data_format format, sft_err *err) {
     const char *fmt_name = sft_data_format_name(format);
     const json_t *v = json_object_get(obj, key);
     *s = NULL;
@@ -116,9 +122,10 @@ static int string_member(const json_t *obj, const char *key, int required, const
     }
     if (!json_is_string(v))
         return sft_errf(err, "%s: '%s' must be a string, got %s", where, key,
-                        json_is_array(v) ? "a list" : json_is_object(v) ? "an object"
-                                                  : json_is_number(v) ? "a number"
-                                                                      : "true/false");
+                        json_is_array(v)    ? "a list"
+                        : json_is_object(v) ? "an object"
+                        : json_is_number(v) ? "a number"
+                                            : "true/false");
     *s = json_string_value(v);
     *len = json_string_length(v);
     return 0;
@@ -129,8 +136,8 @@ static int sharegpt_role(const char *from, sft_role *role) {
     static const struct {
         const char *name;
         sft_role role;
-    } table[] = {{"human", SFT_ROLE_USER},      {"user", SFT_ROLE_USER},
-                 {"gpt", SFT_ROLE_ASSISTANT},   {"assistant", SFT_ROLE_ASSISTANT},
+    } table[] = {{"human", SFT_ROLE_USER},        {"user", SFT_ROLE_USER},
+                 {"gpt", SFT_ROLE_ASSISTANT},     {"assistant", SFT_ROLE_ASSISTANT},
                  {"chatgpt", SFT_ROLE_ASSISTANT}, {"model", SFT_ROLE_ASSISTANT},
                  {"system", SFT_ROLE_SYSTEM}};
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
@@ -174,24 +181,22 @@ static int turns_from_list(sft_record *rec, const json_t *list, const char *list
         const char *rname = json_string_value(r);
         if ((sharegpt ? sharegpt_role(rname, &role) : messages_role(rname, &role)) &&
             (sharegpt ? messages_role(rname, &role) : sharegpt_role(rname, &role)))
-            return sft_errf(err,
-                            "%s: %s[%zu] has unknown role '%s' (expected %s)", where, list_key, i,
-                            rname,
+            return sft_errf(err, "%s: %s[%zu] has unknown role '%s' (expected %s)", where, list_key, i, rname,
                             sharegpt ? "human, user, gpt, assistant, chatgpt, model or system"
                                      : "system, user or assistant");
         if (!json_is_string(c))
-            return sft_errf(err, "%s: %s[%zu].%s must be a string, got %s", where, list_key, i,
-                            content_key,
-                            !c ? "nothing" : json_is_array(c) ? "a list (multimodal parts are not supported)"
-                                           : json_is_null(c) ? "null"
-                                                             : "a non-string");
+            return sft_errf(err, "%s: %s[%zu].%s must be a string, got %s", where, list_key, i, content_key,
+                            !c                 ? "nothing"
+                            : json_is_array(c) ? "a list (multimodal parts are not supported)"
+                            : json_is_null(c)  ? "null"
+                                               : "a non-string");
         if (push_message(rec, role, json_string_value(c), json_string_length(c), turn, err)) return -1;
     }
     return 0;
 }
 
-int sft_record_from_json(sft_record *rec, json_t *json, sft_data_format format,
-                         int allow_no_assistant, const char *where, sft_err *err) {
+int sft_record_from_json(sft_record *rec, json_t *json, sft_data_format format, int allow_no_assistant,
+                         const char *where, sft_err *err) {
     json_decref(rec->json);
     rec->json = json;
     rec->message_count = 0;
@@ -211,8 +216,7 @@ int sft_record_from_json(sft_record *rec, json_t *json, sft_data_format format,
             string_member(json, "output", 1, &output, &olen, where, format, err))
             return -1;
         const json_t *history = json_object_get(json, "history");
-        if (history && !(json_is_array(history) && json_array_size(history) == 0) &&
-            !json_is_null(history))
+        if (history && !(json_is_array(history) && json_array_size(history) == 0) && !json_is_null(history))
             return sft_errf(err,
                             "%s: alpaca 'history' (earlier turns) is not supported; convert the "
                             "record to sharegpt or messages",
@@ -284,7 +288,8 @@ int sft_record_from_json(sft_record *rec, json_t *json, sft_data_format format,
 
 size_t sft_record_count_role(const sft_record *rec, sft_role role) {
     size_t n = 0;
-    for (size_t i = 0; i < rec->message_count; i++) n += rec->messages[i].role == role;
+    for (size_t i = 0; i < rec->message_count; i++)
+        n += rec->messages[i].role == role;
     return n;
 }
 
@@ -303,16 +308,16 @@ struct sft_reader {
     char *path;
     sft_reader_options opts;
     sft_data_format format;
-    size_t first_line;   /* line of the record that fixed the format */
+    size_t first_line;    /* line of the record that fixed the format */
     unsigned char *chunk; /* read buffer */
     size_t chunk_len, chunk_pos;
     int eof;
-    size_t line;      /* current line (1-based) */
-    size_t bytes;     /* bytes consumed */
-    int array_mode;   /* -1 unknown, 0 JSONL, 1 JSON array */
-    int array_done;   /* ']' seen */
+    size_t line;    /* current line (1-based) */
+    size_t bytes;   /* bytes consumed */
+    int array_mode; /* -1 unknown, 0 JSONL, 1 JSON array */
+    int array_done; /* ']' seen */
     size_t element_count;
-    char *buf;        /* the current record text */
+    char *buf; /* the current record text */
     size_t buf_len, buf_cap;
     size_t index;
     size_t skipped;
@@ -363,7 +368,9 @@ static int buf_push(sft_reader *r, char c, sft_err *err) {
     return 0;
 }
 
-static int is_space(int c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+static int is_space(int c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 /* Skips whitespace (counting lines). */
 static int skip_space(sft_reader *r, sft_err *err) {
@@ -409,11 +416,21 @@ void sft_reader_close(sft_reader *r) {
     free(r);
 }
 
-sft_data_format sft_reader_format(const sft_reader *r) { return r->format; }
-size_t sft_reader_skipped(const sft_reader *r) { return r->skipped; }
-const char *sft_reader_first_skip(const sft_reader *r) { return r->first_skip; }
-size_t sft_reader_bytes_read(const sft_reader *r) { return r->bytes; }
-const char *sft_reader_path(const sft_reader *r) { return r->path; }
+sft_data_format sft_reader_format(const sft_reader *r) {
+    return r->format;
+}
+size_t sft_reader_skipped(const sft_reader *r) {
+    return r->skipped;
+}
+const char *sft_reader_first_skip(const sft_reader *r) {
+    return r->first_skip;
+}
+size_t sft_reader_bytes_read(const sft_reader *r) {
+    return r->bytes;
+}
+const char *sft_reader_path(const sft_reader *r) {
+    return r->path;
+}
 
 /* Decides JSONL or array from the first non-blank byte (after a UTF-8 BOM). */
 static int detect_layout(sft_reader *r, sft_err *err) {
@@ -451,7 +468,8 @@ static int read_line(sft_reader *r, size_t *start_line, sft_err *err) {
         if (c == -2) return -1;
         if (c == '\n') r->line++;
         if (!any) return 0;
-        while (r->buf_len && (r->buf[r->buf_len - 1] == '\r')) r->buf_len--;
+        while (r->buf_len && (r->buf[r->buf_len - 1] == '\r'))
+            r->buf_len--;
         r->buf[r->buf_len] = 0;
         if (!blank) return 1;
         if (c < 0) return 0;
@@ -471,7 +489,8 @@ static int read_element(sft_reader *r, size_t *start_line, sft_err *err) {
             if (skip_space(r, err)) return -1;
             int t = peekbyte(r, err);
             if (t == -2) return -1;
-            if (t >= 0) return sft_errf(err, "%s:%zu: unexpected text after the JSON array", r->path, r->line);
+            if (t >= 0)
+                return sft_errf(err, "%s:%zu: unexpected text after the JSON array", r->path, r->line);
             return 0;
         }
         if (c != ',')
@@ -489,18 +508,23 @@ static int read_element(sft_reader *r, size_t *start_line, sft_err *err) {
         c = peekbyte(r, err);
         if (c == -2) return -1;
         if (c < 0)
-            return sft_errf(err, "%s:%zu: file ends inside a JSON array element started at line %zu",
-                            r->path, r->line, *start_line);
+            return sft_errf(err, "%s:%zu: file ends inside a JSON array element started at line %zu", r->path,
+                            r->line, *start_line);
         if (!in_string && depth == 0 && (c == ',' || c == ']' || is_space(c)) && r->buf_len > 0) break;
         getbyte(r, err);
         if (c == '\n') r->line++;
         if (buf_push(r, (char)c, err)) return -1;
         if (in_string) {
-            if (escape) escape = 0;
-            else if (c == '\\') escape = 1;
-            else if (c == '"') in_string = 0;
-        } else if (c == '"') in_string = 1;
-        else if (c == '{' || c == '[') depth++;
+            if (escape)
+                escape = 0;
+            else if (c == '\\')
+                escape = 1;
+            else if (c == '"')
+                in_string = 0;
+        } else if (c == '"')
+            in_string = 1;
+        else if (c == '{' || c == '[')
+            depth++;
         else if (c == '}' || c == ']') {
             if (--depth == 0) break;
             if (depth < 0) return sft_errf(err, "%s:%zu: unbalanced '%c'", r->path, r->line, c);
@@ -513,20 +537,21 @@ static int read_element(sft_reader *r, size_t *start_line, sft_err *err) {
 
 /* Parses one record's text. Integers stay integers (an id 17 is written back
  * as 17, not 17.0); only integers past 64 bits are read as reals. */
-static json_t *parse_record_text(const char *text, size_t len, const char *path, size_t line,
-                                 sft_err *err) {
+static json_t *parse_record_text(const char *text, size_t len, const char *path, size_t line, sft_err *err) {
     json_error_t jerr;
     json_t *j = json_loadb(text, len, JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
     if (!j && json_error_code(&jerr) == json_error_numeric_overflow)
         j = json_loadb(text, len, JSON_ALLOW_NUL | JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &jerr);
     if (!j) {
-        sft_errf(err, "%s:%zu: invalid JSON (column %d): %s", path, line + (size_t)jerr.line - 1,
-                 jerr.column, jerr.text);
+        sft_errf(err, "%s:%zu: invalid JSON (column %d): %s", path, line + (size_t)jerr.line - 1, jerr.column,
+                 jerr.text);
         return NULL;
     }
     if (!json_is_object(j)) {
         sft_errf(err, "%s:%zu: expected a JSON object (one record), got %s", path, line,
-                 json_is_array(j) ? "a list" : json_is_string(j) ? "a string" : "a scalar");
+                 json_is_array(j)    ? "a list"
+                 : json_is_string(j) ? "a string"
+                                     : "a scalar");
         json_decref(j);
         return NULL;
     }
@@ -575,8 +600,8 @@ int sft_reader_next(sft_reader *r, sft_record *rec, sft_err *err) {
             r->format = f;
             r->first_line = line;
         } else if (!r->opts.format && sft_data_format_detect(json) != f) {
-            sft_errf(err, "%s: expected a %s record (%s) like the first record at line %zu",
-                     where, sft_data_format_name(f), format_keys(f), r->first_line);
+            sft_errf(err, "%s: expected a %s record (%s) like the first record at line %zu", where,
+                     sft_data_format_name(f), format_keys(f), r->first_line);
             json_decref(json);
             bad = 1;
         }
@@ -639,12 +664,24 @@ static void dump_value(FILE *f, const json_t *j) {
         }
         fputc(']', f);
         break;
-    case JSON_STRING: sft_json_write_string(f, json_string_value(j), json_string_length(j)); break;
-    case JSON_INTEGER: fprintf(f, "%lld", (long long)json_integer_value(j)); break;
-    case JSON_REAL: dump_real(f, json_real_value(j)); break;
-    case JSON_TRUE: fputs("true", f); break;
-    case JSON_FALSE: fputs("false", f); break;
-    case JSON_NULL: fputs("null", f); break;
+    case JSON_STRING:
+        sft_json_write_string(f, json_string_value(j), json_string_length(j));
+        break;
+    case JSON_INTEGER:
+        fprintf(f, "%lld", (long long)json_integer_value(j));
+        break;
+    case JSON_REAL:
+        dump_real(f, json_real_value(j));
+        break;
+    case JSON_TRUE:
+        fputs("true", f);
+        break;
+    case JSON_FALSE:
+        fputs("false", f);
+        break;
+    case JSON_NULL:
+        fputs("null", f);
+        break;
     }
 }
 
@@ -710,7 +747,9 @@ int sft_writer_put_record(sft_writer *w, const sft_record *rec, sft_err *err) {
     return sft_writer_put_json(w, rec->json, err);
 }
 
-size_t sft_writer_count(const sft_writer *w) { return w->count; }
+size_t sft_writer_count(const sft_writer *w) {
+    return w->count;
+}
 
 int sft_writer_commit(sft_writer *w, sft_err *err) {
     int rc = 0;
@@ -737,9 +776,9 @@ static int is_format_key(sft_data_format f, const char *key) {
     static const char *messages[] = {"messages", NULL};
     static const char *pc[] = {"prompt", "completion", NULL};
     static const char *text[] = {"text", NULL};
-    const char **keys = f == SFT_FORMAT_ALPACA     ? alpaca
-                        : f == SFT_FORMAT_SHAREGPT ? sharegpt
-                        : f == SFT_FORMAT_MESSAGES ? messages
+    const char **keys = f == SFT_FORMAT_ALPACA              ? alpaca
+                        : f == SFT_FORMAT_SHAREGPT          ? sharegpt
+                        : f == SFT_FORMAT_MESSAGES          ? messages
                         : f == SFT_FORMAT_PROMPT_COMPLETION ? pc
                         : f == SFT_FORMAT_TEXT              ? text
                                                             : NULL;
@@ -748,7 +787,9 @@ static int is_format_key(sft_data_format f, const char *key) {
     return 0;
 }
 
-static json_t *string_n(const char *s, size_t n) { return json_stringn_nocheck(s, n); }
+static json_t *string_n(const char *s, size_t n) {
+    return json_stringn_nocheck(s, n);
+}
 
 /* One turn object {role_key: name, content_key: text} keeping the source turn's other fields. */
 static json_t *turn_object(const sft_message *m, const char *role_key, const char *role_value,
@@ -776,8 +817,8 @@ static json_t *messages_list(const sft_message *m, size_t count) {
 }
 
 /* The new format's members, as an object (in their order). */
-static json_t *format_members(const sft_message *m, size_t count, sft_data_format format,
-                              const char *where, sft_err *err) {
+static json_t *format_members(const sft_message *m, size_t count, sft_data_format format, const char *where,
+                              sft_err *err) {
     json_t *out = json_object();
     size_t assistants = 0, users = 0, systems = 0;
     for (size_t i = 0; i < count; i++) {
@@ -807,13 +848,17 @@ static json_t *format_members(const sft_message *m, size_t count, sft_data_forma
     case SFT_FORMAT_SHAREGPT: {
         json_t *conv = json_array();
         for (size_t i = 0; i < count; i++) {
-            const char *from = m[i].role == SFT_ROLE_USER ? "human" : m[i].role == SFT_ROLE_ASSISTANT ? "gpt" : "system";
+            const char *from = m[i].role == SFT_ROLE_USER        ? "human"
+                               : m[i].role == SFT_ROLE_ASSISTANT ? "gpt"
+                                                                 : "system";
             json_array_append_new(conv, turn_object(&m[i], "from", from, "value"));
         }
         json_object_set_new(out, "conversations", conv);
         break;
     }
-    case SFT_FORMAT_MESSAGES: json_object_set_new(out, "messages", messages_list(m, count)); break;
+    case SFT_FORMAT_MESSAGES:
+        json_object_set_new(out, "messages", messages_list(m, count));
+        break;
     case SFT_FORMAT_PROMPT_COMPLETION: {
         /* Only the completion carries loss in prompt-completion; earlier assistant
          * turns would silently lose their supervision, so they are refused. */
@@ -854,9 +899,8 @@ static json_t *format_members(const sft_message *m, size_t count, sft_data_forma
     return out;
 }
 
-json_t *sft_record_build(const json_t *original, sft_data_format original_format,
-                         const sft_message *messages, size_t count, sft_data_format format,
-                         const char *where, sft_err *err) {
+json_t *sft_record_build(const json_t *original, sft_data_format original_format, const sft_message *messages,
+                         size_t count, sft_data_format format, const char *where, sft_err *err) {
     json_t *members = format_members(messages, count, format, where, err);
     if (!members) return NULL;
     json_t *out = json_object();

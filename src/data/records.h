@@ -92,8 +92,8 @@ void sft_record_free(sft_record *rec); /* frees everything the record owns */
 /* Normalises a parsed record (owned by rec afterwards) of a given format
  * (not AUTO). where = "FILE:LINE" for messages. allow_no_assistant lets a record
  * without an assistant turn through (filter reports it as a rule instead). */
-int sft_record_from_json(sft_record *rec, json_t *json, sft_data_format format,
-                         int allow_no_assistant, const char *where, sft_err *err);
+int sft_record_from_json(sft_record *rec, json_t *json, sft_data_format format, int allow_no_assistant,
+                         const char *where, sft_err *err);
 
 /* The format whose keys the object has (AUTO when none). */
 sft_data_format sft_data_format_detect(const json_t *record);
@@ -105,9 +105,9 @@ long sft_record_last_assistant(const sft_record *rec);
 
 /* ---- streaming reader ---- */
 typedef struct sft_reader_options {
-    sft_data_format format;  /* AUTO detects from the first record */
-    int skip_bad;            /* count bad lines/records instead of failing */
-    int allow_no_assistant;  /* see sft_record_from_json */
+    sft_data_format format; /* AUTO detects from the first record */
+    int skip_bad;           /* count bad lines/records instead of failing */
+    int allow_no_assistant; /* see sft_record_from_json */
 } sft_reader_options;
 
 typedef struct sft_reader sft_reader;
@@ -152,8 +152,7 @@ char *sft_record_dumps(const json_t *json);
  * `original` that is not one of its own format's keys (in their order, the new
  * format's keys where the first old format key was). Refuses what the target
  * cannot represent (multi-turn to alpaca, ...) with a message naming `where`. */
-json_t *sft_record_build(const json_t *original, sft_data_format original_format,
-                         const sft_message *messages, size_t count, sft_data_format format,
-                         const char *where, sft_err *err);
+json_t *sft_record_build(const json_t *original, sft_data_format original_format, const sft_message *messages,
+                         size_t count, sft_data_format format, const char *where, sft_err *err);
 
 #endif

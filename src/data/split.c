@@ -51,7 +51,8 @@ typedef struct {
 static int grow(void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return 0;
     size_t n = *cap ? *cap : 1024;
-    while (n < need) n *= 2;
+    while (n < need)
+        n *= 2;
     void *q = realloc(*p, n * elem);
     if (!q) return -1;
     *p = q;
@@ -61,9 +62,11 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem) {
 
 static int new_cluster(split_ctx *c, uint32_t stratum, sft_err *err) {
     size_t cap = c->cluster_cap;
-    if (grow((void **)&c->cluster_stratum, &cap, c->clusters + 1, sizeof(uint32_t))) return sft_errf(err, "out of memory");
+    if (grow((void **)&c->cluster_stratum, &cap, c->clusters + 1, sizeof(uint32_t)))
+        return sft_errf(err, "out of memory");
     cap = c->cluster_cap;
-    if (grow((void **)&c->cluster_size, &cap, c->clusters + 1, sizeof(uint32_t))) return sft_errf(err, "out of memory");
+    if (grow((void **)&c->cluster_size, &cap, c->clusters + 1, sizeof(uint32_t)))
+        return sft_errf(err, "out of memory");
     cap = c->cluster_cap;
     if (grow((void **)&c->cluster_side, &cap, c->clusters + 1, 1)) return sft_errf(err, "out of memory");
     c->cluster_cap = cap;
@@ -96,12 +99,14 @@ static int split_pass1(sft_record *rec, void *p, sft_err *err) {
     if (stratum_of(c, rec, &stratum, err)) return -1;
     long cluster = -1;
     if (c->near) {
-        if (sft_record_shingles(rec, (size_t)c->opts->shingle_words, 0, &c->scratch, &c->shingles, err)) return -1;
+        if (sft_record_shingles(rec, (size_t)c->opts->shingle_words, 0, &c->scratch, &c->shingles, err))
+            return -1;
         long leader;
         double j;
         size_t before = sft_near_index_leaders(c->near);
         if (sft_near_index_assign(c->near, c->shingles.items, c->shingles.count, &leader, &j, err)) return -1;
-        if (leader >= 0) cluster = c->leader_cluster[leader];
+        if (leader >= 0)
+            cluster = c->leader_cluster[leader];
         else if (sft_near_index_leaders(c->near) > before) {
             if (grow((void **)&c->leader_cluster, &c->leader_cap, before + 1, sizeof(uint32_t)))
                 return sft_errf(err, "out of memory");
@@ -112,7 +117,8 @@ static int split_pass1(sft_record *rec, void *p, sft_err *err) {
         cluster = (long)c->clusters;
         if (new_cluster(c, stratum, err)) return -1;
     }
-    if (grow((void **)&c->cluster_of, &c->cap, c->records + 1, sizeof(uint32_t))) return sft_errf(err, "out of memory");
+    if (grow((void **)&c->cluster_of, &c->cap, c->records + 1, sizeof(uint32_t)))
+        return sft_errf(err, "out of memory");
     c->cluster_of[c->records++] = (uint32_t)cluster;
     c->cluster_size[cluster]++;
     return 0;
@@ -176,8 +182,8 @@ int sft_data_split(const sft_data_io *io, const sft_split_options *o, sft_split_
     memset(s, 0, sizeof *s);
     if (!io->output) return sft_errf(err, "split needs an output folder (-o DIR)");
     if (!(o->val_fraction >= 0 && o->test_fraction >= 0 && o->val_fraction + o->test_fraction < 1))
-        return sft_errf(err, "--val %g and --test %g must be >= 0 and leave records for training", o->val_fraction,
-                        o->test_fraction);
+        return sft_errf(err, "--val %g and --test %g must be >= 0 and leave records for training",
+                        o->val_fraction, o->test_fraction);
     if (o->val_fraction + o->test_fraction <= 0) return sft_errf(err, "split: --val and --test are both 0");
     split_ctx c = {0};
     c.opts = o;
@@ -194,7 +200,8 @@ int sft_data_split(const sft_data_io *io, const sft_split_options *o, sft_split_
     for (int side = 0; side < 3 && !rc; side++) {
         if (side == 2 && o->test_fraction <= 0) continue;
         char path[4096];
-        if (sft_path_join(path, sizeof path, io->output, names[side], err) || !(c.out[side] = sft_writer_open(path, err)))
+        if (sft_path_join(path, sizeof path, io->output, names[side], err) ||
+            !(c.out[side] = sft_writer_open(path, err)))
             rc = -1;
     }
     if (!rc) {
@@ -206,8 +213,10 @@ int sft_data_split(const sft_data_io *io, const sft_split_options *o, sft_split_
     if (!rc && c.cursor != c.records) rc = sft_errf(err, "the inputs changed between the two passes");
     for (int side = 0; side < 3; side++) {
         if (!c.out[side]) continue;
-        if (!rc) rc = sft_writer_commit(c.out[side], err);
-        else sft_writer_abort(c.out[side]);
+        if (!rc)
+            rc = sft_writer_commit(c.out[side], err);
+        else
+            sft_writer_abort(c.out[side]);
     }
     s->train = c.written[0];
     s->val = c.written[1];

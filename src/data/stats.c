@@ -75,7 +75,7 @@ struct sft_stats {
     uint64_t messages[SFT_ROLE_COUNT];
     uint64_t empty_messages[SFT_ROLE_COUNT];
     length_dist role_chars[SFT_ROLE_COUNT];
-    length_dist turns;           /* assistant turns per record */
+    length_dist turns; /* assistant turns per record */
     uint64_t with_system, multi_turn;
     length_dist record_chars;
     uint64_t hist[HIST_BINS];
@@ -94,7 +94,7 @@ struct sft_stats {
     uint64_t scripts[SFT_SCRIPT_COUNT];
     field_stats fields[MAX_FIELDS];
     int field_count;
-    uint64_t fields_over;        /* distinct fields past MAX_FIELDS */
+    uint64_t fields_over; /* distinct fields past MAX_FIELDS */
     /* working state */
     sft_u64map seen;
     sft_text_scratch scratch;
@@ -103,8 +103,10 @@ struct sft_stats {
 
 void sft_stats_free(sft_stats *s) {
     if (!s) return;
-    for (int i = 0; i < s->file_count; i++) free(s->files[i].path);
-    for (int i = 0; i < s->field_count; i++) free(s->fields[i].name);
+    for (int i = 0; i < s->file_count; i++)
+        free(s->files[i].path);
+    for (int i = 0; i < s->field_count; i++)
+        free(s->fields[i].name);
     sft_u64map_free(&s->seen);
     sft_text_scratch_free(&s->scratch);
     free(s);
@@ -179,8 +181,10 @@ static int stats_one(sft_record *rec, void *p, sft_err *err) {
     s->multi_turn += assistants > 1;
     uint64_t key;
     if (sft_record_exact_hash(rec, &s->scratch, &key, err)) return -1;
-    if (sft_u64map_first(&s->seen, key) >= 0) s->exact_duplicates++;
-    else if (sft_u64map_add(&s->seen, key, 0)) return sft_errf(err, "out of memory");
+    if (sft_u64map_first(&s->seen, key) >= 0)
+        s->exact_duplicates++;
+    else if (sft_u64map_add(&s->seen, key, 0))
+        return sft_errf(err, "out of memory");
     /* Top-level string fields, whatever the format: characters and empties. */
     const char *k;
     json_t *v;
@@ -217,12 +221,17 @@ int sft_data_stats(const sft_data_io *io, const sft_stats_options *o, sft_stats 
     return 0;
 }
 
-static double mean(const length_dist *d) { return d->count ? (double)d->sum / (double)d->count : 0; }
+static double mean(const length_dist *d) {
+    return d->count ? (double)d->sum / (double)d->count : 0;
+}
 
 static void hist_label(int b, char *out, size_t cap) {
-    if (b == 0) snprintf(out, cap, "<16");
-    else if (b == HIST_BINS - 1) snprintf(out, cap, ">=%llu", 1ULL << (b + 3));
-    else snprintf(out, cap, "%llu-%llu", 1ULL << (b + 3), (1ULL << (b + 4)) - 1);
+    if (b == 0)
+        snprintf(out, cap, "<16");
+    else if (b == HIST_BINS - 1)
+        snprintf(out, cap, ">=%llu", 1ULL << (b + 3));
+    else
+        snprintf(out, cap, "%llu-%llu", 1ULL << (b + 3), (1ULL << (b + 4)) - 1);
 }
 
 static int last_bin(const uint64_t *hist) {
@@ -253,7 +262,8 @@ static void print_hist(FILE *f, const uint64_t *hist) {
 
 static uint64_t letters(const sft_stats *s) {
     uint64_t n = 0;
-    for (int k = 0; k < SFT_SCRIPT_COUNT; k++) n += s->scripts[k];
+    for (int k = 0; k < SFT_SCRIPT_COUNT; k++)
+        n += s->scripts[k];
     return n;
 }
 
@@ -272,7 +282,9 @@ void sft_stats_print_text(const sft_stats *s, FILE *f) {
                 sft_data_format_name(s->files[i].format));
     fprintf(f, "messages: system %llu, user %llu, assistant %llu\n", (unsigned long long)s->messages[0],
             (unsigned long long)s->messages[1], (unsigned long long)s->messages[2]);
-    fprintf(f, "turns: %.2f assistant turns per record (max %llu); %llu multi-turn records; %llu with a system prompt\n",
+    fprintf(f,
+            "turns: %.2f assistant turns per record (max %llu); %llu multi-turn records; %llu with a system "
+            "prompt\n",
             mean(&s->turns), (unsigned long long)s->turns.max, (unsigned long long)s->multi_turn,
             (unsigned long long)s->with_system);
     fprintf(f, "characters per message:\n");
@@ -295,10 +307,12 @@ void sft_stats_print_text(const sft_stats *s, FILE *f) {
             print_hist(f, s->token_hist);
             fprintf(f, "supervised tokens: %llu of %llu (%.1f%%)\n", (unsigned long long)s->supervised_tokens,
                     (unsigned long long)s->record_tokens.sum,
-                    s->record_tokens.sum ? 100.0 * (double)s->supervised_tokens / (double)s->record_tokens.sum : 0);
+                    s->record_tokens.sum ? 100.0 * (double)s->supervised_tokens / (double)s->record_tokens.sum
+                                         : 0);
             fprintf(f, "longer than --max-len %ld: %llu records (%.1f%%)\n", s->max_len,
                     (unsigned long long)s->truncated,
-                    s->record_tokens.count ? 100.0 * (double)s->truncated / (double)s->record_tokens.count : 0);
+                    s->record_tokens.count ? 100.0 * (double)s->truncated / (double)s->record_tokens.count
+                                           : 0);
         }
         if (!s->has_record_tokens)
             fprintf(f, "no chat template, so no record-level token counts: %s\n", s->template_note);
@@ -312,7 +326,8 @@ void sft_stats_print_text(const sft_stats *s, FILE *f) {
     int any = 0;
     for (int i = 0; i < s->field_count; i++)
         if (s->fields[i].empty) {
-            fprintf(f, "%s %s %llu", any ? "," : "", s->fields[i].name, (unsigned long long)s->fields[i].empty);
+            fprintf(f, "%s %s %llu", any ? "," : "", s->fields[i].name,
+                    (unsigned long long)s->fields[i].empty);
             any = 1;
         }
     fprintf(f, "%s\n", any ? "" : " none");
@@ -323,16 +338,19 @@ void sft_stats_print_text(const sft_stats *s, FILE *f) {
     any = 0;
     for (int k = 0; k < SFT_SCRIPT_COUNT; k++)
         if (s->scripts[k] && total) {
-            fprintf(f, "%s%s %.1f%%", any ? ", " : "", sft_script_name(k), 100.0 * (double)s->scripts[k] / (double)total);
+            fprintf(f, "%s%s %.1f%%", any ? ", " : "", sft_script_name(k),
+                    100.0 * (double)s->scripts[k] / (double)total);
             any = 1;
         }
     fprintf(f, "%s\n", any ? "" : "no letters");
 }
 
 static void json_dist(FILE *f, const length_dist *d) {
-    fprintf(f, "{\"count\":%llu,\"mean\":%.2f,\"min\":%llu,\"p50\":%.0f,\"p95\":%.0f,\"max\":%llu,\"total\":%llu}",
-            (unsigned long long)d->count, mean(d), (unsigned long long)d->min, dist_quantile(d, 0.5),
-            dist_quantile(d, 0.95), (unsigned long long)d->max, (unsigned long long)d->sum);
+    fprintf(
+        f,
+        "{\"count\":%llu,\"mean\":%.2f,\"min\":%llu,\"p50\":%.0f,\"p95\":%.0f,\"max\":%llu,\"total\":%llu}",
+        (unsigned long long)d->count, mean(d), (unsigned long long)d->min, dist_quantile(d, 0.5),
+        dist_quantile(d, 0.95), (unsigned long long)d->max, (unsigned long long)d->sum);
 }
 
 char *sft_stats_json(const sft_stats *s) {
@@ -344,11 +362,13 @@ char *sft_stats_json(const sft_stats *s) {
     for (int i = 0; i < s->file_count; i++) {
         fprintf(f, "%s{\"path\":", i ? "," : "");
         sft_json_write_string(f, s->files[i].path, strlen(s->files[i].path));
-        fprintf(f, ",\"format\":\"%s\",\"records\":%zu}", sft_data_format_name(s->files[i].format), s->files[i].records);
+        fprintf(f, ",\"format\":\"%s\",\"records\":%zu}", sft_data_format_name(s->files[i].format),
+                s->files[i].records);
     }
     fprintf(f, "],\"messages\":{");
     for (int r = 0; r < SFT_ROLE_COUNT; r++)
-        fprintf(f, "%s\"%s\":%llu", r ? "," : "", sft_role_name((sft_role)r), (unsigned long long)s->messages[r]);
+        fprintf(f, "%s\"%s\":%llu", r ? "," : "", sft_role_name((sft_role)r),
+                (unsigned long long)s->messages[r]);
     fprintf(f, "},\"assistant_turns\":");
     json_dist(f, &s->turns);
     fprintf(f, ",\"multi_turn_records\":%llu,\"records_with_system\":%llu,\"chars_per_role\":{",
@@ -372,18 +392,21 @@ char *sft_stats_json(const sft_stats *s) {
     for (int b = first_bin(s->hist); b <= last_bin(s->hist) && s->records; b++) {
         char label[48];
         hist_label(b, label, sizeof label);
-        fprintf(f, "%s{\"chars\":\"%s\",\"records\":%llu}", first ? "" : ",", label, (unsigned long long)s->hist[b]);
+        fprintf(f, "%s{\"chars\":\"%s\",\"records\":%llu}", first ? "" : ",", label,
+                (unsigned long long)s->hist[b]);
         first = 0;
     }
     fprintf(f, "],\"exact_duplicates\":%llu,\"empty_messages\":{", (unsigned long long)s->exact_duplicates);
     for (int r = 0; r < SFT_ROLE_COUNT; r++)
-        fprintf(f, "%s\"%s\":%llu", r ? "," : "", sft_role_name((sft_role)r), (unsigned long long)s->empty_messages[r]);
-    fprintf(f, "},\"nonprintable_chars\":%llu,\"chars\":%llu,\"scripts\":{", (unsigned long long)s->nonprintable,
-            (unsigned long long)s->chars);
+        fprintf(f, "%s\"%s\":%llu", r ? "," : "", sft_role_name((sft_role)r),
+                (unsigned long long)s->empty_messages[r]);
+    fprintf(f, "},\"nonprintable_chars\":%llu,\"chars\":%llu,\"scripts\":{",
+            (unsigned long long)s->nonprintable, (unsigned long long)s->chars);
     first = 1;
     for (int k = 0; k < SFT_SCRIPT_COUNT; k++)
         if (s->scripts[k]) {
-            fprintf(f, "%s\"%s\":%llu", first ? "" : ",", sft_script_name(k), (unsigned long long)s->scripts[k]);
+            fprintf(f, "%s\"%s\":%llu", first ? "" : ",", sft_script_name(k),
+                    (unsigned long long)s->scripts[k]);
             first = 0;
         }
     fprintf(f, "}");
@@ -406,11 +429,12 @@ char *sft_stats_json(const sft_stats *s) {
                         (unsigned long long)s->token_hist[b]);
                 first_entry = 0;
             }
-            fprintf(f, "],\"supervised_tokens\":%llu,\"supervised_share\":%.4f,\"max_len\":%ld,"
-                       "\"longer_than_max_len\":%llu,\"longer_share\":%.4f",
+            fprintf(f,
+                    "],\"supervised_tokens\":%llu,\"supervised_share\":%.4f,\"max_len\":%ld,"
+                    "\"longer_than_max_len\":%llu,\"longer_share\":%.4f",
                     (unsigned long long)s->supervised_tokens,
-                    s->record_tokens.sum ? (double)s->supervised_tokens / (double)s->record_tokens.sum : 0, s->max_len,
-                    (unsigned long long)s->truncated,
+                    s->record_tokens.sum ? (double)s->supervised_tokens / (double)s->record_tokens.sum : 0,
+                    s->max_len, (unsigned long long)s->truncated,
                     s->record_tokens.count ? (double)s->truncated / (double)s->record_tokens.count : 0);
         }
         fprintf(f, "}");
@@ -422,11 +446,16 @@ char *sft_stats_json(const sft_stats *s) {
 
 static void html_escape(FILE *f, const char *s) {
     for (; *s; s++) {
-        if (*s == '<') fputs("&lt;", f);
-        else if (*s == '>') fputs("&gt;", f);
-        else if (*s == '&') fputs("&amp;", f);
-        else if (*s == '"') fputs("&quot;", f);
-        else fputc(*s, f);
+        if (*s == '<')
+            fputs("&lt;", f);
+        else if (*s == '>')
+            fputs("&gt;", f);
+        else if (*s == '&')
+            fputs("&amp;", f);
+        else if (*s == '"')
+            fputs("&quot;", f);
+        else
+            fputc(*s, f);
     }
 }
 
@@ -450,10 +479,12 @@ static void svg_histogram(FILE *f, const uint64_t *hist, const char *title) {
         int x = left + (b - lo) * bar_w + 4;
         char label[48];
         hist_label(b, label, sizeof label);
-        fprintf(f, "<rect x=\"%d\" y=\"%.1f\" width=\"%d\" height=\"%.1f\" fill=\"#4a7bd0\"><title>%s: %llu</title></rect>\n",
+        fprintf(f,
+                "<rect x=\"%d\" y=\"%.1f\" width=\"%d\" height=\"%.1f\" fill=\"#4a7bd0\"><title>%s: "
+                "%llu</title></rect>\n",
                 x, 10 + chart_h - h, bar_w - 8, h, label, (unsigned long long)hist[b]);
-        fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"10\" text-anchor=\"middle\">%s</text>\n", x + (bar_w - 8) / 2,
-                chart_h + 26 + ((b - lo) % 2) * 12, label);
+        fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"10\" text-anchor=\"middle\">%s</text>\n",
+                x + (bar_w - 8) / 2, chart_h + 26 + ((b - lo) % 2) * 12, label);
     }
     fprintf(f, "</svg>\n");
 }
@@ -471,15 +502,20 @@ int sft_stats_write_html(const sft_stats *s, const char *path, sft_err *err) {
     svg_histogram(f, s->hist, "Record length (characters)");
     if (s->record_tokens.count) {
         char title[128];
-        snprintf(title, sizeof title, "Record length (tokens, template %s; max-len %ld)", s->template_name, s->max_len);
+        snprintf(title, sizeof title, "Record length (tokens, template %s; max-len %ld)", s->template_name,
+                 s->max_len);
         svg_histogram(f, s->token_hist, title);
     }
-    fprintf(f, "<h2>Characters per message and field</h2>\n<table><tr><th>what</th><th>count</th><th>mean</th>"
-               "<th>min</th><th>p50</th><th>p95</th><th>max</th><th>empty</th></tr>\n");
+    fprintf(f,
+            "<h2>Characters per message and field</h2>\n<table><tr><th>what</th><th>count</th><th>mean</th>"
+            "<th>min</th><th>p50</th><th>p95</th><th>max</th><th>empty</th></tr>\n");
     for (int r = 0; r < SFT_ROLE_COUNT; r++) {
         const length_dist *d = &s->role_chars[r];
         if (!d->count) continue;
-        fprintf(f, "<tr><td>%s messages</td><td>%llu</td><td>%.1f</td><td>%llu</td><td>%.0f</td><td>%.0f</td><td>%llu</td><td>%llu</td></tr>\n",
+        fprintf(f,
+                "<tr><td>%s "
+                "messages</td><td>%llu</td><td>%.1f</td><td>%llu</td><td>%.0f</td><td>%.0f</td><td>%llu</"
+                "td><td>%llu</td></tr>\n",
                 sft_role_name((sft_role)r), (unsigned long long)d->count, mean(d), (unsigned long long)d->min,
                 dist_quantile(d, 0.5), dist_quantile(d, 0.95), (unsigned long long)d->max,
                 (unsigned long long)s->empty_messages[r]);
@@ -488,7 +524,9 @@ int sft_stats_write_html(const sft_stats *s, const char *path, sft_err *err) {
         const length_dist *d = &s->fields[i].chars;
         fprintf(f, "<tr><td>field ");
         html_escape(f, s->fields[i].name);
-        fprintf(f, "</td><td>%llu</td><td>%.1f</td><td>%llu</td><td>%.0f</td><td>%.0f</td><td>%llu</td><td>%llu</td></tr>\n",
+        fprintf(f,
+                "</td><td>%llu</td><td>%.1f</td><td>%llu</td><td>%.0f</td><td>%.0f</td><td>%llu</"
+                "td><td>%llu</td></tr>\n",
                 (unsigned long long)d->count, mean(d), (unsigned long long)d->min, dist_quantile(d, 0.5),
                 dist_quantile(d, 0.95), (unsigned long long)d->max, (unsigned long long)s->fields[i].empty);
     }

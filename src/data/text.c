@@ -18,7 +18,8 @@
 int sft_buf_append(sft_buf *b, const char *s, size_t n) {
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
+        while (cap < b->len + n + 1)
+            cap *= 2;
         char *d = realloc(b->data, cap);
         if (!d) return -1;
         b->data = d;
@@ -93,7 +94,8 @@ int sft_text_normalize(const char *s, size_t len, sft_buf *out, sft_err *err) {
     out->len = 0;
     if (sft_buf_append(out, "", 0)) return sft_errf(err, "out of memory");
     size_t i = 0;
-    while (i < len && !((unsigned char)s[i] & 0x80)) i++;
+    while (i < len && !((unsigned char)s[i] & 0x80))
+        i++;
     if (i == len) {
         /* ASCII: NFKC is the identity and case folding is tolower; the output
          * is never longer than the input. */
@@ -120,8 +122,8 @@ int sft_text_normalize(const char *s, size_t len, sft_buf *out, sft_err *err) {
     for (i = 0; i < len;) {
         int32_t cp;
         utf8proc_ssize_t n = utf8proc_iterate(p + i, (utf8proc_ssize_t)(len - i), &cp);
-        int rc = n <= 0 ? sft_buf_append(&valid, "\xEF\xBF\xBD", 3)
-                        : sft_buf_append(&valid, s + i, (size_t)n);
+        int rc =
+            n <= 0 ? sft_buf_append(&valid, "\xEF\xBF\xBD", 3) : sft_buf_append(&valid, s + i, (size_t)n);
         if (rc) {
             sft_buf_free(&valid);
             return sft_errf(err, "out of memory");
@@ -129,9 +131,9 @@ int sft_text_normalize(const char *s, size_t len, sft_buf *out, sft_err *err) {
         i += n <= 0 ? 1 : (size_t)n;
     }
     utf8proc_uint8_t *mapped = NULL;
-    utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)valid.data, (utf8proc_ssize_t)valid.len,
-                                      &mapped,
-                                      UTF8PROC_STABLE | UTF8PROC_COMPAT | UTF8PROC_COMPOSE | UTF8PROC_CASEFOLD);
+    utf8proc_ssize_t m =
+        utf8proc_map((const utf8proc_uint8_t *)valid.data, (utf8proc_ssize_t)valid.len, &mapped,
+                     UTF8PROC_STABLE | UTF8PROC_COMPAT | UTF8PROC_COMPOSE | UTF8PROC_CASEFOLD);
     sft_buf_free(&valid);
     if (m < 0) return sft_errf(err, "Unicode normalisation failed: %s", utf8proc_errmsg(m));
     int rc = collapse_space((const char *)mapped, (size_t)m, out);
@@ -143,10 +145,10 @@ int sft_text_normalize(const char *s, size_t len, sft_buf *out, sft_err *err) {
 /* ---------------------------------------------------------------- regexes */
 
 static const char *script_names[SFT_SCRIPT_COUNT] = {
-    "Latin",     "Cyrillic", "Greek",   "Armenian", "Georgian", "Hebrew",   "Arabic",
-    "Devanagari", "Bengali", "Gurmukhi", "Gujarati", "Tamil",   "Telugu",   "Kannada",
-    "Malayalam", "Sinhala",  "Thai",    "Lao",      "Khmer",    "Myanmar",  "Tibetan",
-    "Ethiopic",  "Hangul",   "Hiragana", "Katakana", "Han",     "Other"};
+    "Latin",      "Cyrillic", "Greek",    "Armenian", "Georgian", "Hebrew",  "Arabic",
+    "Devanagari", "Bengali",  "Gurmukhi", "Gujarati", "Tamil",    "Telugu",  "Kannada",
+    "Malayalam",  "Sinhala",  "Thai",     "Lao",      "Khmer",    "Myanmar", "Tibetan",
+    "Ethiopic",   "Hangul",   "Hiragana", "Katakana", "Han",      "Other"};
 
 static pcre2_code *word_re, *script_re;
 static char regex_error[256];
@@ -226,7 +228,8 @@ int sft_text_ngram_hashes(const char *s, const sft_spans *words, size_t n, sft_u
     size_t grams = words->count >= n ? words->count - n + 1 : 1;
     size_t width = words->count >= n ? n : words->count;
     int rc = 0;
-    for (size_t i = 0; i < grams && !rc; i++) rc = sft_u64s_push(out, XXH3_64bits(wh + i, width * sizeof *wh));
+    for (size_t i = 0; i < grams && !rc; i++)
+        rc = sft_u64s_push(out, XXH3_64bits(wh + i, width * sizeof *wh));
     free(wh);
     return rc;
 }
@@ -239,8 +242,10 @@ static void sort_u64(uint64_t *v, size_t n) {
         uint64_t pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
         size_t i = 0, j = n - 1;
         for (;;) {
-            while (v[i] < pivot) i++;
-            while (v[j] > pivot) j--;
+            while (v[i] < pivot)
+                i++;
+            while (v[j] > pivot)
+                j--;
             if (i >= j) break;
             uint64_t t = v[i];
             v[i] = v[j];
@@ -283,9 +288,12 @@ double sft_jaccard_sorted(const uint64_t *a, size_t na, const uint64_t *b, size_
     if (na == 0 && nb == 0) return 1.0;
     size_t i = 0, j = 0, both = 0;
     while (i < na && j < nb) {
-        if (a[i] == b[j]) both++, i++, j++;
-        else if (a[i] < b[j]) i++;
-        else j++;
+        if (a[i] == b[j])
+            both++, i++, j++;
+        else if (a[i] < b[j])
+            i++;
+        else
+            j++;
     }
     return (double)both / (double)(na + nb - both);
 }
@@ -303,7 +311,8 @@ int sft_script_parse(const char *name) {
 /* Code points in a valid-or-not UTF-8 range (continuation bytes do not start one). */
 static size_t count_code_points(const char *s, size_t len) {
     size_t n = 0;
-    for (size_t i = 0; i < len; i++) n += ((unsigned char)s[i] & 0xC0) != 0x80;
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)s[i] & 0xC0) != 0x80;
     return n;
 }
 
@@ -326,7 +335,9 @@ int sft_text_script_counts(const char *s, size_t len, uint64_t counts[SFT_SCRIPT
     return 0;
 }
 
-size_t sft_text_chars(const char *s, size_t len) { return count_code_points(s, len); }
+size_t sft_text_chars(const char *s, size_t len) {
+    return count_code_points(s, len);
+}
 
 size_t sft_text_nonprintable(const char *s, size_t len) {
     const uint8_t *p = (const uint8_t *)s;

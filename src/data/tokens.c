@@ -18,7 +18,8 @@ struct sft_token_counter {
     char note[SFT_ERR_MSG_MAX];
 };
 
-sft_token_counter *sft_token_counter_open(const char *tokenizer_dir, const char *template_name, sft_err *err) {
+sft_token_counter *sft_token_counter_open(const char *tokenizer_dir, const char *template_name,
+                                          sft_err *err) {
     sft_token_counter *tc = calloc(1, sizeof *tc);
     if (!tc) {
         sft_errf(err, "out of memory");
@@ -56,8 +57,12 @@ void sft_token_counter_free(sft_token_counter *tc) {
     free(tc);
 }
 
-int sft_token_counter_has_template(const sft_token_counter *tc) { return tc->tmpl != NULL; }
-const char *sft_token_counter_template_note(const sft_token_counter *tc) { return tc->note; }
+int sft_token_counter_has_template(const sft_token_counter *tc) {
+    return tc->tmpl != NULL;
+}
+const char *sft_token_counter_template_note(const sft_token_counter *tc) {
+    return tc->note;
+}
 const char *sft_token_counter_template_name(const sft_token_counter *tc) {
     return tc->tmpl ? sft_chat_template_name(tc->tmpl) : "none";
 }
@@ -73,7 +78,8 @@ int sft_token_count_record(sft_token_counter *tc, const sft_record *rec, size_t 
     if (sft_encode_record(&tc->enc, rec, 0, &tc->encoded, err)) return -1;
     *tokens = tc->encoded.count;
     size_t n = 0;
-    for (size_t i = 0; i < tc->encoded.count; i++) n += tc->encoded.mask[i] != 0;
+    for (size_t i = 0; i < tc->encoded.count; i++)
+        n += tc->encoded.mask[i] != 0;
     *supervised = n;
     return 0;
 }
