@@ -14,6 +14,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "io/file.h"
 #include "io/json.h"
 #include "model/ops.h"
 #include "model/session.h"
@@ -145,7 +146,24 @@ int sft_cmd_eval(int argc, char **argv) {
     sft_session s;
     if (sft_session_open(&s, model_dir, adapter, NULL, 0, &err)) return sft_cli_fail("eval", &err);
     char template_error[SFT_ERR_MSG_MAX] = "";
-    s.tmpl = sft_chat_template_for_tokenizer(s.tok, template_name, &err);
+    /* An adapter exported by sft train carries the template it was trained
+     * with; it wins over the base model's own unless --template names one. */
+    char adapter_template[4096];
+    char *adapter_text = NULL;
+    size_t adapter_len;
+    if (adapter && !strcmp(template_name, "auto") &&
+        snprintf(adapter_template, sizeof adapter_template, "%s/chat_template.jinja", adapter) <
+            (int)sizeof adapter_template &&
+        sft_file_exists(adapter_template) && sft_read_file(adapter_template, &adapter_text, &adapter_len, &err)) {
+        sft_session_close(&s);
+        return sft_cli_fail("eval", &err);
+    }
+    if (adapter_text)
+        s.tmpl = sft_chat_template_new(NULL, adapter_text, sft_tokenizer_bos_token(s.tok),
+                                       sft_tokenizer_eos_token(s.tok), &err);
+    else
+        s.tmpl = sft_chat_template_for_tokenizer(s.tok, template_name, &err);
+    free(adapter_text);
     if (!s.tmpl) snprintf(template_error, sizeof template_error, "%s", err.msg);
     sft_encoder enc;
     sft_dataset ds = {0};
