@@ -367,6 +367,7 @@ static int cmd_generate(int argc, char **argv, sft_err *err) {
          NULL},
         {"max-number", SFT_ARG_INT, &o.max_number, "largest operand (default 99)", NULL},
         {"list", SFT_ARG_BOOL, &list, "list the task families and exit", NULL},
+        {"unique", SFT_ARG_BOOL, &o.unique, "no two records with the same prompt", NULL},
         {"output", SFT_ARG_STRING, &c.output, "output file (also -o)", NULL},
         {"quiet", SFT_ARG_BOOL, &c.quiet,
          "accepted for symmetry with the other steps (generate prints one line)", NULL},

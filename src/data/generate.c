@@ -213,7 +213,7 @@ static void task_record(int task, uint64_t *rng, long max_number, char *prompt, 
                      {"hours", "minutes", 60},
                      {"minutes", "seconds", 60}};
         int u = (int)(next(rng) % 5);
-        long q = uniform(rng, 1, max_number < 20 ? max_number : 20);
+        long q = uniform(rng, 1, max_number);
         if (form == 0)
             snprintf(prompt, pcap, "Convert %ld %s to %s.", q, units[u].from, units[u].to);
         else if (form == 1)
@@ -273,11 +273,35 @@ int sft_data_generate(const sft_generate_options *o, const char *output, sft_err
     sft_writer *w = sft_writer_open(output, err);
     if (!w) return -1;
     char prompt[512], answer[256], id[32];
+    sft_u64map seen = {0};
+    sft_buf normalized = {0};
     for (long i = 0; i < o->count; i++) {
         /* Round robin over the families keeps them balanced in any prefix of the file. */
         int t = tasks[i % task_count];
         uint64_t rng = record_stream(o->seed, (uint64_t)i);
         task_record(t, &rng, o->max_number, prompt, sizeof prompt, answer, sizeof answer);
+        /* --unique: redraw (from streams of their own, so the file stays a
+         * function of the seed) until the prompt is new. */
+        for (int attempt = 1; o->unique; attempt++) {
+            if (sft_text_normalize(prompt, strlen(prompt), &normalized, err)) goto fail;
+            uint64_t key = sft_hash64(normalized.data, normalized.len, 0);
+            if (sft_u64map_first(&seen, key) < 0) {
+                if (sft_u64map_add(&seen, key, 0)) {
+                    sft_errf(err, "out of memory");
+                    goto fail;
+                }
+                break;
+            }
+            if (attempt == 1000) {
+                sft_errf(err,
+                         "--unique: task family '%s' has no new prompt left at record %ld (about %ld records "
+                         "a family); ask for fewer records, more families or a larger --max-number",
+                         sft_generate_task_names[t], i, i / task_count);
+                goto fail;
+            }
+            rng = record_stream(o->seed, (uint64_t)i + ((uint64_t)attempt << 40));
+            task_record(t, &rng, o->max_number, prompt, sizeof prompt, answer, sizeof answer);
+        }
         sft_message m[2] = {{SFT_ROLE_USER, prompt, strlen(prompt), NULL},
                             {SFT_ROLE_ASSISTANT, answer, strlen(answer), NULL}};
         json_t *head = json_object();
@@ -289,10 +313,16 @@ int sft_data_generate(const sft_generate_options *o, const char *output, sft_err
         json_decref(head);
         if (!rec || sft_writer_put_json(w, rec, err)) {
             json_decref(rec);
-            sft_writer_abort(w);
-            return -1;
+            goto fail;
         }
         json_decref(rec);
     }
+    sft_u64map_free(&seen);
+    sft_buf_free(&normalized);
     return sft_writer_commit(w, err);
+fail:
+    sft_u64map_free(&seen);
+    sft_buf_free(&normalized);
+    sft_writer_abort(w);
+    return -1;
 }

@@ -174,6 +174,7 @@ typedef struct sft_generate_options {
     const char *tasks;      /* comma list of task families, NULL = all */
     sft_data_format format; /* messages (default), alpaca, sharegpt, prompt-completion */
     long max_number;        /* operands up to this, default 99 */
+    int unique;             /* no two records with the same prompt (case and spacing aside) */
 } sft_generate_options;
 void sft_generate_options_default(sft_generate_options *o);
 /* Task family names, NULL-terminated, with a one-line description each. */

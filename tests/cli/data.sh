@@ -20,6 +20,11 @@ check "generate is deterministic for a seed" 'cmp -s "$tmp/gen.jsonl" "$tmp/gen2
 check "generated records carry task and answer" 'head -1 "$tmp/gen.jsonl" | grep -q "\"task\":\"add\",\"answer\""'
 $SFT data generate -o "$tmp/gen3.jsonl" --count 300 --seed 6 >/dev/null
 check "another seed gives other records" '! cmp -s "$tmp/gen.jsonl" "$tmp/gen3.jsonl"'
+$SFT data generate -o "$tmp/uniq.jsonl" --count 1000 --seed 5 --unique >/dev/null
+check "generate --unique gives distinct prompts" \
+  '[ "$($SFT data stats "$tmp/uniq.jsonl" --json --quiet | python3 -c "import json,sys; print(json.load(sys.stdin)[\"exact_duplicates\"])")" = 0 ]'
+check "generate --unique says when a family runs out" \
+  '$SFT data generate -o "$tmp/x.jsonl" --count 500 --tasks reverse_word --unique 2>&1 | grep -q "no new prompt left"'
 check "unknown task family is refused with a suggestion" \
   '$SFT data generate -o "$tmp/x.jsonl" --tasks ad 2>&1 | grep -q "did you mean .add."'
 
