@@ -576,3 +576,23 @@ TEST(exported_chat_template_is_the_one_used_in_training) {
     sft_tokenizer_free(demo);
     sft_tokenizer_free(llama3);
 }
+
+/* --val-data: the whole file is the validation set; a resume whose data no
+ * longer matches the checkpoint's position is refused, naming why. */
+TEST(val_data_file_and_resume_with_other_data_is_refused) {
+    sft_run_config c;
+    base_config(&c, "val-data");
+    set(&c, "val_data", c.data.items[0]);
+    set(&c, "eval_every", "2");
+    sft_train_options stop = {.stop_after_steps = 2};
+    sft_train_result res;
+    sft_err err;
+    CHECK(!finish_and_run(&c, &stop, &res, &err));
+    CHECK_INT(res.val_examples, 40);
+    CHECK(isfinite(res.best_val_loss));
+    set(&c, "resume", "true");
+    set(&c, "packing", "true");
+    CHECK(finish_and_run(&c, NULL, &res, &err) == -1);
+    CHECK_ERR_HAS(err.msg, "items per epoch");
+    sft_run_config_free(&c);
+}
