@@ -173,7 +173,7 @@ static double repeated_ngram_ratio(filter_ctx *c, const sft_message *m, sft_err 
 }
 
 /* The last visible character of an answer that ends mid sentence: a letter or
- * a joining mark (, ; : - ( /). Answers with a code block, or whose last line
+ * a joining mark (, : - ( /; not ";", which ends lines of code). Answers with a code block, or whose last line
  * is a list item or table row, end where they like and are not judged. */
 static int looks_cut(filter_ctx *c, const sft_message *m, sft_err *err) {
     const char *s = m->content;
@@ -203,7 +203,7 @@ static int looks_cut(filter_ctx *c, const sft_message *m, sft_err *err) {
         at--;
     unsigned char last = (unsigned char)s[at];
     if (last < 0x80) {
-        if (strchr(",;:-(/", last)) return 1;
+        if (strchr(",:-(/", last)) return 1;
         return (last >= 'a' && last <= 'z') || (last >= 'A' && last <= 'Z');
     }
     /* Non-ASCII: a letter of any script ends mid sentence; CJK full stops and the like do not. */
