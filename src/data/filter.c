@@ -173,8 +173,9 @@ static double repeated_ngram_ratio(filter_ctx *c, const sft_message *m, sft_err 
 }
 
 /* The last visible character of an answer that ends mid sentence: a letter or
- * a joining mark (, : - ( /; not ";", which ends lines of code). Answers with a code block, or whose last line
- * is a list item or table row, end where they like and are not judged. */
+ * a joining mark (, : - ( /; not ";", which ends lines of code). Answers with
+ * a code block, or whose last line is a list item or table row, end where they
+ * like and are not judged. */
 static int looks_cut(filter_ctx *c, const sft_message *m, sft_err *err) {
     const char *s = m->content;
     size_t len = m->content_len;
