@@ -19,7 +19,7 @@ typedef struct {
 static const command commands[] = {
     {"demo", NULL, "generate data, fine-tune a small model, sweep, report (offline)", "the training issue (#4)"},
     {"train", sft_cmd_train, "one SFT run into --out DIR", "the training issue (#4)"},
-    {"sweep", NULL, "learning-rate sweep, best model by minimal validation loss", "the sweep issue (#6)"},
+    {"sweep", sft_cmd_sweep, "learning-rate sweep, best model by minimal validation loss", "the sweep issue (#6)"},
     {"eval", sft_cmd_eval, "validation loss, perplexity, exact-match accuracy", "the training issue (#4)"},
     {"diagnose", sft_cmd_diagnose, "diagnosis of a run dir, metrics.jsonl, trainer_state.json, TensorBoard file or CSV", "the monitor issue (#5)"},
     {"report", sft_cmd_report, "HTML report with plots of a run or sweep", "the monitor issue (#5)"},
