@@ -570,6 +570,7 @@ static int open_run_dir(trainer *t, sft_err *err) {
     sft_monitor_options mo;
     sft_monitor_options_default(&mo);
     mo.max_grad_norm = cfg->max_grad_norm;
+    mo.planned_steps = t->total_steps;
     t->monitor = sft_monitor_open(cfg->out, &mo, err);
     return t->monitor ? 0 : -1;
 }
@@ -708,7 +709,6 @@ static int run_loop(trainer *t, sft_err *err) {
     if (export_dir(t, "final", t->res->final_dir, sizeof t->res->final_dir, err)) goto done;
     rc = 0;
 done:
-    if (t->live) sft_live_end(t->live);
     free(items);
     free(records);
     sft_batch_buf_free(&buf);
@@ -745,6 +745,11 @@ int sft_train_run(const sft_run_config *cfg, const sft_train_options *opts, sft_
         say(&t, "resuming from %s at step %lld of %lld\n", t.resume_ckpt, (long long)t.state.step,
             (long long)t.total_steps);
     rc = run_loop(&t, err);
+    /* The last diagnosis over the whole run: a curve finding raised only now
+     * (underfitting seen at the end) is printed like the others. */
+    if (!rc && sft_monitor_finish(t.monitor, err)) rc = -1;
+    if (!rc) print_new_findings(&t);
+    if (t.live) sft_live_end(t.live);
     result->steps = t.state.step;
     result->best_step = t.state.best_step;
     result->best_val_loss = t.state.best_val_loss;
