@@ -23,7 +23,9 @@
  *
  * Usage for training (no JSON involved): build the template once, then for
  * each record call sft_chat_encode with a plain array of messages; the
- * sft_chat_encoding buffers are reused from call to call. */
+ * sft_chat_encoding buffers are reused from call to call. A template is
+ * read-only once made: threads may share it (and the tokenizer), each with
+ * its own sft_chat_encoding. */
 #ifndef SFT_TOK_TEMPLATE_H
 #define SFT_TOK_TEMPLATE_H
 
