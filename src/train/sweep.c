@@ -125,6 +125,11 @@ static int axis_add(sft_sweep_axis *a, const char *text, const char *where, sft_
         snprintf(canonical, sizeof canonical, "%s", text);
     else
         sft_run_config_format_value(&scratch, a->key, canonical, sizeof canonical);
+    if (a->key->type == SFT_KEY_NUMBER && strstr(canonical, "e+")) {
+        /* 30, not 3e+01: whole numbers read better in folder names */
+        double v = *(const double *)((const char *)&scratch + a->key->offset);
+        if (v == floor(v) && v < 1e15) snprintf(canonical, sizeof canonical, "%.0f", v);
+    }
     for (int i = 0; i < a->values.count; i++)
         if (!strcmp(a->values.items[i], canonical)) {
             sft_errf(err, "%s: the value %s of %s is given twice", where, canonical, a->key->name);
@@ -918,6 +923,33 @@ static int has_kind(const sft_sweep_trial *t, const char *kind) {
     return 0;
 }
 
+/* The verdict and finding kinds of the trial's diagnosis.json: the run's
+ * final whole-run diagnosis (written when its monitor closes), which may
+ * hold findings the live one had not raised yet (underfitting is judged on
+ * the whole curve). Kept as they are when the file is missing. */
+static void read_diagnosis(const char *run_dir, sft_sweep_trial *t) {
+    char path[4300];
+    sft_err ignored;
+    snprintf(path, sizeof path, "%s/diagnosis.json", run_dir);
+    json_t *d = sft_file_exists(path) ? sft_json_load_file(path, &ignored) : NULL;
+    const char *verdict;
+    json_t *findings = d ? json_object_get(d, "findings") : NULL;
+    if (!d || sft_json_get_string(d, "verdict", &verdict, path, &ignored) || !json_is_array(findings)) {
+        json_decref(d);
+        return;
+    }
+    snprintf(t->verdict, sizeof t->verdict, "%s", verdict);
+    t->kind_count = 0;
+    for (size_t i = 0; i < json_array_size(findings) && t->kind_count < SFT_SWEEP_MAX_KINDS; i++) {
+        const char *kind;
+        if (sft_json_get_string(json_array_get(findings, i), "kind", &kind, path, &ignored)) continue;
+        int seen = 0;
+        for (int k = 0; k < t->kind_count; k++) seen |= !strcmp(t->kinds[k], kind);
+        if (!seen) snprintf(t->kinds[t->kind_count++], 32, "%s", kind);
+    }
+    json_decref(d);
+}
+
 /* A trial's process ended: its result into the state. Returns 1 when the
  * sweep must stop (an interruption), -1 with err when it must fail (a
  * trial that could not start: bad data or model, the same for all). */
@@ -952,6 +984,7 @@ static int finish_trial(sweep_run *s, running_trial *rt, int status, int stoppin
     t->kind_count = 0;
     for (int k = 0; k < res->finding_count && k < SFT_SWEEP_MAX_KINDS; k++)
         snprintf(t->kinds[t->kind_count++], 32, "%s", res->finding_kinds[k]);
+    read_diagnosis(s->plan[rt->index].cfg.out, t);
     if (m.rc) {
         t->status = SFT_TRIAL_FAILED;
         snprintf(t->error, sizeof t->error, "%.500s", m.err.msg);
