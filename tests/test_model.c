@@ -538,6 +538,31 @@ TEST(sampling_is_reproducible_by_seed_and_top_k_1_is_greedy) {
     sft_model_free(m);
 }
 
+TEST(sampling_respects_temperature_top_k_and_top_p) {
+    /* probabilities 0.5, 0.25, 0.125, 0.0625, 0.0625 */
+    const float logits[5] = {logf(8), logf(4), logf(2), logf(1), logf(1)};
+    sft_candidate work[5];
+    uint64_t rng = 1;
+    int counts[5] = {0};
+    sft_sampling all = {.temperature = 1.0, .top_p = 1.0};
+    for (int i = 0; i < 4000; i++) counts[sft_sample_token(logits, 5, &all, work, &rng)]++;
+    /* 4000 draws: each share within 4 standard deviations of its probability */
+    CHECK(abs(counts[0] - 2000) < 130 && abs(counts[1] - 1000) < 110 && abs(counts[3] - 250) < 65);
+    sft_sampling k2 = {.temperature = 1.0, .top_k = 2, .top_p = 1.0};
+    memset(counts, 0, sizeof counts);
+    for (int i = 0; i < 2000; i++) counts[sft_sample_token(logits, 5, &k2, work, &rng)]++;
+    CHECK(counts[2] == 0 && counts[3] == 0 && counts[4] == 0);
+    CHECK(abs(counts[0] - 1333) < 90); /* renormalised: 2/3 */
+    /* top_p 0.7: tokens 0 and 1 (mass 0.75) are the smallest set reaching it */
+    sft_sampling p7 = {.temperature = 1.0, .top_p = 0.7};
+    memset(counts, 0, sizeof counts);
+    for (int i = 0; i < 2000; i++) counts[sft_sample_token(logits, 5, &p7, work, &rng)]++;
+    CHECK(counts[0] > 0 && counts[1] > 0 && counts[2] == 0 && counts[3] == 0 && counts[4] == 0);
+    /* a tiny temperature is greedy */
+    sft_sampling cold = {.temperature = 1e-3, .top_p = 1.0};
+    for (int i = 0; i < 100; i++) CHECK_INT(sft_sample_token(logits, 5, &cold, work, &rng), 0);
+}
+
 /* ---------------------------------------------------------------- init */
 
 TEST(init_draws_normal_weights_zero_biases_unit_norms) {

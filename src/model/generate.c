@@ -169,13 +169,9 @@ static uint64_t next_u64(uint64_t *state) {
     return z ^ (z >> 31);
 }
 
-typedef struct {
-    float logit;
-    int32_t id;
-} cand;
 
 static int cand_desc(const void *a, const void *b) {
-    const cand *x = a, *y = b;
+    const sft_candidate *x = a, *y = b;
     if (x->logit != y->logit) return x->logit > y->logit ? -1 : 1;
     return x->id < y->id ? -1 : x->id > y->id;
 }
@@ -187,9 +183,8 @@ static int32_t argmax(const float *z, int V) {
     return best;
 }
 
-/* temperature -> top-k -> top-p -> sample, with `work` [V] candidates. */
-static int32_t sample(const float *logits, int V, const sft_sampling *sp, cand *work, uint64_t *rng) {
-    for (int i = 0; i < V; i++) work[i] = (cand){logits[i] / (float)sp->temperature, i};
+int32_t sft_sample_token(const float *logits, int V, const sft_sampling *sp, sft_candidate *work, uint64_t *rng) {
+    for (int i = 0; i < V; i++) work[i] = (sft_candidate){logits[i] / (float)sp->temperature, i};
     qsort(work, (size_t)V, sizeof *work, cand_desc);
     int keep = V;
     if (sp->top_k > 0 && sp->top_k < V) {
@@ -241,7 +236,7 @@ int sft_generate(const sft_model *m, const int32_t *prompt, int prompt_len, int 
     }
     infer_state s;
     if (state_alloc(&s, m, limit, prompt_len, err)) return -1;
-    cand *work = sp->greedy ? NULL : malloc((size_t)V * sizeof *work);
+    sft_candidate *work = sp->greedy ? NULL : malloc((size_t)V * sizeof *work);
     if (!sp->greedy && !work) {
         state_free(&s);
         return sft_errf(err, "out of memory");
@@ -250,7 +245,7 @@ int sft_generate(const sft_model *m, const int32_t *prompt, int prompt_len, int 
     infer_chunk(m, &s, prompt, 0, prompt_len);
     int n = 0;
     for (int p = prompt_len; p < limit; p++) {
-        int32_t next = sp->greedy ? argmax(s.logits, V) : sample(s.logits, V, sp, work, &rng);
+        int32_t next = sp->greedy ? argmax(s.logits, V) : sft_sample_token(s.logits, V, sp, work, &rng);
         out[n++] = next;
         int stop = 0;
         for (int e = 0; e < eos_count; e++) stop |= next == eos_ids[e];

@@ -24,4 +24,15 @@ typedef struct sft_sampling {
 int sft_generate(const sft_model *m, const int32_t *prompt, int prompt_len, int max_new, const sft_sampling *sampling,
                  const int32_t *eos_ids, int eos_count, int32_t *out, int *out_len, sft_err *err);
 
+/* One sampled token from logits [V]: temperature, then top-k (ties with the
+ * k-th kept), then top-p (the smallest most-likely set whose mass reaches
+ * top_p, at least one token), then a draw from rng (splitmix64 state).
+ * work holds V candidates. */
+typedef struct sft_candidate {
+    float logit;
+    int32_t id;
+} sft_candidate;
+int32_t sft_sample_token(const float *logits, int V, const sft_sampling *sampling, sft_candidate *work,
+                         uint64_t *rng);
+
 #endif

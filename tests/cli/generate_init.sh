@@ -35,6 +35,12 @@ cmp -s "$tmp/m/model.safetensors" "$tmp/m2/model.safetensors" || { echo "FAIL in
 $SFT generate --model $FX/llama2-tiny --adapter $FX/llama2-tiny-lora --prompt "Hi" --max-new-tokens 3 >/dev/null ||
   { echo "FAIL generate with a PEFT adapter"; fail=1; }
 
+# chat: a reply per user line, each the greedy reply `sft generate` gives to the
+# conversation so far; /reset forgets it, so the same question gets the same answer
+one=$($SFT generate --model "$tmp/m" --prompt "Hello" --max-new-tokens 4)
+chat=$(printf 'Hello\n/reset\nHello\n' | $SFT chat --model "$tmp/m" --max-new-tokens 4 2>/dev/null)
+[ "$chat" = "$(printf '%s\n%s' "$one" "$one")" ] || { echo "FAIL chat replies: [$chat] vs generate [$one]"; fail=1; }
+
 expect_error "init into a non-empty dir" "already exists and is not empty" \
   $SFT init --config $FX/gpt2-tiny/config.json --tokenizer $FX/gpt2-tiny --out "$tmp/m"
 expect_error "init with a larger tokenizer" "the tokenizer has 50257 tokens but config.json vocab_size is 32000" \
