@@ -453,6 +453,58 @@ TEST(lora_adapter_round_trips_through_peft_files_and_merges) {
     sft_model_free(m);
 }
 
+TEST(lora_targets_follow_peft_suffix_matching_and_save_the_same_set) {
+    sft_err err;
+    sft_model *m = sft_model_load(GPT2_DIR, &err);
+    CHECK(m != NULL);
+    if (!m) return;
+    sft_lora_config lc = {.r = 2, .alpha = 4};
+    CHECK(sft_lora_parse_targets(m, "mlp.c_proj", &lc, &err) == 0); /* the MLP's c_proj, not the attention's */
+    CHECK(sft_lora_attach(m, &lc, 1, &err) == 0);
+    CHECK_INT(m->adapters.count, 4);
+    CHECK(sft_param_set_find(&m->adapters, "base_model.model.transformer.h.1.mlp.c_proj.lora_B.weight") != NULL);
+    CHECK(sft_param_set_find(&m->adapters, "base_model.model.transformer.h.1.attn.c_proj.lora_B.weight") == NULL);
+    const char *dir = tmp_model_dir("suffix_adapter");
+    CHECK(sft_lora_save(m, dir, GPT2_DIR, &err) == 0);
+    char path[600], *text = NULL;
+    size_t len;
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    CHECK(sft_read_file(path, &text, &len, &err) == 0);
+    CHECK(text && strstr(text, "\"target_modules\": [\"mlp.c_proj\"]"));
+    free(text);
+    sft_model *m2 = sft_model_load(GPT2_DIR, &err);
+    CHECK(sft_lora_load(m2, dir, &err) == 0);
+    CHECK_INT(m2->adapters.count, 4);
+    sft_model_free(m2);
+    sft_model_free(m);
+}
+
+TEST(peft_regex_target_modules_select_the_same_linears_as_the_list) {
+    const char *dir = tmp_model_dir("regex_adapter");
+    char path[600];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    const char *cfg = "{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 16, \"target_modules\": \".*\\\\.(q|k|v|o|gate|up|down)_proj\"}";
+    sft_err err = {0};
+    sft_write_file_atomic(path, cfg, strlen(cfg), &err);
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    copy_file("tests/fixtures/hf/models/llama2-tiny-lora/adapter_model.safetensors", path);
+    double loss[2];
+    for (int k = 0; k < 2; k++) {
+        sft_model *m = sft_model_load("tests/fixtures/hf/models/llama2-tiny", &err);
+        CHECK(m != NULL);
+        if (!m) return;
+        CHECK(sft_lora_load(m, k ? dir : "tests/fixtures/hf/models/llama2-tiny-lora", &err) == 0);
+        CHECK_INT(m->adapters.count, 28);
+        sft_model_plan(m, 1, 6, &err);
+        int32_t tok[6] = {1, 450, 4996, 17354, 1701, 29889}, tgt[6] = {450, 4996, 17354, 1701, 29889, -100};
+        int32_t pos[6] = {0, 1, 2, 3, 4, 5}, seq[6] = {0};
+        sft_batch b = {1, 6, tok, tgt, pos, seq, 5};
+        loss[k] = loss_of(m, &b);
+        sft_model_free(m);
+    }
+    CHECK_NEAR(loss[0], loss[1], 0);
+}
+
 TEST(lora_unknown_target_suggests_the_nearest_module) {
     sft_err err = {0};
     sft_model *m = sft_model_load(LLAMA3_DIR, &err);

@@ -6,6 +6,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,13 +35,46 @@ void sft_lora_default_targets(const sft_model *m, sft_lora_config *cfg) {
     for (size_t i = 0; i < n; i++) snprintf(cfg->targets[i], sizeof cfg->targets[i], "%s", names[i]);
 }
 
+/* PEFT's rule (check_target_module_exists): a name matches a module whose
+ * path equals it or ends with "." + name; a regex must match the whole path. */
+static int name_matches(const char *module, const char *target) {
+    size_t m = strlen(module), t = strlen(target);
+    if (m == t) return !strcmp(module, target);
+    return m > t && module[m - t - 1] == '.' && !strcmp(module + m - t, target);
+}
+
+static int module_targeted(const char *module, const sft_lora_config *cfg, const regex_t *re) {
+    if (re) return regexec(re, module, 0, NULL, 0) == 0;
+    for (int i = 0; i < cfg->target_count; i++)
+        if (name_matches(module, cfg->targets[i])) return 1;
+    return 0;
+}
+
+/* Compiles cfg->target_regex anchored at both ends, as Python's re.fullmatch
+ * (POSIX extended syntax: the patterns PEFT configs use, such as
+ * ".*\.(q_proj|v_proj)", read the same). */
+static int compile_target_regex(const sft_lora_config *cfg, regex_t *re, sft_err *err) {
+    char anchored[300];
+    snprintf(anchored, sizeof anchored, "^(%s)$", cfg->target_regex);
+    if (regcomp(re, anchored, REG_EXTENDED | REG_NOSUB))
+        return sft_errf(err, "target_modules regex \"%s\" does not compile", cfg->target_regex);
+    return 0;
+}
+
+static int any_module_matches(const sft_model *m, const char *target) {
+    for (int l = 0; l < m->cfg.num_layers; l++)
+        for (int i = 0; i < SFT_LIN_COUNT; i++)
+            if (m->layers[l].lin_module[i][0] && name_matches(m->layers[l].lin_module[i], target)) return 1;
+    return 0;
+}
+
 static int add_target(const sft_model *m, const char *name, size_t len, sft_lora_config *cfg, sft_err *err) {
     size_t n;
     const char *const *names = family_targets(m, &n);
-    char word[32];
-    snprintf(word, sizeof word, "%.*s", (int)(len < 31 ? len : 31), name);
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(word, names[i])) continue;
+    char word[96];
+    if (len >= sizeof word) return sft_errf(err, "LoRA target module \"%.40s...\" is too long", name);
+    snprintf(word, sizeof word, "%.*s", (int)len, name);
+    if (any_module_matches(m, word)) {
         for (int j = 0; j < cfg->target_count; j++)
             if (!strcmp(cfg->targets[j], word)) return 0; /* listed twice: once is enough */
         if (cfg->target_count == SFT_LORA_MAX_TARGETS) return sft_errf(err, "too many LoRA target modules");
@@ -61,6 +95,7 @@ static int add_target(const sft_model *m, const char *name, size_t len, sft_lora
 
 int sft_lora_parse_targets(const sft_model *m, const char *list, sft_lora_config *cfg, sft_err *err) {
     cfg->target_count = 0;
+    cfg->target_regex[0] = 0;
     const char *s = list;
     while (*s) {
         const char *e = strchr(s, ',');
@@ -75,15 +110,6 @@ int sft_lora_parse_targets(const sft_model *m, const char *list, sft_lora_config
     return 0;
 }
 
-/* PEFT matches a target name against the end of the module path. */
-static int module_targeted(const char *module, const sft_lora_config *cfg) {
-    const char *last = strrchr(module, '.');
-    last = last ? last + 1 : module;
-    for (int i = 0; i < cfg->target_count; i++)
-        if (!strcmp(last, cfg->targets[i])) return 1;
-    return 0;
-}
-
 static void adapter_name(char *out, size_t cap, const char *module, char which) {
     snprintf(out, cap, "base_model.model.%s.lora_%c.weight", module, which);
 }
@@ -95,18 +121,33 @@ static uint64_t splitmix64(uint64_t *state) {
     return z ^ (z >> 31);
 }
 
+static int attach_matching(sft_model *m, const sft_lora_config *cfg, double scale, uint64_t seed, const regex_t *re,
+                           sft_err *err);
+
 static int attach(sft_model *m, const sft_lora_config *cfg, double scale, uint64_t seed, sft_err *err) {
     if (m->lora_r) return sft_errf(err, "the model already has a LoRA adapter");
     if (cfg->r <= 0) return sft_errf(err, "LoRA rank r = %d must be positive", cfg->r);
     if (!(cfg->dropout >= 0 && cfg->dropout < 1)) return sft_errf(err, "lora_dropout %g must be in [0, 1)", cfg->dropout);
     if (m->arena) return sft_errf(err, "attach the LoRA adapter before planning the activations");
+    regex_t regex, *re = NULL;
+    if (cfg->target_regex[0]) {
+        if (compile_target_regex(cfg, &regex, err)) return -1;
+        re = &regex;
+    }
+    int rc = attach_matching(m, cfg, scale, seed, re, err);
+    if (re) regfree(re);
+    return rc;
+}
+
+static int attach_matching(sft_model *m, const sft_lora_config *cfg, double scale, uint64_t seed, const regex_t *re,
+                           sft_err *err) {
     sft_param_set *set = &m->adapters;
     char name[200];
     int adapted = 0;
     for (int l = 0; l < m->cfg.num_layers; l++)
         for (int i = 0; i < SFT_LIN_COUNT; i++) {
             sft_layer *L = &m->layers[l];
-            if (!L->lin_module[i][0] || !module_targeted(L->lin_module[i], cfg)) continue;
+            if (!L->lin_module[i][0] || !module_targeted(L->lin_module[i], cfg, re)) continue;
             sft_linear *lin = &L->lin[i];
             adapter_name(name, sizeof name, L->lin_module[i], 'A');
             if (sft_param_set_add(set, name, 2, cfg->r, lin->in, err)) return -1;
@@ -121,7 +162,7 @@ static int attach(sft_model *m, const sft_lora_config *cfg, double scale, uint64
     for (int l = 0; l < m->cfg.num_layers; l++)
         for (int i = 0; i < SFT_LIN_COUNT; i++) {
             sft_layer *L = &m->layers[l];
-            if (!L->lin_module[i][0] || !module_targeted(L->lin_module[i], cfg)) continue;
+            if (!L->lin_module[i][0] || !module_targeted(L->lin_module[i], cfg, re)) continue;
             sft_linear *lin = &L->lin[i];
             const sft_tensor *a = &set->tensors[t++], *b = &set->tensors[t++];
             lin->r = cfg->r;
@@ -207,9 +248,11 @@ int sft_lora_load(sft_model *m, const char *dir, sft_err *err) {
             }
         }
     } else if (json_is_string(targets) && !strcmp(json_string_value(targets), "all-linear")) {
-        sft_lora_default_targets(m, &cfg);
+        sft_lora_default_targets(m, &cfg); /* every linear but the output head */
+    } else if (json_is_string(targets) && strlen(json_string_value(targets)) < sizeof cfg.target_regex) {
+        snprintf(cfg.target_regex, sizeof cfg.target_regex, "%s", json_string_value(targets));
     } else {
-        sft_errf(err, "%s: target_modules must be a list of module names or \"all-linear\"", path);
+        sft_errf(err, "%s: target_modules must be a list of module names or a regular expression", path);
         goto done;
     }
     /* rsLoRA scales by alpha / sqrt(r) instead of alpha / r */
@@ -280,22 +323,42 @@ int sft_lora_save(const sft_model *m, const char *dir, const char *base_model, s
     fprintf(f, ",\n  \"r\": %d,\n  \"lora_alpha\": %.17g,\n  \"lora_dropout\": %.17g,\n", m->lora_r,
             (double)m->lora_alpha, (double)m->lora_dropout);
     fprintf(f, "  \"target_modules\": [");
-    /* the distinct module names that carry adapters, in model order */
-    char seen[SFT_LIN_COUNT][32];
-    int nseen = 0;
+    /* For each adapted linear, the shortest dotted suffix of its path that
+     * matches adapted linears only: PEFT then adapts exactly the same set
+     * ("c_proj" when both GPT-2 c_proj carry adapters, "mlp.c_proj" when only
+     * the MLP's does). */
+    int cap = m->cfg.num_layers * SFT_LIN_COUNT, nwritten = 0;
+    char (*written)[96] = malloc((size_t)cap * sizeof *written);
+    if (!written) {
+        fclose(f);
+        free(text);
+        return sft_errf(err, "out of memory");
+    }
     for (int l = 0; l < m->cfg.num_layers; l++)
         for (int i = 0; i < SFT_LIN_COUNT; i++) {
-            const sft_layer *L = &m->layers[l];
-            if (!L->lin[i].r) continue;
-            const char *last = strrchr(L->lin_module[i], '.');
-            last = last ? last + 1 : L->lin_module[i];
+            const char *path = m->layers[l].lin_module[i];
+            if (!m->layers[l].lin[i].r) continue;
+            const char *suffix = path + strlen(path);
+            for (;;) { /* grow the suffix one component at a time */
+                while (suffix > path && suffix[-1] != '.') suffix--;
+                int only_adapted = 1;
+                for (int l2 = 0; l2 < m->cfg.num_layers && only_adapted; l2++)
+                    for (int i2 = 0; i2 < SFT_LIN_COUNT; i2++)
+                        if (m->layers[l2].lin_module[i2][0] && !m->layers[l2].lin[i2].r &&
+                            name_matches(m->layers[l2].lin_module[i2], suffix))
+                            only_adapted = 0;
+                if (only_adapted || suffix == path) break;
+                suffix--;
+            }
             int dup = 0;
-            for (int j = 0; j < nseen; j++) dup |= !strcmp(seen[j], last);
-            if (dup) continue;
-            snprintf(seen[nseen], sizeof seen[0], "%s", last);
-            fprintf(f, "%s\"%s\"", nseen ? ", " : "", last);
-            nseen++;
+            for (int j = 0; j < nwritten; j++) dup |= !strcmp(written[j], suffix);
+            if (dup || nwritten == cap) continue;
+            snprintf(written[nwritten], sizeof written[0], "%s", suffix);
+            fprintf(f, "%s", nwritten ? ", " : "");
+            sft_json_write_string(f, suffix, strlen(suffix));
+            nwritten++;
         }
+    free(written);
     fprintf(f, "],\n  \"bias\": \"none\",\n  \"fan_in_fan_out\": %s,\n", m->cfg.arch == SFT_ARCH_GPT2 ? "true" : "false");
     fprintf(f, "  \"inference_mode\": true,\n  \"init_lora_weights\": true,\n  \"modules_to_save\": null,\n"
                "  \"use_rslora\": false,\n  \"use_dora\": false,\n  \"rank_pattern\": {},\n  \"alpha_pattern\": {}\n}\n");

@@ -19,8 +19,13 @@ typedef struct sft_lora_config {
     int r;
     double alpha;
     double dropout;
+    /* PEFT's target_modules: a list of names, each matching a module whose path
+     * equals it or ends with "." + it (q_proj ... down_proj; c_attn c_proj c_fc;
+     * or longer suffixes such as "mlp.c_proj"), or, when target_regex is not
+     * empty, a regular expression the whole module path must match. */
     int target_count;
-    char targets[SFT_LORA_MAX_TARGETS][32]; /* module names: q_proj ... down_proj; c_attn c_proj c_fc */
+    char targets[SFT_LORA_MAX_TARGETS][96];
+    char target_regex[256];
 } sft_lora_config;
 
 /* The default targets of a family: every projection (q k v o gate up down;
