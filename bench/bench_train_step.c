@@ -47,7 +47,8 @@ static int run(int lora, int steps, int threads) {
     memset(&cfg, 0, sizeof cfg);
     snprintf(cfg.model_type, sizeof cfg.model_type, "gpt2");
     cfg.arch = SFT_ARCH_GPT2;
-    cfg.vocab_size = 50257, cfg.hidden_size = 768, cfg.num_layers = 12, cfg.num_heads = 12, cfg.num_kv_heads = 12;
+    cfg.vocab_size = 50257, cfg.hidden_size = 768, cfg.num_layers = 12, cfg.num_heads = 12,
+    cfg.num_kv_heads = 12;
     cfg.intermediate_size = 3072, cfg.max_position_embeddings = 1024, cfg.norm_eps = 1e-5;
     cfg.initializer_range = 0.02, cfg.tie_word_embeddings = 1;
     snprintf(cfg.hidden_act, sizeof cfg.hidden_act, "gelu_new");
@@ -65,7 +66,8 @@ static int run(int lora, int steps, int threads) {
     if (sft_model_plan(m, B, T, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
     m->training = 1;
     sft_adamw opt;
-    if (sft_adamw_init(&opt, m->trainable, 0.9, 0.95, 1e-8, 0.1, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
+    if (sft_adamw_init(&opt, m->trainable, 0.9, 0.95, 1e-8, 0.1, &err))
+        return fprintf(stderr, "%s\n", err.msg), 1;
     static int32_t tokens[B * T], targets[B * T], pos[B * T], seq[B * T];
     unsigned s = 12345;
     for (int i = 0; i < B * T; i++) {
@@ -74,7 +76,8 @@ static int run(int lora, int steps, int threads) {
         pos[i] = i % T;
         seq[i] = 0;
     }
-    for (int i = 0; i < B * T; i++) targets[i] = (i % T) + 1 < T ? tokens[i + 1] : SFT_IGNORE_INDEX;
+    for (int i = 0; i < B * T; i++)
+        targets[i] = (i % T) + 1 < T ? tokens[i + 1] : SFT_IGNORE_INDEX;
     sft_batch batch = {B, T, tokens, targets, pos, seq, (long)B * (T - 1)};
     double times[64], loss = 0, cpu_total = 0;
     if (steps > 63) steps = 63;

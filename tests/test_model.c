@@ -96,16 +96,20 @@ static void check_model_gradient(sft_model *m, const sft_batch *b, const char *w
             norm += (double)dir[i] * dir[i];
         }
         norm = sqrt(norm);
-        for (size_t i = 0; i < set->numel; i++) dir[i] = (float)(dir[i] / norm), gd += (double)dir[i] * set->grad[i];
+        for (size_t i = 0; i < set->numel; i++)
+            dir[i] = (float)(dir[i] / norm), gd += (double)dir[i] * set->grad[i];
         const double h = 1e-2;
-        for (size_t i = 0; i < set->numel; i++) set->data[i] = base[i] + (float)(h * dir[i]);
+        for (size_t i = 0; i < set->numel; i++)
+            set->data[i] = base[i] + (float)(h * dir[i]);
         double lp = loss_of(m, b);
-        for (size_t i = 0; i < set->numel; i++) set->data[i] = base[i] - (float)(h * dir[i]);
+        for (size_t i = 0; i < set->numel; i++)
+            set->data[i] = base[i] - (float)(h * dir[i]);
         double lm = loss_of(m, b);
         memcpy(set->data, base, set->numel * sizeof(float));
         double fd = (lp - lm) / (2 * h);
         if (!(fabs(fd - gd) <= 1e-2 * fabs(gd) + 1e-4)) {
-            fprintf(stderr, "  %s: direction %d: finite difference %.6g, gradient %.6g\n", what, trial, fd, gd);
+            fprintf(stderr, "  %s: direction %d: finite difference %.6g, gradient %.6g\n", what, trial, fd,
+                    gd);
             sft_test_failures++;
         }
     }
@@ -159,7 +163,8 @@ TEST(llama3_rope_scaling_with_grouped_kv_heads_matches_finite_differences) {
     c.head_dim = 8; /* head_dim independent of hidden_size / heads */
     c.rope_type = SFT_ROPE_LLAMA3;
     c.rope_theta = 500000.0;
-    c.rope_factor = 8, c.rope_low_freq_factor = 1, c.rope_high_freq_factor = 4, c.rope_original_max_position = 16;
+    c.rope_factor = 8, c.rope_low_freq_factor = 1, c.rope_high_freq_factor = 4,
+    c.rope_original_max_position = 16;
     sft_model *m = tiny_model(c, 1, 12, 1);
     batch_buf bb;
     make_batch(&bb, 1, 12, 37, 3);
@@ -177,7 +182,8 @@ TEST(lora_with_dropout_backward_matches_finite_differences) {
     CHECK(sft_model_plan(m, 2, 5, &err) == 0);
     CHECK(m->trainable == &m->adapters && m->weights.grad == NULL);
     /* B starts at zero; make it non-zero so both adapter matrices matter */
-    for (size_t i = 0; i < m->adapters.numel; i++) m->adapters.data[i] += 0.05f * (float)((int)(i % 11) - 5);
+    for (size_t i = 0; i < m->adapters.numel; i++)
+        m->adapters.data[i] += 0.05f * (float)((int)(i % 11) - 5);
     m->training = 1;
     batch_buf bb;
     make_batch(&bb, 2, 5, 37, 4);
@@ -191,13 +197,16 @@ TEST(lora_with_dropout_backward_matches_finite_differences) {
     sft_model_backward(m, &bb.batch);
     memcpy(g, set->grad, set->numel * sizeof(float));
     double norm = 0;
-    for (size_t i = 0; i < set->numel; i++) norm += (double)g[i] * g[i];
+    for (size_t i = 0; i < set->numel; i++)
+        norm += (double)g[i] * g[i];
     norm = sqrt(norm);
     const double h = 1e-2;
-    for (size_t i = 0; i < set->numel; i++) set->data[i] += (float)(h * g[i] / norm);
+    for (size_t i = 0; i < set->numel; i++)
+        set->data[i] += (float)(h * g[i] / norm);
     m->dropout_step = 100;
     double lp = loss_of(m, &bb.batch);
-    for (size_t i = 0; i < set->numel; i++) set->data[i] -= (float)(2 * h * g[i] / norm);
+    for (size_t i = 0; i < set->numel; i++)
+        set->data[i] -= (float)(2 * h * g[i] / norm);
     m->dropout_step = 100;
     double lm = loss_of(m, &bb.batch);
     CHECK(isfinite(l0));
@@ -237,7 +246,8 @@ static void packing_case(const char *dir) {
         int off = r ? L1 : 0, len = r ? L2 : L1;
         sft_batch alone = {1, len, tok + off, tgt + off, pos + off, seq + off, 12};
         CHECK(sft_model_forward(m, &alone, &loss, &err) == 0);
-        for (int i = 0; i < len * V; i++) worst = fmax(worst, fabs(m->logits[i] - packed_logits[(size_t)off * V + i]));
+        for (int i = 0; i < len * V; i++)
+            worst = fmax(worst, fabs(m->logits[i] - packed_logits[(size_t)off * V + i]));
     }
     /* same arithmetic on the same rows: only summation order may differ */
     CHECK(worst < 1e-5);
@@ -245,8 +255,12 @@ static void packing_case(const char *dir) {
     sft_model_free(m);
 }
 
-TEST(packed_records_give_the_logits_of_each_record_alone_gpt2) { packing_case(GPT2_DIR); }
-TEST(packed_records_give_the_logits_of_each_record_alone_llama) { packing_case(LLAMA3_DIR); }
+TEST(packed_records_give_the_logits_of_each_record_alone_gpt2) {
+    packing_case(GPT2_DIR);
+}
+TEST(packed_records_give_the_logits_of_each_record_alone_llama) {
+    packing_case(LLAMA3_DIR);
+}
 
 /* ------------------------------------------------------- accumulation */
 
@@ -264,7 +278,12 @@ TEST(gradient_accumulation_equals_one_big_batch) {
     sft_model_zero_grad(m);
     double sum = 0;
     for (int r = 0; r < 2; r++) {
-        sft_batch half = {1, 6, bb.tokens + 6 * r, bb.targets + 6 * r, bb.pos + 6 * r, bb.seq + 6 * r,
+        sft_batch half = {1,
+                          6,
+                          bb.tokens + 6 * r,
+                          bb.targets + 6 * r,
+                          bb.pos + 6 * r,
+                          bb.seq + 6 * r,
                           bb.batch.step_supervised_tokens};
         sum += loss_of(m, &half);
         sft_model_backward(m, &half);
@@ -320,7 +339,9 @@ static const char *broken_gpt2(const char *name, const char *drop, const char *r
     for (int i = 0; i < m->weights.count; i++) {
         const sft_tensor *t = &m->weights.tensors[i];
         if (drop && !strcmp(t->name, drop)) continue;
-        out[n] = (sft_tensor_out){.name = t->name, .ndim = t->ndim, .shape = {t->shape[0], t->shape[1]},
+        out[n] = (sft_tensor_out){.name = t->name,
+                                  .ndim = t->ndim,
+                                  .shape = {t->shape[0], t->shape[1]},
                                   .data = m->weights.data + t->offset};
         if (reshape && !strcmp(t->name, reshape)) out[n].shape[0]--;
         n++;
@@ -344,7 +365,8 @@ TEST(wrong_shape_is_an_error_naming_the_tensor_and_both_shapes) {
     sft_err err = {0};
     const char *dir = broken_gpt2("shape", NULL, "transformer.h.0.attn.c_attn.weight", NULL);
     CHECK(sft_model_load(dir, &err) == NULL);
-    CHECK_ERR_HAS(err.msg, "tensor 'transformer.h.0.attn.c_attn.weight' has shape [31, 96], expected [32, 96]");
+    CHECK_ERR_HAS(err.msg,
+                  "tensor 'transformer.h.0.attn.c_attn.weight' has shape [31, 96], expected [32, 96]");
 }
 
 TEST(unexpected_tensor_is_an_error_naming_it) {
@@ -405,7 +427,8 @@ TEST(sequence_longer_than_a_sliding_window_is_a_clear_error) {
     sft_err err = {0};
     double loss;
     CHECK(sft_model_forward(m, &b, &loss, &err) == 0); /* packed records of 3 fit the window */
-    for (int i = 0; i < 6; i++) pos[i] = i, seq[i] = 0;
+    for (int i = 0; i < 6; i++)
+        pos[i] = i, seq[i] = 0;
     CHECK(sft_model_forward(m, &b, &loss, &err) == -1);
     CHECK_ERR_HAS(err.msg, "sliding_window 3");
     sft_model_free(m);
@@ -421,10 +444,13 @@ TEST(lora_adapter_round_trips_through_peft_files_and_merges) {
     sft_lora_config lc = {.r = 4, .alpha = 8};
     CHECK(sft_lora_parse_targets(m, "c_attn, c_fc", &lc, &err) == 0);
     CHECK(sft_lora_attach(m, &lc, 3, &err) == 0);
-    CHECK(sft_param_set_find(&m->adapters, "base_model.model.transformer.h.0.attn.c_attn.lora_A.weight") != NULL);
-    CHECK(sft_param_set_find(&m->adapters, "base_model.model.transformer.h.1.mlp.c_fc.lora_B.weight") != NULL);
+    CHECK(sft_param_set_find(&m->adapters, "base_model.model.transformer.h.0.attn.c_attn.lora_A.weight") !=
+          NULL);
+    CHECK(sft_param_set_find(&m->adapters, "base_model.model.transformer.h.1.mlp.c_fc.lora_B.weight") !=
+          NULL);
     CHECK_INT(m->adapters.count, 8);
-    for (size_t i = 0; i < m->adapters.numel; i++) m->adapters.data[i] += 0.01f * (float)((int)(i % 13) - 6);
+    for (size_t i = 0; i < m->adapters.numel; i++)
+        m->adapters.data[i] += 0.01f * (float)((int)(i % 13) - 6);
     CHECK(sft_model_plan(m, 1, 8, &err) == 0);
     int32_t tok[8] = {10, 20, 30, 40, 50, 60, 70, 80}, tgt[8] = {20, 30, 40, 50, 60, 70, 80, -100};
     int32_t pos[8] = {0, 1, 2, 3, 4, 5, 6, 7}, seq[8] = {0};
@@ -459,11 +485,14 @@ TEST(lora_targets_follow_peft_suffix_matching_and_save_the_same_set) {
     CHECK(m != NULL);
     if (!m) return;
     sft_lora_config lc = {.r = 2, .alpha = 4};
-    CHECK(sft_lora_parse_targets(m, "mlp.c_proj", &lc, &err) == 0); /* the MLP's c_proj, not the attention's */
+    CHECK(sft_lora_parse_targets(m, "mlp.c_proj", &lc, &err) ==
+          0); /* the MLP's c_proj, not the attention's */
     CHECK(sft_lora_attach(m, &lc, 1, &err) == 0);
     CHECK_INT(m->adapters.count, 4);
-    CHECK(sft_param_set_find(&m->adapters, "base_model.model.transformer.h.1.mlp.c_proj.lora_B.weight") != NULL);
-    CHECK(sft_param_set_find(&m->adapters, "base_model.model.transformer.h.1.attn.c_proj.lora_B.weight") == NULL);
+    CHECK(sft_param_set_find(&m->adapters, "base_model.model.transformer.h.1.mlp.c_proj.lora_B.weight") !=
+          NULL);
+    CHECK(sft_param_set_find(&m->adapters, "base_model.model.transformer.h.1.attn.c_proj.lora_B.weight") ==
+          NULL);
     const char *dir = tmp_model_dir("suffix_adapter");
     CHECK(sft_lora_save(m, dir, GPT2_DIR, &err) == 0);
     char path[600], *text = NULL;
@@ -483,7 +512,8 @@ TEST(peft_regex_target_modules_select_the_same_linears_as_the_list) {
     const char *dir = tmp_model_dir("regex_adapter");
     char path[600];
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    const char *cfg = "{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 16, \"target_modules\": \".*\\\\.(q|k|v|o|gate|up|down)_proj\"}";
+    const char *cfg = "{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 16, \"target_modules\": "
+                      "\".*\\\\.(q|k|v|o|gate|up|down)_proj\"}";
     sft_err err = {0};
     sft_write_file_atomic(path, cfg, strlen(cfg), &err);
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
@@ -523,7 +553,8 @@ TEST(peft_adapter_with_a_wrong_rank_is_an_error_naming_the_tensor) {
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
     copy_file("tests/fixtures/hf/models/llama2-tiny-lora/adapter_config.json", path);
     /* an adapter_model.safetensors from rank 8 under a config claiming rank 4 */
-    const char *cfg = "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 16, \"target_modules\": [\"q_proj\"]}";
+    const char *cfg =
+        "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 16, \"target_modules\": [\"q_proj\"]}";
     sft_err err = {0};
     sft_write_file_atomic(path, cfg, strlen(cfg), &err);
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
@@ -552,7 +583,8 @@ TEST(kv_cache_greedy_decoding_matches_argmax_of_the_full_forward) {
     CHECK_INT(n, NEW);
     CHECK(sft_model_plan(m, 1, 12, &err) == 0);
     int32_t tgt[12], pos[12], seq[12] = {0};
-    for (int i = 0; i < 12; i++) tgt[i] = -100, pos[i] = i;
+    for (int i = 0; i < 12; i++)
+        tgt[i] = -100, pos[i] = i;
     memcpy(seqbuf + P, out, sizeof(int32_t) * NEW);
     double loss;
     sft_batch b = {1, P + NEW, seqbuf, tgt, pos, seq, 1};
@@ -597,22 +629,26 @@ TEST(sampling_respects_temperature_top_k_and_top_p) {
     uint64_t rng = 1;
     int counts[5] = {0};
     sft_sampling all = {.temperature = 1.0, .top_p = 1.0};
-    for (int i = 0; i < 4000; i++) counts[sft_sample_token(logits, 5, &all, work, &rng)]++;
+    for (int i = 0; i < 4000; i++)
+        counts[sft_sample_token(logits, 5, &all, work, &rng)]++;
     /* 4000 draws: each share within 4 standard deviations of its probability */
     CHECK(abs(counts[0] - 2000) < 130 && abs(counts[1] - 1000) < 110 && abs(counts[3] - 250) < 65);
     sft_sampling k2 = {.temperature = 1.0, .top_k = 2, .top_p = 1.0};
     memset(counts, 0, sizeof counts);
-    for (int i = 0; i < 2000; i++) counts[sft_sample_token(logits, 5, &k2, work, &rng)]++;
+    for (int i = 0; i < 2000; i++)
+        counts[sft_sample_token(logits, 5, &k2, work, &rng)]++;
     CHECK(counts[2] == 0 && counts[3] == 0 && counts[4] == 0);
     CHECK(abs(counts[0] - 1333) < 90); /* renormalised: 2/3 */
     /* top_p 0.7: tokens 0 and 1 (mass 0.75) are the smallest set reaching it */
     sft_sampling p7 = {.temperature = 1.0, .top_p = 0.7};
     memset(counts, 0, sizeof counts);
-    for (int i = 0; i < 2000; i++) counts[sft_sample_token(logits, 5, &p7, work, &rng)]++;
+    for (int i = 0; i < 2000; i++)
+        counts[sft_sample_token(logits, 5, &p7, work, &rng)]++;
     CHECK(counts[0] > 0 && counts[1] > 0 && counts[2] == 0 && counts[3] == 0 && counts[4] == 0);
     /* a tiny temperature is greedy */
     sft_sampling cold = {.temperature = 1e-3, .top_p = 1.0};
-    for (int i = 0; i < 100; i++) CHECK_INT(sft_sample_token(logits, 5, &cold, work, &rng), 0);
+    for (int i = 0; i < 100; i++)
+        CHECK_INT(sft_sample_token(logits, 5, &cold, work, &rng), 0);
 }
 
 /* ---------------------------------------------------------------- init */
@@ -626,11 +662,13 @@ TEST(init_draws_normal_weights_zero_biases_unit_norms) {
     sft_model_init_weights(m, 1);
     const sft_tensor *wte = sft_param_set_find(&m->weights, "transformer.wte.weight");
     double s = 0, s2 = 0;
-    for (size_t i = 0; i < wte->numel; i++) s += m->weights.data[wte->offset + i];
-    for (size_t i = 0; i < wte->numel; i++) s2 += pow(m->weights.data[wte->offset + i], 2);
+    for (size_t i = 0; i < wte->numel; i++)
+        s += m->weights.data[wte->offset + i];
+    for (size_t i = 0; i < wte->numel; i++)
+        s2 += pow(m->weights.data[wte->offset + i], 2);
     double mean = s / wte->numel, sd = sqrt(s2 / wte->numel - mean * mean);
-    CHECK(fabs(mean) < 0.001);          /* 16000 draws: the mean's standard error is 0.00016 */
-    CHECK(fabs(sd - 0.02) < 0.0005);    /* and the std's about 0.0001 */
+    CHECK(fabs(mean) < 0.001);       /* 16000 draws: the mean's standard error is 0.00016 */
+    CHECK(fabs(sd - 0.02) < 0.0005); /* and the std's about 0.0001 */
     const sft_tensor *b = sft_param_set_find(&m->weights, "transformer.h.0.attn.c_attn.bias");
     const sft_tensor *ln = sft_param_set_find(&m->weights, "transformer.ln_f.weight");
     CHECK(m->weights.data[b->offset + 5] == 0.0f);

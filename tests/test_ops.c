@@ -48,14 +48,16 @@ static void arr_free(arr a) {
 /* Gradient buffers start at a known non-zero value to check accumulation. */
 static float *grad_buf(size_t n) {
     float *g = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) g[i] = 0.25f;
+    for (size_t i = 0; i < n; i++)
+        g[i] = 0.25f;
     return g;
 }
 
 static void check_close_arrays(const char *what, const float *got, const double *want, size_t n, double rel,
                                double floor_abs) {
     double maxabs = 0.0;
-    for (size_t i = 0; i < n; i++) maxabs = fmax(maxabs, fabs(want[i]));
+    for (size_t i = 0; i < n; i++)
+        maxabs = fmax(maxabs, fabs(want[i]));
     double tol = rel * maxabs + floor_abs;
     size_t bad = 0, worst_i = 0;
     double worst = 0.0;
@@ -65,8 +67,8 @@ static void check_close_arrays(const char *what, const float *got, const double 
         if (!(e <= tol)) bad++;
     }
     if (bad) {
-        fprintf(stderr, "  %s: %zu of %zu values off; worst at %zu: got %.9g want %.9g (tol %.3g)\n", what, bad, n,
-                worst_i, got[worst_i], want[worst_i], tol);
+        fprintf(stderr, "  %s: %zu of %zu values off; worst at %zu: got %.9g want %.9g (tol %.3g)\n", what,
+                bad, n, worst_i, got[worst_i], want[worst_i], tol);
         sft_test_failures++;
     }
 }
@@ -76,7 +78,8 @@ typedef double (*loss_fn)(void *ctx);
 
 /* Central differences on every element of x against the analytical gradient
  * (got minus the 0.25 start value). */
-static void check_grad(const char *what, loss_fn loss, void *ctx, double *x, size_t n, const float *grad_got) {
+static void check_grad(const char *what, loss_fn loss, void *ctx, double *x, size_t n,
+                       const float *grad_got) {
     double *num = malloc(n * sizeof(double));
     float *ana = malloc(n * sizeof(float));
     const double h = 1e-6;
@@ -97,7 +100,8 @@ static void check_grad(const char *what, loss_fn loss, void *ctx, double *x, siz
 
 static double dot_d(const double *a, const double *b, size_t n) {
     double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+    for (size_t i = 0; i < n; i++)
+        s += a[i] * b[i];
     return s;
 }
 
@@ -149,10 +153,12 @@ static double norm_ref(void *p) {
         const double *x = c->x.d + n * LC;
         double mean = 0, var = 0;
         if (!c->rms) {
-            for (int j = 0; j < LC; j++) mean += x[j];
+            for (int j = 0; j < LC; j++)
+                mean += x[j];
             mean /= LC;
         }
-        for (int j = 0; j < LC; j++) var += (x[j] - mean) * (x[j] - mean);
+        for (int j = 0; j < LC; j++)
+            var += (x[j] - mean) * (x[j] - mean);
         var /= LC;
         double s = 1.0 / sqrt(var + c->eps);
         for (int j = 0; j < LC; j++)
@@ -162,9 +168,13 @@ static double norm_ref(void *p) {
 }
 
 TEST(layernorm_forward_and_backward_match_float64_finite_differences) {
-    norm_ctx c = {.x = arr_rand(LN * LC, 2), .w = arr_rand(LC, 1), .b = arr_rand(LC, 1), .r = arr_rand(LN * LC, 1),
+    norm_ctx c = {.x = arr_rand(LN * LC, 2),
+                  .w = arr_rand(LC, 1),
+                  .b = arr_rand(LC, 1),
+                  .r = arr_rand(LN * LC, 1),
                   .eps = 1e-5};
-    for (int i = 0; i < LN * LC; i++) c.x.f[i] += 0.5f, c.x.d[i] = c.x.f[i]; /* non-zero mean */
+    for (int i = 0; i < LN * LC; i++)
+        c.x.f[i] += 0.5f, c.x.d[i] = c.x.f[i]; /* non-zero mean */
     float out[LN * LC], mean[LN], rstd[LN];
     sft_layernorm_forward(out, mean, rstd, c.x.f, c.w.f, c.b.f, LN, LC, (float)c.eps);
     norm_ref(&c);
@@ -179,8 +189,12 @@ TEST(layernorm_forward_and_backward_match_float64_finite_differences) {
 }
 
 TEST(rmsnorm_forward_and_backward_match_float64_finite_differences) {
-    norm_ctx c = {.x = arr_rand(LN * LC, 2), .w = arr_rand(LC, 1), .b = arr_rand(LC, 1), .r = arr_rand(LN * LC, 1),
-                  .eps = 1e-6, .rms = 1};
+    norm_ctx c = {.x = arr_rand(LN * LC, 2),
+                  .w = arr_rand(LC, 1),
+                  .b = arr_rand(LC, 1),
+                  .r = arr_rand(LN * LC, 1),
+                  .eps = 1e-6,
+                  .rms = 1};
     float out[LN * LC], rstd[LN];
     sft_rmsnorm_forward(out, rstd, c.x.f, c.w.f, LN, LC, (float)c.eps);
     norm_ref(&c);
@@ -214,8 +228,11 @@ static double mm_ref(void *p) {
 }
 
 static void matmul_case(int w_in_out) {
-    mm_ctx c = {.x = arr_rand(MN * MC, 1), .w = arr_rand(MOC * MC, 1), .b = arr_rand(MOC, 1),
-                .r = arr_rand(MN * MOC, 1), .w_in_out = w_in_out};
+    mm_ctx c = {.x = arr_rand(MN * MC, 1),
+                .w = arr_rand(MOC * MC, 1),
+                .b = arr_rand(MOC, 1),
+                .r = arr_rand(MN * MOC, 1),
+                .w_in_out = w_in_out};
     float out[MN * MOC];
     sft_matmul_forward(out, c.x.f, c.w.f, c.b.f, MN, MC, MOC, w_in_out);
     mm_ref(&c);
@@ -229,19 +246,27 @@ static void matmul_case(int w_in_out) {
     arr_free(c.x), arr_free(c.w), arr_free(c.b), arr_free(c.r);
 }
 
-TEST(matmul_with_torch_layout_matches_float64_finite_differences) { matmul_case(0); }
+TEST(matmul_with_torch_layout_matches_float64_finite_differences) {
+    matmul_case(0);
+}
 
 TEST(matmul_forward_add_accumulates_the_product) {
-    mm_ctx c = {.x = arr_rand(MN * MC, 1), .w = arr_rand(MOC * MC, 1), .b = arr_rand(MOC, 0), .r = arr_rand(MN * MOC, 1)};
+    mm_ctx c = {.x = arr_rand(MN * MC, 1),
+                .w = arr_rand(MOC * MC, 1),
+                .b = arr_rand(MOC, 0),
+                .r = arr_rand(MN * MOC, 1)};
     float out[MN * MOC];
     double want[MN * MOC];
     mm_ref(&c);
-    for (int i = 0; i < MN * MOC; i++) out[i] = 2.0f, want[i] = c.out[i] + 2.0;
+    for (int i = 0; i < MN * MOC; i++)
+        out[i] = 2.0f, want[i] = c.out[i] + 2.0;
     sft_matmul_forward_add(out, c.x.f, c.w.f, MN, MC, MOC);
     check_close_arrays("matmul_forward_add out", out, want, MN * MOC, 1e-6, 0);
     arr_free(c.x), arr_free(c.w), arr_free(c.b), arr_free(c.r);
 }
-TEST(matmul_with_conv1d_layout_matches_float64_finite_differences) { matmul_case(1); }
+TEST(matmul_with_conv1d_layout_matches_float64_finite_differences) {
+    matmul_case(1);
+}
 
 /* ------------------------------------------------------- gelu and swiglu */
 
@@ -320,7 +345,8 @@ static double rope_ref(void *p) {
         }
     double s = 0;
     for (int n = 0; n < RN; n++)
-        for (int j = 0; j < RH * RHD; j++) s += c->out[n * RSTRIDE + j] * c->r.d[n * RSTRIDE + j];
+        for (int j = 0; j < RH * RHD; j++)
+            s += c->out[n * RSTRIDE + j] * c->r.d[n * RSTRIDE + j];
     return s;
 }
 
@@ -348,8 +374,10 @@ TEST(rope_forward_and_backward_match_float64_finite_differences) {
     sft_rope_backward(dx, cs, sn, RN, RH, RHD, RSTRIDE);
     /* The entries outside the heads are not rotated: their gradient is r itself. */
     for (int n = 0; n < RN; n++)
-        for (int j = RH * RHD; j < RSTRIDE; j++) c.r.d[n * RSTRIDE + j] = 0, dx[n * RSTRIDE + j] = 0;
-    for (int i = 0; i < RN * RSTRIDE; i++) dx[i] += 0.25f;
+        for (int j = RH * RHD; j < RSTRIDE; j++)
+            c.r.d[n * RSTRIDE + j] = 0, dx[n * RSTRIDE + j] = 0;
+    for (int i = 0; i < RN * RSTRIDE; i++)
+        dx[i] += 0.25f;
     check_grad("rope dx", rope_ref, &c, c.x.d, RN * RSTRIDE, dx);
     free(x), free(dx);
     arr_free(c.x), arr_free(c.r);
@@ -357,8 +385,13 @@ TEST(rope_forward_and_backward_match_float64_finite_differences) {
 
 TEST(rope_llama3_scaling_matches_the_transformers_formula) {
     /* Llama 3.1: factor 8, low 1, high 4, original context 8192, theta 500000. */
-    sft_rope_params rp = {.theta = 500000.0, .head_dim = 64, .llama3 = 1, .factor = 8, .low_freq_factor = 1,
-                          .high_freq_factor = 4, .original_max_position = 8192};
+    sft_rope_params rp = {.theta = 500000.0,
+                          .head_dim = 64,
+                          .llama3 = 1,
+                          .factor = 8,
+                          .low_freq_factor = 1,
+                          .high_freq_factor = 4,
+                          .original_max_position = 8192};
     float inv[32];
     sft_rope_inv_freq(inv, &rp);
     int scaled = 0, kept = 0, blended = 0;
@@ -380,7 +413,16 @@ TEST(rope_llama3_scaling_matches_the_transformers_formula) {
 
 /* --------------------------------------------------------------- attention */
 
-enum { AB = 2, AT = 6, ANH = 4, ANKV = 2, AHD = 4, AQS = 20, AKS = 17, AVS = 18 }; /* strides wider than the heads: rows of a fused qkv buffer */
+enum {
+    AB = 2,
+    AT = 6,
+    ANH = 4,
+    ANKV = 2,
+    AHD = 4,
+    AQS = 20,
+    AKS = 17,
+    AVS = 18
+}; /* strides wider than the heads: rows of a fused qkv buffer */
 typedef struct {
     arr q, k, v, r;
     int32_t seq[AB * AT];
@@ -402,15 +444,18 @@ static double att_ref(void *p) {
                         continue;
                     }
                     double d = 0;
-                    for (int e = 0; e < AHD; e++) d += c->q.d[ti * AQS + h * AHD + e] * c->k.d[tj * AKS + kvh * AHD + e];
+                    for (int e = 0; e < AHD; e++)
+                        d += c->q.d[ti * AQS + h * AHD + e] * c->k.d[tj * AKS + kvh * AHD + e];
                     s[j] = d / sqrt((double)AHD);
                     mx = fmax(mx, s[j]);
                 }
-                for (int j = 0; j < AT; j++) sum += s[j] == -INFINITY ? 0 : exp(s[j] - mx);
+                for (int j = 0; j < AT; j++)
+                    sum += s[j] == -INFINITY ? 0 : exp(s[j] - mx);
                 for (int e = 0; e < AHD; e++) {
                     double o = 0;
                     for (int j = 0; j < AT; j++)
-                        if (s[j] != -INFINITY) o += exp(s[j] - mx) / sum * c->v.d[(b * AT + j) * AVS + kvh * AHD + e];
+                        if (s[j] != -INFINITY)
+                            o += exp(s[j] - mx) / sum * c->v.d[(b * AT + j) * AVS + kvh * AHD + e];
                     c->out[(ti * ANH + h) * AHD + e] = o;
                 }
             }
@@ -418,8 +463,11 @@ static double att_ref(void *p) {
 }
 
 static void attention_case(int nkv, const int32_t *seq) {
-    att_ctx c = {.q = arr_rand(AB * AT * AQS, 1.5), .k = arr_rand(AB * AT * AKS, 1.5), .v = arr_rand(AB * AT * AVS, 1),
-                 .r = arr_rand(AB * AT * ANH * AHD, 1), .nkv = nkv};
+    att_ctx c = {.q = arr_rand(AB * AT * AQS, 1.5),
+                 .k = arr_rand(AB * AT * AKS, 1.5),
+                 .v = arr_rand(AB * AT * AVS, 1),
+                 .r = arr_rand(AB * AT * ANH * AHD, 1),
+                 .nkv = nkv};
     memcpy(c.seq, seq, sizeof c.seq);
     float out[AB * AT * ANH * AHD], att[AB * ANH * AT * AT];
     sft_attention_forward(out, att, c.q.f, AQS, c.k.f, AKS, c.v.f, AVS, c.seq, AB, AT, ANH, nkv, AHD);
@@ -466,24 +514,29 @@ static double ce_ref(void *p) {
         if (c->t[n] == SFT_IGNORE_INDEX) continue;
         const double *z = c->z.d + n * CV;
         double mx = -INFINITY, s = 0;
-        for (int i = 0; i < CV; i++) mx = fmax(mx, z[i]);
-        for (int i = 0; i < CV; i++) s += exp(z[i] - mx);
+        for (int i = 0; i < CV; i++)
+            mx = fmax(mx, z[i]);
+        for (int i = 0; i < CV; i++)
+            s += exp(z[i] - mx);
         total += mx + log(s) - z[c->t[n]];
     }
     return total * c->scale;
 }
 
 TEST(cross_entropy_with_ignore_index_matches_float64_finite_differences) {
-    ce_ctx c = {.z = arr_rand(CN * CV, 8), .t = {3, SFT_IGNORE_INDEX, 0, 32, SFT_IGNORE_INDEX}, .scale = 1.0 / 3};
-    for (int i = 0; i < CV; i++) c.z.f[CV + i] = 1e4f, c.z.d[CV + i] = 1e4; /* an ignored row may hold anything */
-    c.z.f[7] = 80.0f, c.z.d[7] = 80.0; /* a large logit: stability without overflow */
+    ce_ctx c = {
+        .z = arr_rand(CN * CV, 8), .t = {3, SFT_IGNORE_INDEX, 0, 32, SFT_IGNORE_INDEX}, .scale = 1.0 / 3};
+    for (int i = 0; i < CV; i++)
+        c.z.f[CV + i] = 1e4f, c.z.d[CV + i] = 1e4; /* an ignored row may hold anything */
+    c.z.f[7] = 80.0f, c.z.d[7] = 80.0;             /* a large logit: stability without overflow */
     float lse[CN];
     double sum = sft_cross_entropy_forward(lse, c.z.f, c.t, CN, CV);
     CHECK_NEAR(sum * c.scale, ce_ref(&c), 1e-5);
     float *g = malloc(sizeof(float) * CN * CV);
     memcpy(g, c.z.f, sizeof(float) * CN * CV);
     sft_cross_entropy_backward(g, lse, c.t, CN, CV, (float)c.scale);
-    for (int i = 0; i < CN * CV; i++) g[i] += 0.25f;
+    for (int i = 0; i < CN * CV; i++)
+        g[i] += 0.25f;
     check_grad("cross-entropy dlogits", ce_ref, &c, c.z.d, CN * CV, g);
     free(g);
     arr_free(c.z);
@@ -492,7 +545,8 @@ TEST(cross_entropy_with_ignore_index_matches_float64_finite_differences) {
 /* The products split rows (many tokens) or columns (few tokens) across the
  * threads; every split must give the float64 product. */
 static void split_case(int N, int C, int OC, int w_in_out, int threads) {
-    arr x = arr_rand((size_t)N * C, 1), w = arr_rand((size_t)OC * C, 1), b = arr_rand(OC, 1), d = arr_rand((size_t)N * OC, 1);
+    arr x = arr_rand((size_t)N * C, 1), w = arr_rand((size_t)OC * C, 1), b = arr_rand(OC, 1),
+        d = arr_rand((size_t)N * OC, 1);
     float *out = malloc(sizeof(float) * N * OC), *dx = calloc((size_t)N * C, sizeof(float));
     float *dw = calloc((size_t)OC * C, sizeof(float));
     double *want = malloc(sizeof(double) * N * OC), *want_dx = calloc((size_t)N * C, sizeof(double));

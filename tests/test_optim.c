@@ -25,18 +25,23 @@ TEST(adamw_two_steps_match_a_hand_computation_with_decay_only_on_matrices) {
     float g1[7] = {0.1f, -0.3f, 0.0f, 2.0f, 1.0f, -0.5f, 0.02f};
     float g2[7] = {-0.2f, 0.1f, 0.5f, 1.0f, 0.0f, 0.3f, -0.04f};
     float *p[7], *g[7];
-    for (int i = 0; i < 4; i++) p[i] = set.data + w->offset + i, g[i] = set.grad + w->offset + i;
-    for (int i = 0; i < 3; i++) p[4 + i] = set.data + b->offset + i, g[4 + i] = set.grad + b->offset + i;
-    for (int i = 0; i < 7; i++) *p[i] = p0[i];
+    for (int i = 0; i < 4; i++)
+        p[i] = set.data + w->offset + i, g[i] = set.grad + w->offset + i;
+    for (int i = 0; i < 3; i++)
+        p[4 + i] = set.data + b->offset + i, g[4 + i] = set.grad + b->offset + i;
+    for (int i = 0; i < 7; i++)
+        *p[i] = p0[i];
     sft_adamw opt;
     sft_err err;
     const double lr = 0.01, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.1;
     CHECK(sft_adamw_init(&opt, &set, b1, b2, eps, wd, &err) == 0);
     double want[7], m[7] = {0}, v[7] = {0};
-    for (int i = 0; i < 7; i++) want[i] = p0[i];
+    for (int i = 0; i < 7; i++)
+        want[i] = p0[i];
     for (int step = 1; step <= 2; step++) {
         const float *gs = step == 1 ? g1 : g2;
-        for (int i = 0; i < 7; i++) *g[i] = gs[i];
+        for (int i = 0; i < 7; i++)
+            *g[i] = gs[i];
         sft_adamw_step(&opt, &set, lr);
         for (int i = 0; i < 7; i++) {
             double decay = i < 4 ? wd : 0.0; /* the bias (ndim 1) is not decayed */
@@ -46,7 +51,8 @@ TEST(adamw_two_steps_match_a_hand_computation_with_decay_only_on_matrices) {
             double mhat_step = lr / (1 - pow(b1, step));
             want[i] -= mhat_step * m[i] / (sqrt(v[i]) / sqrt(1 - pow(b2, step)) + eps);
         }
-        for (int i = 0; i < 7; i++) CHECK_NEAR(*p[i], want[i], 1e-6);
+        for (int i = 0; i < 7; i++)
+            CHECK_NEAR(*p[i], want[i], 1e-6);
     }
     CHECK_INT(opt.step, 2);
     sft_adamw_free(&opt);
@@ -67,8 +73,10 @@ TEST(adamw_rejects_invalid_hyperparameters) {
 TEST(clipping_scales_by_max_norm_over_norm_plus_1e6_and_returns_the_preclip_norm) {
     sft_param_set set = two_tensors();
     float g[7] = {3, 0, 0, 0, 4, 0, 0}; /* norm 5 */
-    for (int i = 0; i < 4; i++) set.grad[sft_param_set_find(&set, "w")->offset + i] = g[i];
-    for (int i = 0; i < 3; i++) set.grad[sft_param_set_find(&set, "b")->offset + i] = g[4 + i];
+    for (int i = 0; i < 4; i++)
+        set.grad[sft_param_set_find(&set, "w")->offset + i] = g[i];
+    for (int i = 0; i < 3; i++)
+        set.grad[sft_param_set_find(&set, "b")->offset + i] = g[4 + i];
     CHECK_NEAR(sft_grad_norm(&set), 5.0, 1e-12);
     CHECK_NEAR(sft_clip_grad_norm(&set, 1.0), 5.0, 1e-12);
     double coef = 1.0 / (5.0 + 1e-6);

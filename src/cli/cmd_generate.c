@@ -52,22 +52,27 @@ int sft_cmd_generate(int argc, char **argv) {
         return sft_cli_fail("generate", &err);
     }
     if (!temperature_set && (top_k_set || top_p_set)) {
-        sft_errf(&err, "--top-k and --top-p apply to sampling: give --temperature too (1.0 leaves the logits as they are)");
+        sft_errf(&err, "--top-k and --top-p apply to sampling: give --temperature too (1.0 leaves the logits "
+                       "as they are)");
         return sft_cli_fail("generate", &err);
     }
     sft_set_threads((int)threads);
     sft_session s;
-    if (sft_session_open(&s, model, adapter, template_name, !raw, &err)) return sft_cli_fail("generate", &err);
-    sft_sampling sampling = {.greedy = temperature == 0.0, .temperature = temperature, .top_k = (int)top_k,
-                             .top_p = top_p, .seed = (uint64_t)seed};
+    if (sft_session_open(&s, model, adapter, template_name, !raw, &err))
+        return sft_cli_fail("generate", &err);
+    sft_sampling sampling = {.greedy = temperature == 0.0,
+                             .temperature = temperature,
+                             .top_k = (int)top_k,
+                             .top_p = top_p,
+                             .seed = (uint64_t)seed};
     sft_chat_message messages[2];
     size_t count = 0;
     if (system) messages[count++] = (sft_chat_message){SFT_ROLE_SYSTEM, system, strlen(system)};
     messages[count++] = (sft_chat_message){SFT_ROLE_USER, prompt, strlen(prompt)};
     char *text = NULL;
     int new_tokens = 0;
-    rc = sft_session_generate(&s, raw ? NULL : messages, count, prompt, (int)max_new, &sampling, &text, &new_tokens,
-                              &err);
+    rc = sft_session_generate(&s, raw ? NULL : messages, count, prompt, (int)max_new, &sampling, &text,
+                              &new_tokens, &err);
     sft_session_close(&s);
     if (rc) return sft_cli_fail("generate", &err);
     if (json) {

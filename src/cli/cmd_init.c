@@ -10,8 +10,10 @@ int sft_cmd_init(int argc, char **argv) {
     const char *config = NULL, *tokenizer = NULL, *out = NULL;
     long seed = 0;
     const sft_arg flags[] = {
-        {"config", SFT_ARG_STRING, &config, "config.json of the architecture (gpt2, llama, mistral, qwen2)", NULL},
-        {"tokenizer", SFT_ARG_STRING, &tokenizer, "folder with tokenizer.json (copied into the model dir)", NULL},
+        {"config", SFT_ARG_STRING, &config, "config.json of the architecture (gpt2, llama, mistral, qwen2)",
+         NULL},
+        {"tokenizer", SFT_ARG_STRING, &tokenizer, "folder with tokenizer.json (copied into the model dir)",
+         NULL},
         {"out", SFT_ARG_STRING, &out, "the model dir to create (must not exist, or be empty)", NULL},
         {"seed", SFT_ARG_INT, &seed, "seed of the initialisation (default 0)", NULL},
         {NULL, 0, NULL, NULL, NULL},

@@ -10,7 +10,7 @@
 #include <string.h>
 
 typedef struct {
-    int max_len, chunk; /* cache rows; the largest chunk of tokens run at once */
+    int max_len, chunk;     /* cache rows; the largest chunk of tokens run at once */
     float *kcache, *vcache; /* [L, max_len, kv_dim] */
     float *x, *norm, *mean, *rstd, *q, *k, *v, *atty, *tmp, *mlp_a, *mlp_b, *mlp_act, *scores, *logits;
     float *cos_t, *sin_t;
@@ -48,8 +48,8 @@ static int state_alloc(infer_state *s, const sft_model *m, int max_len, int chun
     s->sin_t = malloc(n * m->head_dim * sizeof(float));
     s->pos = malloc(n * sizeof(int32_t));
     if (!s->kcache || !s->vcache || !s->x || !s->norm || !s->mean || !s->rstd || !s->q || !s->k || !s->v ||
-        !s->atty || !s->tmp || !s->mlp_a || !s->mlp_b || !s->mlp_act || !s->scores || !s->logits || !s->cos_t ||
-        !s->sin_t || !s->pos) {
+        !s->atty || !s->tmp || !s->mlp_a || !s->mlp_b || !s->mlp_act || !s->scores || !s->logits ||
+        !s->cos_t || !s->sin_t || !s->pos) {
         state_free(s);
         return sft_errf(err, "out of memory for a KV cache of %d tokens", max_len);
     }
@@ -57,8 +57,8 @@ static int state_alloc(infer_state *s, const sft_model *m, int max_len, int chun
 }
 
 /* Attention of n new tokens (positions p0..p0+n-1) over the cache rows 0..p0+n-1. */
-static void cached_attention(const sft_model *m, infer_state *s, int layer, const float *q, int q_stride, int p0,
-                             int n) {
+static void cached_attention(const sft_model *m, infer_state *s, int layer, const float *q, int q_stride,
+                             int p0, int n) {
     const int NH = m->cfg.num_heads, HD = m->head_dim, group = NH / m->cfg.num_kv_heads, kv_dim = m->kv_dim;
     const float scale = 1.0f / sqrtf((float)HD);
     const float *kc = s->kcache + (size_t)layer * s->max_len * kv_dim;
@@ -73,7 +73,8 @@ static void cached_attention(const sft_model *m, infer_state *s, int layer, cons
             for (int j = 0; j <= last; j++) {
                 const float *kj = kc + (size_t)j * kv_dim + (size_t)kvh * HD;
                 float dot = 0.0f;
-                for (int d = 0; d < HD; d++) dot += qi[d] * kj[d];
+                for (int d = 0; d < HD; d++)
+                    dot += qi[d] * kj[d];
                 sc[j] = dot * scale;
                 if (sc[j] > maxv) maxv = sc[j];
             }
@@ -84,18 +85,21 @@ static void cached_attention(const sft_model *m, infer_state *s, int layer, cons
             }
             float inv = (float)(1.0 / sum);
             float *o = s->atty + (size_t)i * m->q_dim + (size_t)h * HD;
-            for (int d = 0; d < HD; d++) o[d] = 0.0f;
+            for (int d = 0; d < HD; d++)
+                o[d] = 0.0f;
             for (int j = 0; j <= last; j++) {
                 float p = sc[j] * inv;
                 const float *vj = vc + (size_t)j * kv_dim + (size_t)kvh * HD;
-                for (int d = 0; d < HD; d++) o[d] += p * vj[d];
+                for (int d = 0; d < HD; d++)
+                    o[d] += p * vj[d];
             }
         }
     }
 }
 
 static void add_rows(float *dst, const float *src, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+    for (size_t i = 0; i < n; i++)
+        dst[i] += src[i];
 }
 
 /* Runs n tokens at positions p0.. through the model, filling the cache, and
@@ -106,7 +110,8 @@ static void infer_chunk(const sft_model *m, infer_state *s, const int32_t *token
     const int C = cfg->hidden_size, I = cfg->intermediate_size, NH = cfg->num_heads, NKV = cfg->num_kv_heads;
     const int HD = m->head_dim, kv_dim = m->kv_dim, gpt2 = cfg->arch == SFT_ARCH_GPT2;
     const float eps = (float)cfg->norm_eps;
-    for (int i = 0; i < n; i++) s->pos[i] = p0 + i;
+    for (int i = 0; i < n; i++)
+        s->pos[i] = p0 + i;
     k->embedding_forward(s->x, tokens, s->pos, m->wte, gpt2 ? m->wpe : NULL, n, C);
     if (!gpt2) sft_rope_tables(s->cos_t, s->sin_t, m->inv_freq, s->pos, n, HD);
     for (int l = 0; l < cfg->num_layers; l++) {
@@ -169,7 +174,6 @@ static uint64_t next_u64(uint64_t *state) {
     return z ^ (z >> 31);
 }
 
-
 static int cand_desc(const void *a, const void *b) {
     const sft_candidate *x = a, *y = b;
     if (x->logit != y->logit) return x->logit > y->logit ? -1 : 1;
@@ -183,17 +187,21 @@ static int32_t argmax(const float *z, int V) {
     return best;
 }
 
-int32_t sft_sample_token(const float *logits, int V, const sft_sampling *sp, sft_candidate *work, uint64_t *rng) {
-    for (int i = 0; i < V; i++) work[i] = (sft_candidate){logits[i] / (float)sp->temperature, i};
+int32_t sft_sample_token(const float *logits, int V, const sft_sampling *sp, sft_candidate *work,
+                         uint64_t *rng) {
+    for (int i = 0; i < V; i++)
+        work[i] = (sft_candidate){logits[i] / (float)sp->temperature, i};
     qsort(work, (size_t)V, sizeof *work, cand_desc);
     int keep = V;
     if (sp->top_k > 0 && sp->top_k < V) {
         float kth = work[sp->top_k - 1].logit; /* ties with the k-th survive, as `scores < topk[-1]` */
         keep = sp->top_k;
-        while (keep < V && work[keep].logit >= kth) keep++;
+        while (keep < V && work[keep].logit >= kth)
+            keep++;
     }
     double maxv = work[0].logit, sum = 0.0;
-    for (int i = 0; i < keep; i++) sum += exp(work[i].logit - maxv);
+    for (int i = 0; i < keep; i++)
+        sum += exp(work[i].logit - maxv);
     if (sp->top_p < 1.0) {
         /* keep the smallest head whose mass reaches top_p: a token is dropped when the
          * cumulative mass of the tokens less likely than it and itself is <= 1 - top_p */
@@ -201,12 +209,15 @@ int32_t sft_sample_token(const float *logits, int V, const sft_sampling *sp, sft
         int cut = keep;
         for (int i = keep - 1; i > 0; i--) {
             tail += exp(work[i].logit - maxv) / sum;
-            if (tail <= 1.0 - sp->top_p) cut = i;
-            else break;
+            if (tail <= 1.0 - sp->top_p)
+                cut = i;
+            else
+                break;
         }
         keep = cut;
         sum = 0.0;
-        for (int i = 0; i < keep; i++) sum += exp(work[i].logit - maxv);
+        for (int i = 0; i < keep; i++)
+            sum += exp(work[i].logit - maxv);
     }
     double u = ((next_u64(rng) >> 11) + 0.5) / 9007199254740992.0 * sum, acc = 0.0;
     for (int i = 0; i < keep; i++) {
@@ -216,14 +227,17 @@ int32_t sft_sample_token(const float *logits, int V, const sft_sampling *sp, sft
     return work[keep - 1].id;
 }
 
-int sft_generate(const sft_model *m, const int32_t *prompt, int prompt_len, int max_new, const sft_sampling *sp,
-                 const int32_t *eos_ids, int eos_count, int32_t *out, int *out_len, sft_err *err) {
+int sft_generate(const sft_model *m, const int32_t *prompt, int prompt_len, int max_new,
+                 const sft_sampling *sp, const int32_t *eos_ids, int eos_count, int32_t *out, int *out_len,
+                 sft_err *err) {
     *out_len = 0;
     const int V = m->cfg.vocab_size;
     if (prompt_len <= 0) return sft_errf(err, "generation needs a prompt of at least one token");
     if (m->lora_r) return sft_errf(err, "merge the LoRA adapter before generating (sft_lora_merge)");
-    if (!sp->greedy && !(sp->temperature > 0)) return sft_errf(err, "temperature %g must be positive", sp->temperature);
-    if (!sp->greedy && !(sp->top_p > 0 && sp->top_p <= 1)) return sft_errf(err, "top_p %g must be in (0, 1]", sp->top_p);
+    if (!sp->greedy && !(sp->temperature > 0))
+        return sft_errf(err, "temperature %g must be positive", sp->temperature);
+    if (!sp->greedy && !(sp->top_p > 0 && sp->top_p <= 1))
+        return sft_errf(err, "top_p %g must be in (0, 1]", sp->top_p);
     for (int i = 0; i < prompt_len; i++)
         if (prompt[i] < 0 || prompt[i] >= V)
             return sft_errf(err, "prompt token %d: id %d outside the vocabulary [0, %d)", i, prompt[i], V);
@@ -248,7 +262,8 @@ int sft_generate(const sft_model *m, const int32_t *prompt, int prompt_len, int 
         int32_t next = sp->greedy ? argmax(s.logits, V) : sft_sample_token(s.logits, V, sp, work, &rng);
         out[n++] = next;
         int stop = 0;
-        for (int e = 0; e < eos_count; e++) stop |= next == eos_ids[e];
+        for (int e = 0; e < eos_count; e++)
+            stop |= next == eos_ids[e];
         if (stop || p + 1 >= limit) break;
         infer_chunk(m, &s, &next, p, 1);
     }

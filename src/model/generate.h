@@ -21,8 +21,9 @@ typedef struct sft_sampling {
  * (capacity max_new); *out_len is the number written, the eos token included
  * when one ended the generation. A model with a LoRA adapter must be merged
  * first (sft_lora_merge). */
-int sft_generate(const sft_model *m, const int32_t *prompt, int prompt_len, int max_new, const sft_sampling *sampling,
-                 const int32_t *eos_ids, int eos_count, int32_t *out, int *out_len, sft_err *err);
+int sft_generate(const sft_model *m, const int32_t *prompt, int prompt_len, int max_new,
+                 const sft_sampling *sampling, const int32_t *eos_ids, int eos_count, int32_t *out,
+                 int *out_len, sft_err *err);
 
 /* One sampled token from logits [V]: temperature, then top-k (ties with the
  * k-th kept), then top-p (the smallest most-likely set whose mass reaches

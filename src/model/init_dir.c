@@ -15,8 +15,8 @@
 #include "tok/tokenizer.h"
 
 static const char *const tokenizer_files[] = {
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-    "vocab.json",     "merges.txt",            "tokenizer.model",         "added_tokens.json",
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "vocab.json",
+    "merges.txt",     "tokenizer.model",       "added_tokens.json",
 };
 
 static int copy_file(const char *from, const char *to, sft_err *err) {
@@ -55,7 +55,8 @@ static int write_generation_config(const char *path, const sft_model_config *cfg
     char bos[32] = "null", pad[32] = "null";
     if (cfg->bos_token_id >= 0) snprintf(bos, sizeof bos, "%d", cfg->bos_token_id);
     if (cfg->pad_token_id >= 0) snprintf(pad, sizeof pad, "%d", cfg->pad_token_id);
-    int len = snprintf(text, sizeof text, "{\n  \"bos_token_id\": %s,\n  \"eos_token_id\": %s,\n  \"pad_token_id\": %s\n}\n",
+    int len = snprintf(text, sizeof text,
+                       "{\n  \"bos_token_id\": %s,\n  \"eos_token_id\": %s,\n  \"pad_token_id\": %s\n}\n",
                        bos, ids, pad);
     return sft_write_file_atomic(path, text, (size_t)len, err);
 }
@@ -94,9 +95,9 @@ int sft_model_init_dir(const char *config_path, const char *tokenizer_dir, const
     }
     int rc = -1;
     if (sft_mkdir_p(tmp, err)) goto done;
-    sft_dtype dtype = !strcmp(cfg.dtype, "bfloat16") ? SFT_DTYPE_BF16
+    sft_dtype dtype = !strcmp(cfg.dtype, "bfloat16")  ? SFT_DTYPE_BF16
                       : !strcmp(cfg.dtype, "float16") ? SFT_DTYPE_F16
-                                                       : SFT_DTYPE_F32;
+                                                      : SFT_DTYPE_F32;
     snprintf(path, sizeof path, "%s/model.safetensors", tmp);
     if (sft_model_save_weights(m, path, dtype, err)) goto done;
     snprintf(path, sizeof path, "%s/config.json", tmp);

@@ -16,7 +16,8 @@
 #include "io/safetensors.h"
 #include "io/suggest.h"
 
-static const char *const llama_targets[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+static const char *const llama_targets[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                            "gate_proj", "up_proj", "down_proj"};
 static const char *const gpt2_targets[] = {"c_attn", "c_proj", "c_fc"};
 
 static const char *const *family_targets(const sft_model *m, size_t *count) {
@@ -32,7 +33,8 @@ void sft_lora_default_targets(const sft_model *m, sft_lora_config *cfg) {
     size_t n;
     const char *const *names = family_targets(m, &n);
     cfg->target_count = (int)n;
-    for (size_t i = 0; i < n; i++) snprintf(cfg->targets[i], sizeof cfg->targets[i], "%s", names[i]);
+    for (size_t i = 0; i < n; i++)
+        snprintf(cfg->targets[i], sizeof cfg->targets[i], "%s", names[i]);
 }
 
 /* PEFT's rule (check_target_module_exists): a name matches a module whose
@@ -88,9 +90,11 @@ static int add_target(const sft_model *m, const char *name, size_t len, sft_lora
         strncat(all, names[i], sizeof all - strlen(all) - 1);
     }
     if (near)
-        return sft_errf(err, "LoRA target module \"%s\" is not a linear of a %s model; did you mean \"%s\"? (%s)", word,
-                        m->cfg.model_type, near, all);
-    return sft_errf(err, "LoRA target module \"%s\" is not a linear of a %s model (%s)", word, m->cfg.model_type, all);
+        return sft_errf(err,
+                        "LoRA target module \"%s\" is not a linear of a %s model; did you mean \"%s\"? (%s)",
+                        word, m->cfg.model_type, near, all);
+    return sft_errf(err, "LoRA target module \"%s\" is not a linear of a %s model (%s)", word,
+                    m->cfg.model_type, all);
 }
 
 int sft_lora_parse_targets(const sft_model *m, const char *list, sft_lora_config *cfg, sft_err *err) {
@@ -100,8 +104,10 @@ int sft_lora_parse_targets(const sft_model *m, const char *list, sft_lora_config
     while (*s) {
         const char *e = strchr(s, ',');
         size_t len = e ? (size_t)(e - s) : strlen(s);
-        while (len && *s == ' ') s++, len--;
-        while (len && s[len - 1] == ' ') len--;
+        while (len && *s == ' ')
+            s++, len--;
+        while (len && s[len - 1] == ' ')
+            len--;
         if (len && add_target(m, s, len, cfg, err)) return -1;
         if (!e) break;
         s = e + 1;
@@ -121,13 +127,14 @@ static uint64_t splitmix64(uint64_t *state) {
     return z ^ (z >> 31);
 }
 
-static int attach_matching(sft_model *m, const sft_lora_config *cfg, double scale, uint64_t seed, const regex_t *re,
-                           sft_err *err);
+static int attach_matching(sft_model *m, const sft_lora_config *cfg, double scale, uint64_t seed,
+                           const regex_t *re, sft_err *err);
 
 static int attach(sft_model *m, const sft_lora_config *cfg, double scale, uint64_t seed, sft_err *err) {
     if (m->lora_r) return sft_errf(err, "the model already has a LoRA adapter");
     if (cfg->r <= 0) return sft_errf(err, "LoRA rank r = %d must be positive", cfg->r);
-    if (!(cfg->dropout >= 0 && cfg->dropout < 1)) return sft_errf(err, "lora_dropout %g must be in [0, 1)", cfg->dropout);
+    if (!(cfg->dropout >= 0 && cfg->dropout < 1))
+        return sft_errf(err, "lora_dropout %g must be in [0, 1)", cfg->dropout);
     if (m->arena) return sft_errf(err, "attach the LoRA adapter before planning the activations");
     regex_t regex, *re = NULL;
     if (cfg->target_regex[0]) {
@@ -139,8 +146,8 @@ static int attach(sft_model *m, const sft_lora_config *cfg, double scale, uint64
     return rc;
 }
 
-static int attach_matching(sft_model *m, const sft_lora_config *cfg, double scale, uint64_t seed, const regex_t *re,
-                           sft_err *err) {
+static int attach_matching(sft_model *m, const sft_lora_config *cfg, double scale, uint64_t seed,
+                           const regex_t *re, sft_err *err) {
     sft_param_set *set = &m->adapters;
     char name[200];
     int adapted = 0;
@@ -155,7 +162,8 @@ static int attach_matching(sft_model *m, const sft_lora_config *cfg, double scal
             if (sft_param_set_add(set, name, 2, lin->out, cfg->r, err)) return -1;
             adapted++;
         }
-    if (!adapted) return sft_errf(err, "no linear of this %s model matches the LoRA target modules", m->cfg.model_type);
+    if (!adapted)
+        return sft_errf(err, "no linear of this %s model matches the LoRA target modules", m->cfg.model_type);
     if (sft_param_set_alloc(set, 1, err)) return -1;
     int t = 0;
     uint64_t rng = seed ^ 0x243f6a8885a308d3ull;
@@ -174,7 +182,8 @@ static int attach_matching(sft_model *m, const sft_lora_config *cfg, double scal
              * U(-1/sqrt(in), 1/sqrt(in)); B = 0, so the adapter starts as a no-op. */
             double bound = 1.0 / sqrt((double)lin->in);
             for (size_t j = 0; j < a->numel; j++)
-                lin->lora_a[j] = (float)((((splitmix64(&rng) >> 11) + 0.5) / 9007199254740992.0 * 2 - 1) * bound);
+                lin->lora_a[j] =
+                    (float)((((splitmix64(&rng) >> 11) + 0.5) / 9007199254740992.0 * 2 - 1) * bound);
         }
     m->lora_r = cfg->r;
     m->lora_alpha = (float)cfg->alpha;
@@ -195,7 +204,8 @@ static int config_unsupported(const json_t *cfg, const char *key, const char *pa
     const json_t *v = json_object_get(cfg, key);
     if (!v || json_is_null(v) || json_is_false(v)) return 0;
     if ((json_is_object(v) && !json_object_size(v)) || (json_is_array(v) && !json_array_size(v))) return 0;
-    return sft_errf(err, "%s: \"%s\" is set, which sft does not support (a plain LoRA adapter is expected)", path, key);
+    return sft_errf(err, "%s: \"%s\" is set, which sft does not support (a plain LoRA adapter is expected)",
+                    path, key);
 }
 
 int sft_lora_load(sft_model *m, const char *dir, sft_err *err) {
@@ -215,7 +225,8 @@ int sft_lora_load(sft_model *m, const char *dir, sft_err *err) {
         sft_errf(err, "%s: peft_type \"%s\" is not LORA", path, peft_type);
         goto done;
     }
-    if (sft_json_get_int(jc, "r", &r, path, err) || sft_json_get_number(jc, "lora_alpha", &alpha, path, err) ||
+    if (sft_json_get_int(jc, "r", &r, path, err) ||
+        sft_json_get_number(jc, "lora_alpha", &alpha, path, err) ||
         sft_json_get_number_opt(jc, "lora_dropout", &dropout, path, err) ||
         sft_json_get_bool_opt(jc, "use_rslora", &rslora, path, err) ||
         sft_json_get_string_opt(jc, "bias", &bias, path, err))
@@ -225,8 +236,10 @@ int sft_lora_load(sft_model *m, const char *dir, sft_err *err) {
         goto done;
     }
     if (config_unsupported(jc, "use_dora", path, err) || config_unsupported(jc, "rank_pattern", path, err) ||
-        config_unsupported(jc, "alpha_pattern", path, err) || config_unsupported(jc, "layers_to_transform", path, err) ||
-        config_unsupported(jc, "modules_to_save", path, err) || config_unsupported(jc, "target_parameters", path, err))
+        config_unsupported(jc, "alpha_pattern", path, err) ||
+        config_unsupported(jc, "layers_to_transform", path, err) ||
+        config_unsupported(jc, "modules_to_save", path, err) ||
+        config_unsupported(jc, "target_parameters", path, err))
         goto done;
     if (r <= 0 || r > 1 << 20) {
         sft_errf(err, "%s: r = %lld must be positive", path, (long long)r);
@@ -268,13 +281,14 @@ int sft_lora_load(sft_model *m, const char *dir, sft_err *err) {
         const sft_tensor *t = &set->tensors[i];
         const sft_tensor_info *s = sft_safetensors_find(st, t->name);
         if (!s) {
-            sft_errf(err, "%s: missing tensor '%s' (shape [%lld, %lld]) for target modules of adapter_config.json", path,
-                     t->name, (long long)t->shape[0], (long long)t->shape[1]);
+            sft_errf(err,
+                     "%s: missing tensor '%s' (shape [%lld, %lld]) for target modules of adapter_config.json",
+                     path, t->name, (long long)t->shape[0], (long long)t->shape[1]);
             goto done;
         }
         if (s->ndim != 2 || s->shape[0] != t->shape[0] || s->shape[1] != t->shape[1]) {
-            sft_errf(err, "%s: tensor '%s' has %d dims [%lld, %lld], expected [%lld, %lld] (r = %d)", path, t->name,
-                     s->ndim, (long long)s->shape[0], (long long)(s->ndim > 1 ? s->shape[1] : 0),
+            sft_errf(err, "%s: tensor '%s' has %d dims [%lld, %lld], expected [%lld, %lld] (r = %d)", path,
+                     t->name, s->ndim, (long long)s->shape[0], (long long)(s->ndim > 1 ? s->shape[1] : 0),
                      (long long)t->shape[0], (long long)t->shape[1], cfg.r);
             goto done;
         }
@@ -283,7 +297,8 @@ int sft_lora_load(sft_model *m, const char *dir, sft_err *err) {
     for (size_t i = 0; i < sft_safetensors_count(st); i++) {
         const char *name = sft_safetensors_at(st, i)->name;
         if (!sft_param_set_find(set, name)) {
-            sft_errf(err, "%s: unexpected tensor '%s': adapter_config.json's targets do not produce it", path, name);
+            sft_errf(err, "%s: unexpected tensor '%s': adapter_config.json's targets do not produce it", path,
+                     name);
             goto done;
         }
     }
@@ -305,8 +320,8 @@ int sft_lora_save(const sft_model *m, const char *dir, const char *base_model, s
     if (!out) return sft_errf(err, "out of memory");
     for (int i = 0; i < set->count; i++) {
         const sft_tensor *t = &set->tensors[i];
-        out[i] = (sft_tensor_out){.name = t->name, .ndim = 2, .shape = {t->shape[0], t->shape[1]},
-                                  .data = set->data + t->offset};
+        out[i] = (sft_tensor_out){
+            .name = t->name, .ndim = 2, .shape = {t->shape[0], t->shape[1]}, .data = set->data + t->offset};
     }
     int rc = sft_path_join(path, sizeof path, dir, "adapter_model.safetensors", err);
     if (!rc) rc = sft_safetensors_write(path, out, (size_t)set->count, SFT_DTYPE_F32, err);
@@ -318,7 +333,8 @@ int sft_lora_save(const sft_model *m, const char *dir, const char *base_model, s
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     if (!f) return sft_errf(err, "out of memory");
-    fprintf(f, "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"base_model_name_or_path\": ");
+    fprintf(
+        f, "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"base_model_name_or_path\": ");
     sft_json_write_string(f, base_model ? base_model : "", base_model ? strlen(base_model) : 0);
     fprintf(f, ",\n  \"r\": %d,\n  \"lora_alpha\": %.17g,\n  \"lora_dropout\": %.17g,\n", m->lora_r,
             (double)m->lora_alpha, (double)m->lora_dropout);
@@ -328,7 +344,7 @@ int sft_lora_save(const sft_model *m, const char *dir, const char *base_model, s
      * ("c_proj" when both GPT-2 c_proj carry adapters, "mlp.c_proj" when only
      * the MLP's does). */
     int cap = m->cfg.num_layers * SFT_LIN_COUNT, nwritten = 0;
-    char (*written)[96] = malloc((size_t)cap * sizeof *written);
+    char(*written)[96] = malloc((size_t)cap * sizeof *written);
     if (!written) {
         fclose(f);
         free(text);
@@ -340,7 +356,8 @@ int sft_lora_save(const sft_model *m, const char *dir, const char *base_model, s
             if (!m->layers[l].lin[i].r) continue;
             const char *suffix = path + strlen(path);
             for (;;) { /* grow the suffix one component at a time */
-                while (suffix > path && suffix[-1] != '.') suffix--;
+                while (suffix > path && suffix[-1] != '.')
+                    suffix--;
                 int only_adapted = 1;
                 for (int l2 = 0; l2 < m->cfg.num_layers && only_adapted; l2++)
                     for (int i2 = 0; i2 < SFT_LIN_COUNT; i2++)
@@ -351,7 +368,8 @@ int sft_lora_save(const sft_model *m, const char *dir, const char *base_model, s
                 suffix--;
             }
             int dup = 0;
-            for (int j = 0; j < nwritten; j++) dup |= !strcmp(written[j], suffix);
+            for (int j = 0; j < nwritten; j++)
+                dup |= !strcmp(written[j], suffix);
             if (dup || nwritten == cap) continue;
             snprintf(written[nwritten], sizeof written[0], "%s", suffix);
             fprintf(f, "%s", nwritten ? ", " : "");
@@ -359,9 +377,11 @@ int sft_lora_save(const sft_model *m, const char *dir, const char *base_model, s
             nwritten++;
         }
     free(written);
-    fprintf(f, "],\n  \"bias\": \"none\",\n  \"fan_in_fan_out\": %s,\n", m->cfg.arch == SFT_ARCH_GPT2 ? "true" : "false");
+    fprintf(f, "],\n  \"bias\": \"none\",\n  \"fan_in_fan_out\": %s,\n",
+            m->cfg.arch == SFT_ARCH_GPT2 ? "true" : "false");
     fprintf(f, "  \"inference_mode\": true,\n  \"init_lora_weights\": true,\n  \"modules_to_save\": null,\n"
-               "  \"use_rslora\": false,\n  \"use_dora\": false,\n  \"rank_pattern\": {},\n  \"alpha_pattern\": {}\n}\n");
+               "  \"use_rslora\": false,\n  \"use_dora\": false,\n  \"rank_pattern\": {},\n  "
+               "\"alpha_pattern\": {}\n}\n");
     fclose(f);
     rc = sft_path_join(path, sizeof path, dir, "adapter_config.json", err);
     if (!rc) rc = sft_write_file_atomic(path, text, len, err);
@@ -378,8 +398,8 @@ void sft_lora_merge(sft_model *m) {
             sft_linear *lin = &m->layers[l].lin[i];
             if (!lin->r) continue;
             if (lin->w_in_out) /* Conv1D W [in, out] += scale * (B A)^T = scale * A^T B^T */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, lin->in, lin->out, lin->r, lin->scale, lin->lora_a,
-                            lin->in, lin->lora_b, lin->r, 1.0f, lin->w, lin->out);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, lin->in, lin->out, lin->r, lin->scale,
+                            lin->lora_a, lin->in, lin->lora_b, lin->r, 1.0f, lin->w, lin->out);
             else /* W [out, in] += scale * B A */
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, lin->out, lin->in, lin->r, lin->scale,
                             lin->lora_b, lin->r, lin->lora_a, lin->in, 1.0f, lin->w, lin->in);

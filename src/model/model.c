@@ -56,7 +56,8 @@ static float *alloc_floats(size_t n) {
 int sft_param_set_alloc(sft_param_set *set, int with_grad, sft_err *err) {
     set->data = alloc_floats(set->numel);
     set->grad = with_grad ? alloc_floats(set->numel) : NULL;
-    if (!set->data || (with_grad && !set->grad)) return sft_errf(err, "out of memory for %zu parameters", set->numel);
+    if (!set->data || (with_grad && !set->grad))
+        return sft_errf(err, "out of memory for %zu parameters", set->numel);
     return 0;
 }
 
@@ -108,7 +109,7 @@ static int walk_weights(sft_model *m, walk_mode mode, sft_err *err) {
     const sft_model_config *cfg = &m->cfg;
     const int C = cfg->hidden_size, V = cfg->vocab_size, I = cfg->intermediate_size;
     char name[200], module[96];
-#define VISIT(nd, a, b, p, g)                                                                                     \
+#define VISIT(nd, a, b, p, g)                                                                                \
     if (visit(&w, name, nd, a, b, p, g)) return -1
     if (cfg->arch == SFT_ARCH_GPT2) {
         snprintf(name, sizeof name, "transformer.wte.weight");
@@ -122,20 +123,23 @@ static int walk_weights(sft_model *m, walk_mode mode, sft_err *err) {
             snprintf(name, sizeof name, "transformer.h.%d.ln_1.bias", l);
             VISIT(1, C, 0, &L->norm1_b, &L->dnorm1_b);
             snprintf(module, sizeof module, "transformer.h.%d.attn.c_attn", l);
-            if (visit_linear(&w, &L->lin[SFT_LIN_C_ATTN], L->lin_module[SFT_LIN_C_ATTN], module, C, 3 * C, 1, 1))
+            if (visit_linear(&w, &L->lin[SFT_LIN_C_ATTN], L->lin_module[SFT_LIN_C_ATTN], module, C, 3 * C, 1,
+                             1))
                 return -1;
             snprintf(module, sizeof module, "transformer.h.%d.attn.c_proj", l);
-            if (visit_linear(&w, &L->lin[SFT_LIN_ATTN_C_PROJ], L->lin_module[SFT_LIN_ATTN_C_PROJ], module, C, C, 1,
-                             1))
+            if (visit_linear(&w, &L->lin[SFT_LIN_ATTN_C_PROJ], L->lin_module[SFT_LIN_ATTN_C_PROJ], module, C,
+                             C, 1, 1))
                 return -1;
             snprintf(name, sizeof name, "transformer.h.%d.ln_2.weight", l);
             VISIT(1, C, 0, &L->norm2_w, &L->dnorm2_w);
             snprintf(name, sizeof name, "transformer.h.%d.ln_2.bias", l);
             VISIT(1, C, 0, &L->norm2_b, &L->dnorm2_b);
             snprintf(module, sizeof module, "transformer.h.%d.mlp.c_fc", l);
-            if (visit_linear(&w, &L->lin[SFT_LIN_C_FC], L->lin_module[SFT_LIN_C_FC], module, C, I, 1, 1)) return -1;
+            if (visit_linear(&w, &L->lin[SFT_LIN_C_FC], L->lin_module[SFT_LIN_C_FC], module, C, I, 1, 1))
+                return -1;
             snprintf(module, sizeof module, "transformer.h.%d.mlp.c_proj", l);
-            if (visit_linear(&w, &L->lin[SFT_LIN_MLP_C_PROJ], L->lin_module[SFT_LIN_MLP_C_PROJ], module, I, C, 1, 1))
+            if (visit_linear(&w, &L->lin[SFT_LIN_MLP_C_PROJ], L->lin_module[SFT_LIN_MLP_C_PROJ], module, I, C,
+                             1, 1))
                 return -1;
         }
         snprintf(name, sizeof name, "transformer.ln_f.weight");
@@ -150,23 +154,34 @@ static int walk_weights(sft_model *m, walk_mode mode, sft_err *err) {
             static const struct {
                 int which;
                 const char *path;
-            } lins[] = {{SFT_LIN_Q, "self_attn.q_proj"},  {SFT_LIN_K, "self_attn.k_proj"},
-                        {SFT_LIN_V, "self_attn.v_proj"},  {SFT_LIN_O, "self_attn.o_proj"},
-                        {SFT_LIN_GATE, "mlp.gate_proj"},  {SFT_LIN_UP, "mlp.up_proj"},
+            } lins[] = {{SFT_LIN_Q, "self_attn.q_proj"}, {SFT_LIN_K, "self_attn.k_proj"},
+                        {SFT_LIN_V, "self_attn.v_proj"}, {SFT_LIN_O, "self_attn.o_proj"},
+                        {SFT_LIN_GATE, "mlp.gate_proj"}, {SFT_LIN_UP, "mlp.up_proj"},
                         {SFT_LIN_DOWN, "mlp.down_proj"}};
             for (size_t i = 0; i < sizeof lins / sizeof lins[0]; i++) {
                 int which = lins[i].which, in = C, out = C, bias = 0;
                 switch (which) {
-                case SFT_LIN_Q: out = m->q_dim, bias = cfg->attention_bias; break;
+                case SFT_LIN_Q:
+                    out = m->q_dim, bias = cfg->attention_bias;
+                    break;
                 case SFT_LIN_K:
-                case SFT_LIN_V: out = m->kv_dim, bias = cfg->attention_bias; break;
-                case SFT_LIN_O: in = m->q_dim, bias = cfg->o_proj_bias; break;
+                case SFT_LIN_V:
+                    out = m->kv_dim, bias = cfg->attention_bias;
+                    break;
+                case SFT_LIN_O:
+                    in = m->q_dim, bias = cfg->o_proj_bias;
+                    break;
                 case SFT_LIN_GATE:
-                case SFT_LIN_UP: out = I, bias = cfg->mlp_bias; break;
-                default: in = I, bias = cfg->mlp_bias; break;
+                case SFT_LIN_UP:
+                    out = I, bias = cfg->mlp_bias;
+                    break;
+                default:
+                    in = I, bias = cfg->mlp_bias;
+                    break;
                 }
                 snprintf(module, sizeof module, "model.layers.%d.%s", l, lins[i].path);
-                if (visit_linear(&w, &L->lin[which], L->lin_module[which], module, in, out, 0, bias)) return -1;
+                if (visit_linear(&w, &L->lin[which], L->lin_module[which], module, in, out, 0, bias))
+                    return -1;
             }
             snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
             VISIT(1, C, 0, &L->norm1_w, &L->dnorm1_w);
@@ -197,21 +212,27 @@ static int check_config(const sft_model_config *cfg, sft_err *err) {
     if (cfg->intermediate_size <= 0) return sft_errf(err, "config.json: intermediate_size must be positive");
     int nkv = cfg->num_kv_heads > 0 ? cfg->num_kv_heads : cfg->num_heads;
     if (cfg->num_heads % nkv)
-        return sft_errf(err, "config.json: num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)",
+        return sft_errf(err,
+                        "config.json: num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)",
                         cfg->num_heads, nkv);
     if (cfg->arch == SFT_ARCH_GPT2) {
         if (cfg->hidden_size % cfg->num_heads)
-            return sft_errf(err, "config.json: n_embd (%d) is not a multiple of n_head (%d)", cfg->hidden_size,
-                            cfg->num_heads);
-        if (cfg->max_position_embeddings <= 0) return sft_errf(err, "config.json: n_positions must be positive");
-        if (cfg->hidden_act[0] && strcmp(cfg->hidden_act, "gelu_new") && strcmp(cfg->hidden_act, "gelu_pytorch_tanh"))
-            return sft_errf(err, "config.json: activation_function \"%s\" is not supported (expected gelu_new)",
+            return sft_errf(err, "config.json: n_embd (%d) is not a multiple of n_head (%d)",
+                            cfg->hidden_size, cfg->num_heads);
+        if (cfg->max_position_embeddings <= 0)
+            return sft_errf(err, "config.json: n_positions must be positive");
+        if (cfg->hidden_act[0] && strcmp(cfg->hidden_act, "gelu_new") &&
+            strcmp(cfg->hidden_act, "gelu_pytorch_tanh"))
+            return sft_errf(err,
+                            "config.json: activation_function \"%s\" is not supported (expected gelu_new)",
                             cfg->hidden_act);
     } else {
         int hd = cfg->head_dim > 0 ? cfg->head_dim : cfg->hidden_size / cfg->num_heads;
-        if (hd <= 0 || hd % 2) return sft_errf(err, "config.json: head_dim %d must be even for rotary embeddings", hd);
+        if (hd <= 0 || hd % 2)
+            return sft_errf(err, "config.json: head_dim %d must be even for rotary embeddings", hd);
         if (cfg->hidden_act[0] && strcmp(cfg->hidden_act, "silu"))
-            return sft_errf(err, "config.json: hidden_act \"%s\" is not supported (expected silu)", cfg->hidden_act);
+            return sft_errf(err, "config.json: hidden_act \"%s\" is not supported (expected silu)",
+                            cfg->hidden_act);
         if (cfg->rope_theta <= 0) return sft_errf(err, "config.json: rope_theta must be positive");
     }
     return 0;
@@ -224,7 +245,8 @@ sft_model *sft_model_create(const sft_model_config *cfg, sft_err *err) {
     m->cfg = *cfg;
     if (m->cfg.num_kv_heads <= 0) m->cfg.num_kv_heads = m->cfg.num_heads;
     m->kernels = &sft_kernels_cpu;
-    m->head_dim = cfg->arch == SFT_ARCH_LLAMA && cfg->head_dim > 0 ? cfg->head_dim : cfg->hidden_size / cfg->num_heads;
+    m->head_dim =
+        cfg->arch == SFT_ARCH_LLAMA && cfg->head_dim > 0 ? cfg->head_dim : cfg->hidden_size / cfg->num_heads;
     m->cfg.head_dim = m->head_dim;
     m->q_dim = m->cfg.num_heads * m->head_dim;
     m->kv_dim = m->cfg.num_kv_heads * m->head_dim;
@@ -269,7 +291,8 @@ void sft_model_free(sft_model *m) {
 int sft_model_train_full(sft_model *m, sft_err *err) {
     if (!m->weights.grad) {
         m->weights.grad = alloc_floats(m->weights.numel);
-        if (!m->weights.grad) return sft_errf(err, "out of memory allocating %zu gradients", m->weights.numel);
+        if (!m->weights.grad)
+            return sft_errf(err, "out of memory allocating %zu gradients", m->weights.numel);
     }
     walk_weights(m, WALK_BIND, err);
     m->trainable = &m->weights;
@@ -285,7 +308,8 @@ void sft_model_freeze_weights(sft_model *m) {
 }
 
 void sft_model_zero_grad(sft_model *m) {
-    if (m->trainable && m->trainable->grad) memset(m->trainable->grad, 0, m->trainable->numel * sizeof(float));
+    if (m->trainable && m->trainable->grad)
+        memset(m->trainable->grad, 0, m->trainable->numel * sizeof(float));
 }
 
 /* ----------------------------------------------------------------- load */
@@ -293,7 +317,8 @@ void sft_model_zero_grad(sft_model *m) {
 static void shape_str(char *out, size_t cap, int ndim, const int64_t *shape) {
     size_t n = 0;
     out[0] = 0;
-    for (int i = 0; i < ndim && n < cap; i++) n += snprintf(out + n, cap - n, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    for (int i = 0; i < ndim && n < cap; i++)
+        n += snprintf(out + n, cap - n, "%s%lld", i ? ", " : "", (long long)shape[i]);
 }
 
 /* GPT-2 checkpoints from the original release store names without the
@@ -310,8 +335,8 @@ static const sft_tensor_info *find_stored(const sft_safetensors *st, const sft_m
  * saved copy of a tied lm_head. */
 static int ignorable_stored(const sft_model *m, const char *name) {
     size_t n = strlen(name);
-    if (m->cfg.arch == SFT_ARCH_GPT2 &&
-        ((n > 10 && !strcmp(name + n - 10, ".attn.bias")) || (n > 17 && !strcmp(name + n - 17, ".attn.masked_bias"))))
+    if (m->cfg.arch == SFT_ARCH_GPT2 && ((n > 10 && !strcmp(name + n - 10, ".attn.bias")) ||
+                                         (n > 17 && !strcmp(name + n - 17, ".attn.masked_bias"))))
         return 1;
     if (n > 22 && !strcmp(name + n - 22, "rotary_emb.inv_freq")) return 1;
     if (m->cfg.tie_word_embeddings && !strcmp(name, "lm_head.weight")) return 1;
@@ -325,14 +350,16 @@ static int load_weights(sft_model *m, const sft_safetensors *st, const char *dir
         const sft_tensor_info *s = find_stored(st, m, t->name);
         shape_str(want, sizeof want, t->ndim, t->shape);
         if (!s)
-            return sft_errf(err, "%s: missing tensor '%s' (a %s model with this config.json needs shape [%s])", dir,
-                            t->name, m->cfg.model_type, want);
+            return sft_errf(err,
+                            "%s: missing tensor '%s' (a %s model with this config.json needs shape [%s])",
+                            dir, t->name, m->cfg.model_type, want);
         int same = s->ndim == t->ndim;
-        for (int d = 0; same && d < t->ndim; d++) same = s->shape[d] == t->shape[d];
+        for (int d = 0; same && d < t->ndim; d++)
+            same = s->shape[d] == t->shape[d];
         if (!same) {
             shape_str(got, sizeof got, s->ndim, s->shape);
-            return sft_errf(err, "%s: tensor '%s' has shape [%s], expected [%s] from config.json", dir, t->name, got,
-                            want);
+            return sft_errf(err, "%s: tensor '%s' has shape [%s], expected [%s] from config.json", dir,
+                            t->name, got, want);
         }
         sft_tensor_to_f32(s, m->weights.data + t->offset);
     }
@@ -341,12 +368,15 @@ static int load_weights(sft_model *m, const sft_safetensors *st, const char *dir
         const char *name = sft_safetensors_at(st, i)->name;
         if (ignorable_stored(m, name)) continue;
         char full[200];
-        snprintf(full, sizeof full, "%s%s", m->cfg.arch == SFT_ARCH_GPT2 && strncmp(name, "transformer.", 12) &&
-                                                    strcmp(name, "lm_head.weight") ? "transformer." : "",
+        snprintf(full, sizeof full, "%s%s",
+                 m->cfg.arch == SFT_ARCH_GPT2 && strncmp(name, "transformer.", 12) &&
+                         strcmp(name, "lm_head.weight")
+                     ? "transformer."
+                     : "",
                  name);
         if (!sft_param_set_find(&m->weights, full))
-            return sft_errf(err, "%s: unexpected tensor '%s': config.json describes a %s model without it", dir, name,
-                            m->cfg.model_type);
+            return sft_errf(err, "%s: unexpected tensor '%s': config.json describes a %s model without it",
+                            dir, name, m->cfg.model_type);
     }
     return 0;
 }
@@ -375,10 +405,11 @@ sft_model *sft_model_load(const char *dir, sft_err *err) {
 
 int sft_model_check_vocab(const sft_model *m, size_t tokenizer_vocab, sft_err *err) {
     if (tokenizer_vocab > (size_t)m->cfg.vocab_size)
-        return sft_errf(err,
-                        "the tokenizer has %zu tokens but config.json vocab_size is %d: ids past %d would have no "
-                        "embedding row (a tokenizer from another model?)",
-                        tokenizer_vocab, m->cfg.vocab_size, m->cfg.vocab_size - 1);
+        return sft_errf(
+            err,
+            "the tokenizer has %zu tokens but config.json vocab_size is %d: ids past %d would have no "
+            "embedding row (a tokenizer from another model?)",
+            tokenizer_vocab, m->cfg.vocab_size, m->cfg.vocab_size - 1);
     return 0;
 }
 
@@ -391,7 +422,9 @@ static uint64_t splitmix64(uint64_t *state) {
     return z ^ (z >> 31);
 }
 
-static double uniform01(uint64_t *state) { return ((splitmix64(state) >> 11) + 0.5) / 9007199254740992.0; }
+static double uniform01(uint64_t *state) {
+    return ((splitmix64(state) >> 11) + 0.5) / 9007199254740992.0;
+}
 
 static void fill_normal(float *x, size_t n, double std, uint64_t *state) {
     for (size_t i = 0; i < n; i += 2) { /* Box-Muller: two normals per pair of uniforms */
@@ -412,12 +445,14 @@ void sft_model_init_weights(sft_model *m, uint64_t seed) {
         if (t->ndim == 2) {
             /* GPT-2 scales the residual projections by 1/sqrt(2 * n_layer)
              * (GPT2PreTrainedModel._init_weights, after the GPT-2 paper). */
-            int residual = m->cfg.arch == SFT_ARCH_GPT2 && n > 14 && !strcmp(t->name + n - 14, "c_proj.weight");
+            int residual =
+                m->cfg.arch == SFT_ARCH_GPT2 && n > 14 && !strcmp(t->name + n - 14, "c_proj.weight");
             fill_normal(x, t->numel, residual ? std / sqrt(2.0 * m->cfg.num_layers) : std, &state);
         } else if (n > 5 && !strcmp(t->name + n - 5, ".bias")) {
             memset(x, 0, t->numel * sizeof(float));
         } else {
-            for (size_t j = 0; j < t->numel; j++) x[j] = 1.0f; /* norm weights */
+            for (size_t j = 0; j < t->numel; j++)
+                x[j] = 1.0f; /* norm weights */
         }
     }
 }
@@ -431,7 +466,8 @@ int sft_model_save_weights(const sft_model *m, const char *path, sft_dtype dtype
         const sft_tensor *t = &m->weights.tensors[i];
         out[i].name = t->name;
         out[i].ndim = t->ndim;
-        for (int d = 0; d < t->ndim; d++) out[i].shape[d] = t->shape[d];
+        for (int d = 0; d < t->ndim; d++)
+            out[i].shape[d] = t->shape[d];
         out[i].data = m->weights.data + t->offset;
     }
     int rc = sft_safetensors_write(path, out, (size_t)m->weights.count, dtype, err);
@@ -455,7 +491,8 @@ static float *take(bump *b, size_t n) {
 
 static void layout_activations(sft_model *m, bump *b) {
     const sft_model_config *cfg = &m->cfg;
-    size_t N = (size_t)m->max_B * m->max_T, C = cfg->hidden_size, I = cfg->intermediate_size, V = cfg->vocab_size;
+    size_t N = (size_t)m->max_B * m->max_T, C = cfg->hidden_size, I = cfg->intermediate_size,
+           V = cfg->vocab_size;
     size_t NH = cfg->num_heads, T = m->max_T, HD = m->head_dim;
     size_t qkv_cols = (size_t)m->q_dim + 2 * (size_t)m->kv_dim;
     int gpt2 = cfg->arch == SFT_ARCH_GPT2;
@@ -557,12 +594,14 @@ int sft_model_plan(sft_model *m, int max_B, int max_T, sft_err *err) {
 
 static void add_inplace(float *dst, const float *src, size_t n) {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+    for (size_t i = 0; i < n; i++)
+        dst[i] += src[i];
 }
 
 static void scale_inplace(float *x, size_t n, float s) {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) x[i] *= s;
+    for (size_t i = 0; i < n; i++)
+        x[i] *= s;
 }
 
 /* Counter-based dropout stream: the mask of an element depends only on
@@ -607,24 +646,27 @@ static int check_batch(const sft_model *m, const sft_batch *b, sft_err *err) {
         for (int t = 0; t < b->T; t++) {
             size_t i = (size_t)r * b->T + t;
             if (b->tokens[i] < 0 || b->tokens[i] >= V)
-                return sft_errf(err, "batch row %d position %d: token id %d outside the vocabulary [0, %d)", r, t,
-                                b->tokens[i], V);
+                return sft_errf(err, "batch row %d position %d: token id %d outside the vocabulary [0, %d)",
+                                r, t, b->tokens[i], V);
             if (b->targets[i] != SFT_IGNORE_INDEX) {
                 if (b->targets[i] < 0 || b->targets[i] >= V)
-                    return sft_errf(err, "batch row %d position %d: target id %d outside the vocabulary [0, %d)", r,
-                                    t, b->targets[i], V);
+                    return sft_errf(err,
+                                    "batch row %d position %d: target id %d outside the vocabulary [0, %d)",
+                                    r, t, b->targets[i], V);
                 supervised++;
             }
             if (b->pos[i] < 0) return sft_errf(err, "batch row %d position %d: negative position id", r, t);
             if (m->cfg.arch == SFT_ARCH_GPT2 && b->pos[i] >= m->cfg.max_position_embeddings)
-                return sft_errf(err, "batch row %d position %d: position id %d past n_positions %d of config.json",
+                return sft_errf(err,
+                                "batch row %d position %d: position id %d past n_positions %d of config.json",
                                 r, t, b->pos[i], m->cfg.max_position_embeddings);
             if (t > 0 && b->seq[i] != b->seq[i - 1]) record_start = t;
             if (window > 0 && t - record_start + 1 > window)
-                return sft_errf(err,
-                                "batch row %d: a sequence of %d tokens is longer than config.json sliding_window %d "
-                                "(sliding-window attention is not supported; use --max-len %d or less)",
-                                r, t - record_start + 1, window, window);
+                return sft_errf(
+                    err,
+                    "batch row %d: a sequence of %d tokens is longer than config.json sliding_window %d "
+                    "(sliding-window attention is not supported; use --max-len %d or less)",
+                    r, t - record_start + 1, window, window);
         }
     }
     if (supervised > b->step_supervised_tokens)
@@ -650,7 +692,8 @@ int sft_model_forward(sft_model *m, const sft_batch *batch, double *loss, sft_er
     for (int l = 0; l < cfg->num_layers; l++) {
         sft_layer *L = &m->layers[l];
         if (gpt2) {
-            k->layernorm_forward(L->norm1, L->norm1_mean, L->norm1_rstd, x, L->norm1_w, L->norm1_b, N, C, eps);
+            k->layernorm_forward(L->norm1, L->norm1_mean, L->norm1_rstd, x, L->norm1_w, L->norm1_b, N, C,
+                                 eps);
             linear_forward(m, l, SFT_LIN_C_ATTN, L->qkv, L->norm1, N);
         } else {
             k->rmsnorm_forward(L->norm1, L->norm1_rstd, x, L->norm1_w, N, C, eps);
@@ -660,12 +703,13 @@ int sft_model_forward(sft_model *m, const sft_batch *batch, double *loss, sft_er
             k->rope_forward(L->q, m->rope_cos, m->rope_sin, N, NH, HD, L->q_stride);
             k->rope_forward(L->k, m->rope_cos, m->rope_sin, N, NKV, HD, L->k_stride);
         }
-        k->attention_forward(L->atty, L->att, L->q, L->q_stride, L->k, L->k_stride, L->v, L->v_stride, batch->seq, B,
-                             T, NH, NKV, HD);
+        k->attention_forward(L->atty, L->att, L->q, L->q_stride, L->k, L->k_stride, L->v, L->v_stride,
+                             batch->seq, B, T, NH, NKV, HD);
         linear_forward(m, l, gpt2 ? SFT_LIN_ATTN_C_PROJ : SFT_LIN_O, L->res1, L->atty, N);
         add_inplace(L->res1, x, (size_t)N * C);
         if (gpt2) {
-            k->layernorm_forward(L->norm2, L->norm2_mean, L->norm2_rstd, L->res1, L->norm2_w, L->norm2_b, N, C, eps);
+            k->layernorm_forward(L->norm2, L->norm2_mean, L->norm2_rstd, L->res1, L->norm2_w, L->norm2_b, N,
+                                 C, eps);
             linear_forward(m, l, SFT_LIN_C_FC, L->mlp_a, L->norm2, N);
             k->gelu_forward(L->mlp_act, L->mlp_a, (size_t)N * I);
             linear_forward(m, l, SFT_LIN_MLP_C_PROJ, L->res2, L->mlp_act, N);
@@ -691,12 +735,14 @@ int sft_model_forward(sft_model *m, const sft_batch *batch, double *loss, sft_er
 
 /* ------------------------------------------------------------- backward */
 
-static void zero(float *x, size_t n) { memset(x, 0, n * sizeof(float)); }
+static void zero(float *x, size_t n) {
+    memset(x, 0, n * sizeof(float));
+}
 
 /* dinp [N, in] += d(out)/d(inp)^T dout; weight, bias and adapter gradients
  * accumulate where they are trained. */
-static void linear_backward(sft_model *m, int layer, int which, float *dinp, const float *dout, const float *inp,
-                            int N) {
+static void linear_backward(sft_model *m, int layer, int which, float *dinp, const float *dout,
+                            const float *inp, int N) {
     const sft_kernels *k = m->kernels;
     sft_linear *l = &m->layers[layer].lin[which];
     if (l->r) {
@@ -710,12 +756,14 @@ static void linear_backward(sft_model *m, int layer, int which, float *dinp, con
             float inv_keep = 1.0f / (1.0f - l->dropout);
             size_t n = (size_t)N * l->in;
 #pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < n; i++) xd[i] = l->keep[i] ? inp[i] * inv_keep : 0.0f;
+            for (size_t i = 0; i < n; i++)
+                xd[i] = l->keep[i] ? inp[i] * inv_keep : 0.0f;
             zero(dxd, n);
             k->matmul_backward(dxd, l->dlora_a, NULL, dxa, xd, l->lora_a, N, l->in, l->r, 0);
             if (dinp) {
 #pragma omp parallel for schedule(static)
-                for (size_t i = 0; i < n; i++) dinp[i] += l->keep[i] ? dxd[i] * inv_keep : 0.0f;
+                for (size_t i = 0; i < n; i++)
+                    dinp[i] += l->keep[i] ? dxd[i] * inv_keep : 0.0f;
             }
         } else {
             k->matmul_backward(dinp, l->dlora_a, NULL, dxa, inp, l->lora_a, N, l->in, l->r, 0);
@@ -765,8 +813,8 @@ void sft_model_backward(sft_model *m, const sft_batch *batch) {
             zero(m->dmlp_a, (size_t)N * I);
             k->gelu_backward(m->dmlp_a, L->mlp_a, m->dact, (size_t)N * I);
             linear_backward(m, l, SFT_LIN_C_FC, m->dnorm, m->dmlp_a, L->norm2, N);
-            k->layernorm_backward(m->dres, L->dnorm2_w, L->dnorm2_b, m->dnorm, L->res1, L->norm2_w, L->norm2_mean,
-                                  L->norm2_rstd, N, C);
+            k->layernorm_backward(m->dres, L->dnorm2_w, L->dnorm2_b, m->dnorm, L->res1, L->norm2_w,
+                                  L->norm2_mean, L->norm2_rstd, N, C);
         } else {
             linear_backward(m, l, SFT_LIN_DOWN, m->dact, m->dres, L->mlp_act, N);
             zero(m->dmlp_a, (size_t)N * I);
@@ -780,13 +828,13 @@ void sft_model_backward(sft_model *m, const sft_batch *batch) {
         zero(m->datty, (size_t)N * m->q_dim);
         linear_backward(m, l, gpt2 ? SFT_LIN_ATTN_C_PROJ : SFT_LIN_O, m->datty, m->dres, L->atty, N);
         zero(m->dqkv, Nmax * ((size_t)m->q_dim + 2 * (size_t)m->kv_dim));
-        k->attention_backward(dq, dk, dv, m->datty, L->att, L->q, L->q_stride, L->k, L->k_stride, L->v, L->v_stride,
-                              B, T, NH, NKV, HD);
+        k->attention_backward(dq, dk, dv, m->datty, L->att, L->q, L->q_stride, L->k, L->k_stride, L->v,
+                              L->v_stride, B, T, NH, NKV, HD);
         zero(m->dnorm, NC);
         if (gpt2) {
             linear_backward(m, l, SFT_LIN_C_ATTN, m->dnorm, m->dqkv, L->norm1, N);
-            k->layernorm_backward(m->dres, L->dnorm1_w, L->dnorm1_b, m->dnorm, x_in, L->norm1_w, L->norm1_mean,
-                                  L->norm1_rstd, N, C);
+            k->layernorm_backward(m->dres, L->dnorm1_w, L->dnorm1_b, m->dnorm, x_in, L->norm1_w,
+                                  L->norm1_mean, L->norm1_rstd, N, C);
         } else {
             k->rope_backward(dq, m->rope_cos, m->rope_sin, N, NH, HD, L->q_stride);
             k->rope_backward(dk, m->rope_cos, m->rope_sin, N, NKV, HD, L->k_stride);

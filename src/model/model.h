@@ -138,7 +138,7 @@ typedef struct sft_model {
     float *x0, *normf, *normf_mean, *normf_rstd, *logits, *lse, *rope_cos, *rope_sin;
     float *dres, *dnorm, *dqkv, *datty, *dmlp_a, *dmlp_b, *dact;
     float *lora_xdrop, *lora_dxdrop, *lora_dxa; /* LoRA scratch: [N, max in], [N, max in], [N, r] */
-    int cur_B, cur_T; /* of the last forward */
+    int cur_B, cur_T;                           /* of the last forward */
 } sft_model;
 
 /* Loads DIR/config.json and DIR/model.safetensors (or its sharded index);

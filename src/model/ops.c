@@ -21,7 +21,9 @@ void sft_set_threads(int n) {
     openblas_set_num_threads(1); /* BLAS runs inside the OpenMP threads (sft_matmul_*) */
 }
 
-int sft_get_threads(void) { return sft_threads > 0 ? sft_threads : omp_get_max_threads(); }
+int sft_get_threads(void) {
+    return sft_threads > 0 ? sft_threads : omp_get_max_threads();
+}
 
 /* -------------------------------------------------------------- embedding */
 
@@ -33,7 +35,8 @@ void sft_embedding_forward(float *out, const int32_t *tokens, const int32_t *pos
         const float *te = wte + (size_t)tokens[n] * C;
         if (wpe) {
             const float *pe = wpe + (size_t)pos[n] * C;
-            for (int c = 0; c < C; c++) o[c] = te[c] + pe[c];
+            for (int c = 0; c < C; c++)
+                o[c] = te[c] + pe[c];
         } else {
             memcpy(o, te, (size_t)C * sizeof(float));
         }
@@ -49,11 +52,13 @@ void sft_embedding_backward(float *dwte, float *dwpe, const float *dout, const i
         const float *d = dout + (size_t)n * C;
         if (dwte) {
             float *g = dwte + (size_t)tokens[n] * C;
-            for (int c = 0; c < C; c++) g[c] += d[c];
+            for (int c = 0; c < C; c++)
+                g[c] += d[c];
         }
         if (dwpe) {
             float *g = dwpe + (size_t)pos[n] * C;
-            for (int c = 0; c < C; c++) g[c] += d[c];
+            for (int c = 0; c < C; c++)
+                g[c] += d[c];
         }
     }
 }
@@ -69,17 +74,21 @@ static void column_sums(float *acc, const float *src, const float *mul, int N, i
     for (int bi = 0; bi < nblocks; bi++) {
         int c0 = bi * block, c1 = c0 + block < C ? c0 + block : C;
         float local[64];
-        for (int c = c0; c < c1; c++) local[c - c0] = 0.0f;
+        for (int c = c0; c < c1; c++)
+            local[c - c0] = 0.0f;
         for (int n = 0; n < N; n++) {
             const float *s = src + (size_t)n * C;
             if (mul) {
                 const float *m = mul + (size_t)n * C;
-                for (int c = c0; c < c1; c++) local[c - c0] += s[c] * m[c];
+                for (int c = c0; c < c1; c++)
+                    local[c - c0] += s[c] * m[c];
             } else {
-                for (int c = c0; c < c1; c++) local[c - c0] += s[c];
+                for (int c = c0; c < c1; c++)
+                    local[c - c0] += s[c];
             }
         }
-        for (int c = c0; c < c1; c++) acc[c] += local[c - c0];
+        for (int c = c0; c < c1; c++)
+            acc[c] += local[c - c0];
     }
 }
 
@@ -92,7 +101,8 @@ void sft_layernorm_forward(float *out, float *mean, float *rstd, const float *in
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
         double m = 0.0;
-        for (int c = 0; c < C; c++) m += x[c];
+        for (int c = 0; c < C; c++)
+            m += x[c];
         m /= C;
         double v = 0.0;
         for (int c = 0; c < C; c++) {
@@ -102,7 +112,8 @@ void sft_layernorm_forward(float *out, float *mean, float *rstd, const float *in
         v /= C;
         float s = (float)(1.0 / sqrt(v + eps));
         float mf = (float)m;
-        for (int c = 0; c < C; c++) o[c] = (x[c] - mf) * s * weight[c] + bias[c];
+        for (int c = 0; c < C; c++)
+            o[c] = (x[c] - mf) * s * weight[c] + bias[c];
         mean[n] = mf;
         rstd[n] = s;
     }
@@ -155,21 +166,24 @@ void sft_layernorm_backward(float *dinp, float *dweight, float *dbias, const flo
 
 /* ---------------------------------------------------------------- rmsnorm */
 
-void sft_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N, int C, float eps) {
+void sft_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N, int C,
+                         float eps) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
         double ss = 0.0;
-        for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
+        for (int c = 0; c < C; c++)
+            ss += (double)x[c] * x[c];
         float s = (float)(1.0 / sqrt(ss / C + eps));
-        for (int c = 0; c < C; c++) o[c] = weight[c] * (x[c] * s);
+        for (int c = 0; c < C; c++)
+            o[c] = weight[c] * (x[c] * s);
         rstd[n] = s;
     }
 }
 
-void sft_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
-                          const float *rstd, int N, int C) {
+void sft_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                          const float *weight, const float *rstd, int N, int C) {
     if (dinp) {
 #pragma omp parallel for schedule(static)
         for (int n = 0; n < N; n++) {
@@ -177,9 +191,11 @@ void sft_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const 
             float *dx = dinp + (size_t)n * C;
             float s = rstd[n];
             double dot = 0.0;
-            for (int c = 0; c < C; c++) dot += (double)weight[c] * d[c] * x[c] * s;
+            for (int c = 0; c < C; c++)
+                dot += (double)weight[c] * d[c] * x[c] * s;
             float b = (float)(dot / C);
-            for (int c = 0; c < C; c++) dx[c] += s * (weight[c] * d[c] - x[c] * s * b);
+            for (int c = 0; c < C; c++)
+                dx[c] += s * (weight[c] * d[c] - x[c] * s * b);
         }
     }
     if (dweight) {
@@ -192,9 +208,11 @@ void sft_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const 
             for (int n = 0; n < N; n++) {
                 const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
                 float s = rstd[n];
-                for (int c = c0; c < c1; c++) dw[c - c0] += x[c] * s * d[c];
+                for (int c = c0; c < c1; c++)
+                    dw[c - c0] += x[c] * s * d[c];
             }
-            for (int c = c0; c < c1; c++) dweight[c] += dw[c - c0];
+            for (int c = c0; c < c1; c++)
+                dweight[c] += dw[c - c0];
         }
     }
 }
@@ -233,27 +251,29 @@ void sft_matmul_forward(float *out, const float *inp, const float *weight, const
             slice(N, t, nt, &lo, &hi);
             if (hi > lo) {
                 if (w_in_out)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, OC, C, 1.0f, inp + (size_t)lo * C,
-                                C, weight, OC, 0.0f, out + (size_t)lo * OC, OC);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, OC, C, 1.0f,
+                                inp + (size_t)lo * C, C, weight, OC, 0.0f, out + (size_t)lo * OC, OC);
                 else
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, OC, C, 1.0f, inp + (size_t)lo * C, C,
-                                weight, C, 0.0f, out + (size_t)lo * OC, OC);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, OC, C, 1.0f,
+                                inp + (size_t)lo * C, C, weight, C, 0.0f, out + (size_t)lo * OC, OC);
                 if (bias)
                     for (int n = lo; n < hi; n++)
-                        for (int c = 0; c < OC; c++) out[(size_t)n * OC + c] += bias[c];
+                        for (int c = 0; c < OC; c++)
+                            out[(size_t)n * OC + c] += bias[c];
             }
         } else {
             slice(OC, t, nt, &lo, &hi);
             if (hi > lo) {
                 if (w_in_out)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, hi - lo, C, 1.0f, inp, C, weight + lo,
-                                OC, 0.0f, out + lo, OC);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, hi - lo, C, 1.0f, inp, C,
+                                weight + lo, OC, 0.0f, out + lo, OC);
                 else
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, hi - lo, C, 1.0f, inp, C,
                                 weight + (size_t)lo * C, C, 0.0f, out + lo, OC);
                 if (bias)
                     for (int n = 0; n < N; n++)
-                        for (int c = lo; c < hi; c++) out[(size_t)n * OC + c] += bias[c];
+                        for (int c = lo; c < hi; c++)
+                            out[(size_t)n * OC + c] += bias[c];
             }
         }
     }
@@ -267,8 +287,8 @@ void sft_matmul_forward_add(float *out, const float *inp, const float *weight, i
         if (N >= nt * SPLIT_ROWS_MIN || OC < nt) {
             slice(N, t, nt, &lo, &hi);
             if (hi > lo)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, OC, C, 1.0f, inp + (size_t)lo * C, C,
-                            weight, C, 1.0f, out + (size_t)lo * OC, OC);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, OC, C, 1.0f,
+                            inp + (size_t)lo * C, C, weight, C, 1.0f, out + (size_t)lo * OC, OC);
         } else {
             slice(OC, t, nt, &lo, &hi);
             if (hi > lo)
@@ -311,11 +331,11 @@ void sft_matmul_backward(float *dinp, float *dweight, float *dbias, const float 
             slice(OC, t, nt, &lo, &hi);
             if (hi > lo) {
                 if (w_in_out) /* dW [C, OC] += inp^T @ dout */
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, hi - lo, N, 1.0f, inp, C, dout + lo, OC,
-                                1.0f, dweight + lo, OC);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, hi - lo, N, 1.0f, inp, C,
+                                dout + lo, OC, 1.0f, dweight + lo, OC);
                 else /* dW [OC, C] += dout^T @ inp */
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hi - lo, C, N, 1.0f, dout + lo, OC, inp, C,
-                                1.0f, dweight + (size_t)lo * C, C);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hi - lo, C, N, 1.0f, dout + lo, OC,
+                                inp, C, 1.0f, dweight + (size_t)lo * C, C);
             }
         }
     }
@@ -470,7 +490,8 @@ void sft_attention_forward(float *out, float *att, const float *q, int q_stride,
                     const float *kj = k + tj * k_stride + (size_t)kvh * HD;
                     float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-                    for (int d = 0; d < HD; d++) dot += qi[d] * kj[d];
+                    for (int d = 0; d < HD; d++)
+                        dot += qi[d] * kj[d];
                     row[j] = dot * scale;
                     if (row[j] > maxv) maxv = row[j];
                 }
@@ -481,16 +502,20 @@ void sft_attention_forward(float *out, float *att, const float *q, int q_stride,
                     sum += e;
                 }
                 float inv = (float)(1.0 / sum);
-                for (int j = 0; j <= i; j++) row[j] *= inv;
-                for (int j = i + 1; j < T; j++) row[j] = 0.0f;
+                for (int j = 0; j <= i; j++)
+                    row[j] *= inv;
+                for (int j = i + 1; j < T; j++)
+                    row[j] = 0.0f;
                 float *o = out + ti * (size_t)NH * HD + (size_t)h * HD;
-                for (int d = 0; d < HD; d++) o[d] = 0.0f;
+                for (int d = 0; d < HD; d++)
+                    o[d] = 0.0f;
                 for (int j = 0; j <= i; j++) {
                     float p = row[j];
                     if (p == 0.0f) continue;
                     const float *vj = v + ((size_t)b * T + j) * v_stride + (size_t)kvh * HD;
 #pragma omp simd
-                    for (int d = 0; d < HD; d++) o[d] += p * vj[d];
+                    for (int d = 0; d < HD; d++)
+                        o[d] += p * vj[d];
                 }
             }
         }
@@ -499,9 +524,9 @@ void sft_attention_forward(float *out, float *att, const float *q, int q_stride,
 
 /* Parallel over (batch row, KV head): the query heads that share a KV head
  * accumulate into the same dk/dv rows, so they run in one thread, in order. */
-void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
-                            int q_stride, const float *k, int k_stride, const float *v, int v_stride, int B, int T,
-                            int NH, int NKV, int HD) {
+void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
+                            const float *q, int q_stride, const float *k, int k_stride, const float *v,
+                            int v_stride, int B, int T, int NH, int NKV, int HD) {
     const float scale = 1.0f / sqrtf((float)HD);
     const int group = NH / NKV;
 #pragma omp parallel for collapse(2) schedule(static)
@@ -521,7 +546,8 @@ void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
                         const float *vj = v + ((size_t)b * T + j) * v_stride + (size_t)kvh * HD;
                         float dp = 0.0f;
 #pragma omp simd reduction(+ : dp)
-                        for (int d = 0; d < HD; d++) dp += doi[d] * vj[d];
+                        for (int d = 0; d < HD; d++)
+                            dp += doi[d] * vj[d];
                         weighted += (double)row[j] * dp;
                     }
                     float wsum = (float)weighted;
@@ -535,7 +561,8 @@ void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
                         float *dvj = dv + tj * v_stride + (size_t)kvh * HD;
                         float dp = 0.0f;
 #pragma omp simd reduction(+ : dp)
-                        for (int d = 0; d < HD; d++) dp += doi[d] * vj[d];
+                        for (int d = 0; d < HD; d++)
+                            dp += doi[d] * vj[d];
                         float ds = p * (dp - wsum) * scale;
 #pragma omp simd
                         for (int d = 0; d < HD; d++) {
@@ -560,7 +587,8 @@ double sft_cross_entropy_forward(float *lse, const float *logits, const int32_t 
         for (int i = 0; i < V; i++)
             if (z[i] > maxv) maxv = z[i];
         double sum = 0.0;
-        for (int i = 0; i < V; i++) sum += expf(z[i] - maxv);
+        for (int i = 0; i < V; i++)
+            sum += expf(z[i] - maxv);
         lse[n] = (float)(maxv + log(sum));
     }
     /* Serial sum in row order: bitwise the same for every thread count. */
@@ -582,7 +610,8 @@ void sft_cross_entropy_backward(float *logits, const float *lse, const int32_t *
             continue;
         }
         float l = lse[n];
-        for (int i = 0; i < V; i++) z[i] = expf(z[i] - l) * scale;
+        for (int i = 0; i < V; i++)
+            z[i] = expf(z[i] - l) * scale;
         z[targets[n]] -= scale;
     }
 }

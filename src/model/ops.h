@@ -36,9 +36,10 @@ void sft_layernorm_backward(float *dinp, float *dweight, float *dbias, const flo
 
 /* RMSNorm as LlamaRMSNorm: out = weight * (x * rsqrt(mean(x^2) + eps)).
  * out [N, C], rstd [N], inp [N, C], weight [C]. */
-void sft_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N, int C, float eps);
-void sft_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
-                          const float *rstd, int N, int C);
+void sft_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N, int C,
+                         float eps);
+void sft_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                          const float *weight, const float *rstd, int N, int C);
 
 /* Linear layer through BLAS: out [N, OC] = inp [N, C] @ W^T + bias.
  * W is [OC, C] (torch nn.Linear) or, when w_in_out, [C, OC] (GPT-2 Conv1D).
@@ -93,9 +94,9 @@ void sft_attention_forward(float *out, float *att, const float *q, int q_stride,
                            const float *v, int v_stride, const int32_t *seq, int B, int T, int NH, int NKV,
                            int HD);
 /* dq, dk, dv (same layouts and strides as q, k, v) += their gradients. */
-void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
-                            int q_stride, const float *k, int k_stride, const float *v, int v_stride, int B, int T,
-                            int NH, int NKV, int HD);
+void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
+                            const float *q, int q_stride, const float *k, int k_stride, const float *v,
+                            int v_stride, int B, int T, int NH, int NKV, int HD);
 
 /* Cross-entropy fused with the softmax, ignore index -100.
  * logits [N, V]; targets [N]. Writes lse [N] (log-sum-exp of every row) and
@@ -111,19 +112,20 @@ void sft_cross_entropy_backward(float *logits, const float *lse, const int32_t *
 /* The dispatch table the model calls through; sft_kernels_cpu is the float32
  * CPU backend above. */
 typedef struct sft_kernels {
-    void (*embedding_forward)(float *, const int32_t *, const int32_t *, const float *, const float *, int, int);
+    void (*embedding_forward)(float *, const int32_t *, const int32_t *, const float *, const float *, int,
+                              int);
     void (*embedding_backward)(float *, float *, const float *, const int32_t *, const int32_t *, int, int);
-    void (*layernorm_forward)(float *, float *, float *, const float *, const float *, const float *, int, int,
-                              float);
+    void (*layernorm_forward)(float *, float *, float *, const float *, const float *, const float *, int,
+                              int, float);
     void (*layernorm_backward)(float *, float *, float *, const float *, const float *, const float *,
                                const float *, const float *, int, int);
     void (*rmsnorm_forward)(float *, float *, const float *, const float *, int, int, float);
-    void (*rmsnorm_backward)(float *, float *, const float *, const float *, const float *, const float *, int,
-                             int);
+    void (*rmsnorm_backward)(float *, float *, const float *, const float *, const float *, const float *,
+                             int, int);
     void (*matmul_forward)(float *, const float *, const float *, const float *, int, int, int, int);
     void (*matmul_forward_add)(float *, const float *, const float *, int, int, int);
-    void (*matmul_backward)(float *, float *, float *, const float *, const float *, const float *, int, int, int,
-                            int);
+    void (*matmul_backward)(float *, float *, float *, const float *, const float *, const float *, int, int,
+                            int, int);
     void (*gelu_forward)(float *, const float *, size_t);
     void (*gelu_backward)(float *, const float *, const float *, size_t);
     void (*swiglu_forward)(float *, const float *, const float *, size_t);

@@ -37,10 +37,13 @@
 typedef struct {
     const char *key;
     sft_parity *p;
-    double worst_loss, worst_logit, worst_grad, worst_param; /* largest error / tolerance seen, for --verbose */
+    double worst_loss, worst_logit, worst_grad,
+        worst_param; /* largest error / tolerance seen, for --verbose */
 } checker;
 
-static double ratio(double err, double tol) { return tol > 0 ? err / tol : (err > 0 ? INFINITY : 0); }
+static double ratio(double err, double tol) {
+    return tol > 0 ? err / tol : (err > 0 ? INFINITY : 0);
+}
 
 /* Relative check with a floor; records the error as a fraction of its tolerance. */
 static int close_rel(checker *c, double *worst, double got, double want, double rel, double floor_scale,
@@ -60,8 +63,8 @@ static int close_abs(checker *c, double *worst, double got, double want, double 
     double err = fabs(got - want);
     int ok = err <= tol;
     if (ratio(err, tol) > *worst) *worst = ratio(err, tol);
-    sft_parity_line(c->p, ok, "%s: %s %s: got %.9g, expected %.9g (tolerance %.3g)", c->key, what, name, got, want,
-                    tol);
+    sft_parity_line(c->p, ok, "%s: %s %s: got %.9g, expected %.9g (tolerance %.3g)", c->key, what, name, got,
+                    want, tol);
     return ok;
 }
 
@@ -70,7 +73,8 @@ static int get_num(const json_t *obj, const char *key, double *out, const char *
 }
 
 /* Reads a B x T integer matrix. */
-static int32_t *read_matrix(const json_t *entry, const char *key, int *B, int *T, const char *ctx, sft_err *err) {
+static int32_t *read_matrix(const json_t *entry, const char *key, int *B, int *T, const char *ctx,
+                            sft_err *err) {
     const json_t *rows = json_object_get(entry, key);
     if (!json_is_array(rows) || !json_array_size(rows))
         return sft_errf(err, "%s: '%s' must be a non-empty array of rows", ctx, key), NULL;
@@ -110,7 +114,8 @@ static void check_stats(checker *c, const char *what, const char *name, const js
     sft_parity_line(c->p, same, "%s: %s %s: shape", c->key, what, name);
     if (!same) return;
     double sum = 0, sumsq = 0;
-    for (size_t i = 0; i < t->numel; i++) sum += data[i], sumsq += (double)data[i] * data[i];
+    for (size_t i = 0; i < t->numel; i++)
+        sum += data[i], sumsq += (double)data[i] * data[i];
     double want_sum = 0, want_sumsq = 0;
     json_t *js = json_object_get(ref, "sum"), *jq = json_object_get(ref, "sumsq");
     if (sft_json_number(js, &want_sum) || sft_json_number(jq, &want_sumsq)) {
@@ -148,12 +153,15 @@ static void check_stats(checker *c, const char *what, const char *name, const js
         double tol = as_param ? PARAM_ABS : GRAD_REL * fmax(fabs(want), rms);
         double e = fabs(got - want);
         double r = ratio(e, tol);
-        if (r > (as_param ? c->worst_param : c->worst_grad)) *(as_param ? &c->worst_param : &c->worst_grad) = r;
+        if (r > (as_param ? c->worst_param : c->worst_grad))
+            *(as_param ? &c->worst_param : &c->worst_grad) = r;
         if (e > tol) bad++;
-        if (r >= ratio(worst_err, worst_tol)) worst_err = e, worst_got = got, worst_want = want, worst_tol = tol;
+        if (r >= ratio(worst_err, worst_tol))
+            worst_err = e, worst_got = got, worst_want = want, worst_tol = tol;
     }
-    sft_parity_line(c->p, !bad, "%s: %s %s: %zu values (%d off; worst got %.9g, expected %.9g, tolerance %.3g)",
-                    c->key, what, name, n, bad, worst_got, worst_want, worst_tol);
+    sft_parity_line(c->p, !bad,
+                    "%s: %s %s: %zu values (%d off; worst got %.9g, expected %.9g, tolerance %.3g)", c->key,
+                    what, name, n, bad, worst_got, worst_want, worst_tol);
 }
 
 /* The fixture's name of a trainable tensor -> ours: PEFT's grad names carry
@@ -183,8 +191,8 @@ static void check_set_stats(checker *c, const char *what, const json_t *refs, co
         check_stats(c, what, name, ref, base + t->offset, t, as_param);
     }
     if (as_param >= 0)
-        sft_parity_line(c->p, matched == set->count, "%s: %s: %d tensors in the model, %d in the reference", c->key,
-                        what, set->count, matched);
+        sft_parity_line(c->p, matched == set->count, "%s: %s: %d tensors in the model, %d in the reference",
+                        c->key, what, set->count, matched);
 }
 
 static void check_forward(checker *c, const json_t *entry, const sft_model *m, double loss, int B, int T) {
@@ -207,7 +215,8 @@ static void check_forward(checker *c, const json_t *entry, const sft_model *m, d
                 lse_bad++;
             }
             int64_t a;
-            if (sft_json_int(json_array_get(json_array_get(am, (size_t)b), (size_t)t), &a) || a < 0 || a >= V) {
+            if (sft_json_int(json_array_get(json_array_get(am, (size_t)b), (size_t)t), &a) || a < 0 ||
+                a >= V) {
                 am_bad++;
                 continue;
             }
@@ -219,8 +228,8 @@ static void check_forward(checker *c, const json_t *entry, const sft_model *m, d
             if (best != a && z[best] - z[a] > LOGIT_REL * fmax(fabs(z[best]), 1e-3)) am_bad++;
         }
     if (lse_worst > c->worst_logit) c->worst_logit = lse_worst;
-    sft_parity_line(c->p, !lse_bad, "%s: logsumexp at %d positions (%d off, worst %.3g of tolerance)", c->key, B * T,
-                    lse_bad, lse_worst);
+    sft_parity_line(c->p, !lse_bad, "%s: logsumexp at %d positions (%d off, worst %.3g of tolerance)", c->key,
+                    B * T, lse_bad, lse_worst);
     sft_parity_line(c->p, !am_bad, "%s: argmax at %d positions (%d off)", c->key, B * T, am_bad);
     const json_t *la = json_object_get(entry, "logits_at");
     size_t i;
@@ -256,7 +265,8 @@ static void check_forward(checker *c, const json_t *entry, const sft_model *m, d
             if (r > worst) worst = r;
         }
         if (worst > c->worst_logit) c->worst_logit = worst;
-        sft_parity_line(c->p, !bad, "%s: logits at (%lld, %lld): %zu values (%d off, worst %.3g of tolerance)", c->key,
+        sft_parity_line(c->p, !bad,
+                        "%s: logits at (%lld, %lld): %zu values (%d off, worst %.3g of tolerance)", c->key,
                         (long long)b, (long long)t, json_array_size(vidx), bad, worst);
     }
 }
@@ -266,7 +276,8 @@ static void check_greedy(checker *c, const json_t *entry, const sft_model *m, co
     if (!g) return;
     const json_t *prompt = json_object_get(g, "prompt"), *want = json_object_get(g, "output");
     int np = (int)json_array_size(prompt), nw = (int)json_array_size(want);
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(np + 1)), *out = malloc(sizeof(int32_t) * (size_t)(nw + 1));
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(np + 1)),
+            *out = malloc(sizeof(int32_t) * (size_t)(nw + 1));
     sft_err err;
     sft_generation_config gen;
     int n = 0, ok = ids && out;
@@ -285,8 +296,10 @@ static void check_greedy(checker *c, const json_t *entry, const sft_model *m, co
     }
     char got[512] = "";
     size_t len = 0;
-    for (int i = 0; i < n && len < sizeof got - 16; i++) len += snprintf(got + len, sizeof got - len, " %d", out[i]);
-    sft_parity_line(c->p, same, "%s: greedy decoding of %d tokens:%s%s", c->key, nw, ok ? got : " ", ok ? "" : err.msg);
+    for (int i = 0; i < n && len < sizeof got - 16; i++)
+        len += snprintf(got + len, sizeof got - len, " %d", out[i]);
+    sft_parity_line(c->p, same, "%s: greedy decoding of %d tokens:%s%s", c->key, nw, ok ? got : " ",
+                    ok ? "" : err.msg);
     free(ids);
     free(out);
 }
@@ -309,7 +322,8 @@ static int run_entry(const json_t *entry, const char *key, const char *dir, cons
     int rc = -1;
     sft_model *m = NULL;
     sft_adamw opt = {0};
-    int32_t *targets = malloc(sizeof(int32_t) * (size_t)B * T), *pos = malloc(sizeof(int32_t) * (size_t)B * T);
+    int32_t *targets = malloc(sizeof(int32_t) * (size_t)B * T),
+            *pos = malloc(sizeof(int32_t) * (size_t)B * T);
     int32_t *seq = calloc((size_t)B * T, sizeof(int32_t));
     checker c = {.key = key, .p = p};
     if (!targets || !pos || !seq) {
@@ -365,7 +379,8 @@ static int run_entry(const json_t *entry, const char *key, const char *dir, cons
         get_num(o, "weight_decay", &wd, key, err))
         goto done;
     const json_t *betas = json_object_get(o, "betas");
-    if (sft_json_number(json_array_get(betas, 0), &beta1) || sft_json_number(json_array_get(betas, 1), &beta2)) {
+    if (sft_json_number(json_array_get(betas, 0), &beta1) ||
+        sft_json_number(json_array_get(betas, 1), &beta2)) {
         sft_errf(err, "%s: optimizer.betas must be two numbers", key);
         goto done;
     }
@@ -406,13 +421,15 @@ done:
     return rc;
 }
 
-int sft_parity_check_model(const json_t *entry, const char *key, const char *dir, sft_parity *p, sft_err *err) {
+int sft_parity_check_model(const json_t *entry, const char *key, const char *dir, sft_parity *p,
+                           sft_err *err) {
     const char *model_rel;
     if (sft_json_get_string(entry, "dir", &model_rel, key, err)) return -1;
     return run_entry(entry, key, dir, model_rel, NULL, p, err);
 }
 
-int sft_parity_check_lora(const json_t *entry, const char *key, const char *dir, sft_parity *p, sft_err *err) {
+int sft_parity_check_lora(const json_t *entry, const char *key, const char *dir, sft_parity *p,
+                          sft_err *err) {
     const char *adapter_rel, *base_rel;
     if (sft_json_get_string(entry, "dir", &adapter_rel, key, err)) return -1;
     if (sft_json_get_string(entry, "base", &base_rel, key, err)) return -1;

@@ -13,7 +13,8 @@
 
 /* Both record one line per check in p; they return -1 only when the entry
  * could not be run at all (err says why: a missing model dir, a malformed entry). */
-int sft_parity_check_model(const json_t *entry, const char *key, const char *dir, sft_parity *p, sft_err *err);
+int sft_parity_check_model(const json_t *entry, const char *key, const char *dir, sft_parity *p,
+                           sft_err *err);
 int sft_parity_check_lora(const json_t *entry, const char *key, const char *dir, sft_parity *p, sft_err *err);
 
 #endif

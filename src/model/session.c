@@ -16,8 +16,8 @@ void sft_session_close(sft_session *s) {
     memset(s, 0, sizeof *s);
 }
 
-int sft_session_open(sft_session *s, const char *model_dir, const char *adapter_dir, const char *template_name,
-                     int need_template, sft_err *err) {
+int sft_session_open(sft_session *s, const char *model_dir, const char *adapter_dir,
+                     const char *template_name, int need_template, sft_err *err) {
     memset(s, 0, sizeof *s);
     s->model = sft_model_load(model_dir, err);
     if (!s->model) return -1;
@@ -32,11 +32,13 @@ int sft_session_open(sft_session *s, const char *model_dir, const char *adapter_
         sft_lora_merge(s->model);
     }
     if (sft_generation_config_load(model_dir, &s->model->cfg, &s->gen, err)) goto fail;
-    for (int i = 0; i < s->gen.eos_count; i++) s->eos_ids[s->eos_count++] = s->gen.eos_token_ids[i];
+    for (int i = 0; i < s->gen.eos_count; i++)
+        s->eos_ids[s->eos_count++] = s->gen.eos_token_ids[i];
     const char *eos = sft_tokenizer_eos_token(s->tok);
     int32_t eos_id = eos ? sft_tokenizer_token_to_id(s->tok, eos) : -1;
     int known = 0;
-    for (int i = 0; i < s->eos_count; i++) known |= s->eos_ids[i] == eos_id;
+    for (int i = 0; i < s->eos_count; i++)
+        known |= s->eos_ids[i] == eos_id;
     if (eos_id >= 0 && !known) s->eos_ids[s->eos_count++] = eos_id;
     if (need_template || template_name) {
         s->tmpl = sft_chat_template_for_tokenizer(s->tok, template_name, err);
@@ -52,7 +54,8 @@ fail:
 }
 
 int sft_session_generate(sft_session *s, const sft_chat_message *messages, size_t count, const char *prompt,
-                         int max_new, const sft_sampling *sampling, char **text, int *new_tokens, sft_err *err) {
+                         int max_new, const sft_sampling *sampling, char **text, int *new_tokens,
+                         sft_err *err) {
     *text = NULL;
     *new_tokens = 0;
     if (max_new <= 0) return sft_errf(err, "max_new_tokens %d must be positive", max_new);
@@ -77,7 +80,8 @@ int sft_session_generate(sft_session *s, const sft_chat_message *messages, size_
         sft_errf(err, "out of memory");
         goto done;
     }
-    if (sft_generate(s->model, ids, (int)n_ids, max_new, sampling, s->eos_ids, s->eos_count, out, &n, err)) goto done;
+    if (sft_generate(s->model, ids, (int)n_ids, max_new, sampling, s->eos_ids, s->eos_count, out, &n, err))
+        goto done;
     if (sft_tokenizer_decode(s->tok, out, (size_t)n, 1, text, &len, err)) goto done;
     *new_tokens = n;
     rc = 0;

@@ -24,8 +24,8 @@ typedef struct sft_session {
 
 /* adapter_dir and template_name may be NULL (no adapter; the template the
  * tokenizer names or detects). need_template: fail when there is none. */
-int sft_session_open(sft_session *s, const char *model_dir, const char *adapter_dir, const char *template_name,
-                     int need_template, sft_err *err);
+int sft_session_open(sft_session *s, const char *model_dir, const char *adapter_dir,
+                     const char *template_name, int need_template, sft_err *err);
 void sft_session_close(sft_session *s);
 
 /* The assistant's reply to a conversation (rendered with the chat template
@@ -34,6 +34,7 @@ void sft_session_close(sft_session *s);
  * *text is malloc'ed, decoded without special tokens; *new_tokens counts the
  * generated tokens. */
 int sft_session_generate(sft_session *s, const sft_chat_message *messages, size_t count, const char *prompt,
-                         int max_new, const sft_sampling *sampling, char **text, int *new_tokens, sft_err *err);
+                         int max_new, const sft_sampling *sampling, char **text, int *new_tokens,
+                         sft_err *err);
 
 #endif

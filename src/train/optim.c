@@ -21,11 +21,13 @@ double sft_grad_norm(const sft_param_set *set) {
     for (int b = 0; b < NORM_BLOCKS; b++) {
         size_t lo = (size_t)b * block, hi = lo + block < n ? lo + block : n;
         double s = 0.0;
-        for (size_t i = lo; i < hi; i++) s += (double)g[i] * g[i];
+        for (size_t i = lo; i < hi; i++)
+            s += (double)g[i] * g[i];
         partial[b] = s;
     }
     double total = 0.0;
-    for (int b = 0; b < NORM_BLOCKS; b++) total += partial[b];
+    for (int b = 0; b < NORM_BLOCKS; b++)
+        total += partial[b];
     return sqrt(total);
 }
 
@@ -38,7 +40,8 @@ double sft_clip_grad_norm(sft_param_set *set, double max_norm) {
         float *g = set->grad;
         size_t n = set->numel;
 #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) g[i] *= c;
+        for (size_t i = 0; i < n; i++)
+            g[i] *= c;
     }
     return norm;
 }
@@ -95,24 +98,35 @@ void sft_adamw_step(sft_adamw *opt, sft_param_set *set, double lr) {
 }
 
 double sft_lr_at(const sft_lr_schedule *s, long step) {
-    if (step < s->warmup_steps) return s->base_lr * (double)step / (double)(s->warmup_steps > 1 ? s->warmup_steps : 1);
+    if (step < s->warmup_steps)
+        return s->base_lr * (double)step / (double)(s->warmup_steps > 1 ? s->warmup_steps : 1);
     long span = s->total_steps - s->warmup_steps;
     double progress = (double)(step - s->warmup_steps) / (double)(span > 1 ? span : 1);
-    if (progress > 1.0) progress = 1.0; /* past total_steps: stay at the floor (HF's cosine would climb again) */
+    if (progress > 1.0)
+        progress = 1.0; /* past total_steps: stay at the floor (HF's cosine would climb again) */
     double r = s->min_lr_ratio, factor;
     switch (s->kind) {
-    case SFT_LR_COSINE: factor = fmax(0.0, 0.5 * (1.0 + cos(M_PI * progress))); break;
-    case SFT_LR_LINEAR: factor = fmax(0.0, 1.0 - progress); break;
-    default: return s->base_lr;
+    case SFT_LR_COSINE:
+        factor = fmax(0.0, 0.5 * (1.0 + cos(M_PI * progress)));
+        break;
+    case SFT_LR_LINEAR:
+        factor = fmax(0.0, 1.0 - progress);
+        break;
+    default:
+        return s->base_lr;
     }
     return s->base_lr * (r + (1.0 - r) * factor);
 }
 
 int sft_lr_kind_parse(const char *name, sft_lr_kind *kind, sft_err *err) {
-    if (!strcmp(name, "cosine")) *kind = SFT_LR_COSINE;
-    else if (!strcmp(name, "linear")) *kind = SFT_LR_LINEAR;
-    else if (!strcmp(name, "constant")) *kind = SFT_LR_CONSTANT;
-    else return sft_errf(err, "lr_schedule \"%s\" is not one of cosine, linear, constant", name);
+    if (!strcmp(name, "cosine"))
+        *kind = SFT_LR_COSINE;
+    else if (!strcmp(name, "linear"))
+        *kind = SFT_LR_LINEAR;
+    else if (!strcmp(name, "constant"))
+        *kind = SFT_LR_CONSTANT;
+    else
+        return sft_errf(err, "lr_schedule \"%s\" is not one of cosine, linear, constant", name);
     return 0;
 }
 
