@@ -17,7 +17,7 @@ typedef struct {
 } command;
 
 static const command commands[] = {
-    {"demo", NULL, "generate data, fine-tune a small model, sweep, report (offline)", "the training issue (#4)"},
+    {"demo", sft_cmd_demo, "generate data, fine-tune a small model, sweep, report (offline)", "the training issue (#4)"},
     {"train", sft_cmd_train, "one SFT run into --out DIR", "the training issue (#4)"},
     {"sweep", sft_cmd_sweep, "learning-rate sweep, best model by minimal validation loss", "the sweep issue (#6)"},
     {"eval", sft_cmd_eval, "validation loss, perplexity, exact-match accuracy", "the training issue (#4)"},
