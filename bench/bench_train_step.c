@@ -106,6 +106,7 @@ static int run(int lora, int steps, int threads) {
 }
 
 int main(int argc, char **argv) {
+    sft_thread_pool_setup(argv); /* as the sft binary does */
     const char *mode = argc > 1 ? argv[1] : "both";
     int steps = argc > 2 ? atoi(argv[2]) : 3;
     int threads = argc > 3 ? atoi(argv[3]) : 0;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "model/ops.h"
 #include "io/suggest.h"
 
 #define SFT_VERSION "0.1.0"
@@ -48,6 +49,7 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+    sft_thread_pool_setup(argv);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return argc < 2 ? 2 : 0;

@@ -149,4 +149,14 @@ extern const sft_kernels sft_kernels_cpu;
 void sft_set_threads(int n);
 int sft_get_threads(void);
 
+/* Waiting OpenMP threads should sleep, not spin: on 2 cores shared with
+ * other processes a spinning thread burns the core its partner needs
+ * (GPT-2-124M step on the loaded 2-core build machine: 11.5 CPU s and 22.6 s
+ * wall spinning, 9.1 CPU s and 19.1 s wall sleeping). libgomp reads
+ * OMP_WAIT_POLICY once, when it loads, so when the variable is unset this
+ * sets it to "passive" and re-executes the program (argv) once; it returns
+ * only when nothing needed doing or the re-execution failed. A user's own
+ * OMP_WAIT_POLICY is kept. */
+void sft_thread_pool_setup(char **argv);
+
 #endif
