@@ -112,8 +112,7 @@ for _ in $(seq 1 600); do
     [ -f "$f" ] && [ "$(grep -c '"type":"train"' "$f")" -ge 15 ] && break
     sleep 0.1
 done
-kill -KILL $pid
-wait $pid 2>/dev/null || true
+{ kill -KILL $pid; wait $pid || true; } 2>/dev/null
 for _ in $(seq 1 300); do  # the orphaned trials save and exit; they hold the lock until then
     pgrep -f -- "--out $tmp/s3" > /dev/null || break
     sleep 0.1
