@@ -417,20 +417,62 @@ TEST(bad_batches_are_errors_not_crashes) {
     sft_model_free(m);
 }
 
-TEST(sequence_longer_than_a_sliding_window_is_a_clear_error) {
+/* Sliding-window attention (Mistral): the logits of the last token equal
+ * those of a forward over its window alone (RoPE is relative, so shifting the
+ * positions does not change the scores); with the window off they differ. */
+TEST(sliding_window_limits_attention_to_the_last_window_tokens) {
     sft_model_config c = tiny_config(SFT_ARCH_LLAMA);
     c.sliding_window = 3;
+    c.num_layers = 1; /* one layer: token 5 sees exactly tokens 3..5 (two layers would widen the reach) */
     sft_model *m = tiny_model(c, 1, 6, 1);
-    int32_t tok[6] = {1, 2, 3, 4, 5, 6}, tgt[6] = {1, 2, 3, 4, 5, 6}, pos[6] = {0, 1, 2, 0, 1, 2},
-            seq[6] = {0, 0, 0, 1, 1, 1};
-    sft_batch b = {1, 6, tok, tgt, pos, seq, 6};
+    const int V = c.vocab_size;
+    int32_t tok[6] = {1, 2, 3, 4, 5, 6}, tgt[6] = {1, 2, 3, 4, 5, 6}, pos[6] = {0, 1, 2, 3, 4, 5},
+            seq[6] = {0};
+    sft_batch full = {1, 6, tok, tgt, pos, seq, 6};
     sft_err err = {0};
     double loss;
-    CHECK(sft_model_forward(m, &b, &loss, &err) == 0); /* packed records of 3 fit the window */
-    for (int i = 0; i < 6; i++)
-        pos[i] = i, seq[i] = 0;
-    CHECK(sft_model_forward(m, &b, &loss, &err) == -1);
-    CHECK_ERR_HAS(err.msg, "sliding_window 3");
+    float last[37];
+    CHECK(sft_model_forward(m, &full, &loss, &err) == 0);
+    memcpy(last, m->logits + 5 * V, sizeof last);
+    int32_t wpos[3] = {3, 4, 5};
+    sft_batch window = {1, 3, tok + 3, tgt + 3, wpos, seq, 6};
+    CHECK(sft_model_forward(m, &window, &loss, &err) == 0);
+    double worst = 0;
+    for (int v = 0; v < V; v++)
+        worst = fmax(worst, fabs(m->logits[2 * V + v] - last[v]));
+    CHECK(worst < 1e-5);
+    m->cfg.sliding_window = 0; /* full attention: the earlier tokens now matter */
+    CHECK(sft_model_forward(m, &full, &loss, &err) == 0);
+    worst = 0;
+    for (int v = 0; v < V; v++)
+        worst = fmax(worst, fabs(m->logits[5 * V + v] - last[v]));
+    CHECK(worst > 1e-4);
+    sft_model_free(m);
+}
+
+TEST(kv_cache_generation_applies_the_sliding_window) {
+    sft_model_config c = tiny_config(SFT_ARCH_LLAMA);
+    c.sliding_window = 3;
+    sft_model *m = tiny_model(c, 1, 10, 1);
+    int32_t prompt[10] = {3, 7, 1, 9, 4, 4, 2, 8, 5, 6}, out[4];
+    int n;
+    sft_err err;
+    sft_sampling greedy = {.greedy = 1};
+    CHECK(sft_generate(m, prompt, 5, 4, &greedy, NULL, 0, out, &n, &err) == 0);
+    int32_t tgt[10], pos[10], seq[10] = {0};
+    memcpy(prompt + 5, out, sizeof out);
+    for (int i = 0; i < 9; i++)
+        tgt[i] = -100, pos[i] = i;
+    sft_batch b = {1, 9, prompt, tgt, pos, seq, 1};
+    double loss;
+    CHECK(sft_model_forward(m, &b, &loss, &err) == 0);
+    for (int i = 0; i < 4; i++) {
+        const float *z = m->logits + (size_t)(4 + i) * c.vocab_size;
+        int best = 0;
+        for (int v = 1; v < c.vocab_size; v++)
+            if (z[v] > z[best]) best = v;
+        CHECK_INT(out[i], best);
+    }
     sft_model_free(m);
 }
 

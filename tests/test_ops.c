@@ -426,7 +426,7 @@ enum {
 typedef struct {
     arr q, k, v, r;
     int32_t seq[AB * AT];
-    int nkv;
+    int nkv, window;
     double out[AB * AT * ANH * AHD];
 } att_ctx;
 static double att_ref(void *p) {
@@ -439,7 +439,7 @@ static double att_ref(void *p) {
                 double s[AT], mx = -INFINITY, sum = 0;
                 for (int j = 0; j < AT; j++) {
                     int tj = b * AT + j;
-                    if (j > i || c->seq[tj] != c->seq[ti]) {
+                    if (j > i || c->seq[tj] != c->seq[ti] || (c->window && i - j >= c->window)) {
                         s[j] = -INFINITY;
                         continue;
                     }
@@ -462,15 +462,16 @@ static double att_ref(void *p) {
     return dot_d(c->out, c->r.d, AB * AT * ANH * AHD);
 }
 
-static void attention_case(int nkv, const int32_t *seq) {
+static void attention_case(int nkv, const int32_t *seq, int window) {
     att_ctx c = {.q = arr_rand(AB * AT * AQS, 1.5),
                  .k = arr_rand(AB * AT * AKS, 1.5),
                  .v = arr_rand(AB * AT * AVS, 1),
                  .r = arr_rand(AB * AT * ANH * AHD, 1),
-                 .nkv = nkv};
+                 .nkv = nkv,
+                 .window = window};
     memcpy(c.seq, seq, sizeof c.seq);
     float out[AB * AT * ANH * AHD], att[AB * ANH * AT * AT];
-    sft_attention_forward(out, att, c.q.f, AQS, c.k.f, AKS, c.v.f, AVS, c.seq, AB, AT, ANH, nkv, AHD);
+    sft_attention_forward(out, att, c.q.f, AQS, c.k.f, AKS, c.v.f, AVS, c.seq, AB, AT, ANH, nkv, AHD, window);
     att_ref(&c);
     check_close_arrays("attention out", out, c.out, AB * AT * ANH * AHD, 1e-6, 0);
     float *dq = grad_buf(AB * AT * AQS), *dk = grad_buf(AB * AT * AKS), *dv = grad_buf(AB * AT * AVS);
@@ -484,19 +485,25 @@ static void attention_case(int nkv, const int32_t *seq) {
 
 TEST(attention_with_grouped_kv_heads_matches_float64_finite_differences) {
     int32_t seq[AB * AT] = {0};
-    attention_case(ANKV, seq);
+    attention_case(ANKV, seq, 0);
 }
 
 TEST(attention_with_a_single_kv_head_matches_float64_finite_differences) {
     int32_t seq[AB * AT] = {0};
-    attention_case(1, seq);
+    attention_case(1, seq, 0);
+}
+
+TEST(sliding_window_attention_matches_float64_finite_differences) {
+    int32_t seq[AB * AT] = {0, 0, 0, 0, 0, 0, 3, 3, 3, 3, 4, 4};
+    attention_case(ANKV, seq, 3); /* key j visible to query i only when i - j < 3 */
+    attention_case(ANKV, seq, 1); /* a window of one: each token sees itself */
 }
 
 TEST(attention_over_packed_records_matches_float64_finite_differences) {
     /* row 0 packs three records, row 1 two; the reference masks across records */
     int32_t seq[AB * AT] = {0, 0, 1, 1, 1, 2, 5, 5, 5, 5, 6, 6};
-    attention_case(ANKV, seq);
-    attention_case(ANH, seq);
+    attention_case(ANKV, seq, 0);
+    attention_case(ANH, seq, 0);
 }
 
 /* ----------------------------------------------------------- cross-entropy */

@@ -56,9 +56,11 @@ static int state_alloc(infer_state *s, const sft_model *m, int max_len, int chun
     return 0;
 }
 
-/* Attention of n new tokens (positions p0..p0+n-1) over the cache rows 0..p0+n-1. */
+/* Attention of n new tokens (positions p0..p0+n-1) over the cache rows 0..p0+n-1
+ * (the last `window` of them for a sliding-window layer). */
 static void cached_attention(const sft_model *m, infer_state *s, int layer, const float *q, int q_stride,
                              int p0, int n) {
+    const int window = sft_model_layer_window(m, layer);
     const int NH = m->cfg.num_heads, HD = m->head_dim, group = NH / m->cfg.num_kv_heads, kv_dim = m->kv_dim;
     const float scale = 1.0f / sqrtf((float)HD);
     const float *kc = s->kcache + (size_t)layer * s->max_len * kv_dim;
@@ -67,19 +69,21 @@ static void cached_attention(const sft_model *m, infer_state *s, int layer, cons
     for (int i = 0; i < n; i++) {
         for (int h = 0; h < NH; h++) {
             int kvh = h / group, last = p0 + i;
+            int first = window > 0 && last - window + 1 > 0 ? last - window + 1 : 0; /* sliding window */
             const float *qi = q + (size_t)i * q_stride + (size_t)h * HD;
             float *sc = s->scores + ((size_t)i * NH + h) * s->max_len;
             float maxv = -INFINITY;
-            for (int j = 0; j <= last; j++) {
+            for (int j = first; j <= last; j++) {
                 const float *kj = kc + (size_t)j * kv_dim + (size_t)kvh * HD;
                 float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
                 for (int d = 0; d < HD; d++)
                     dot += qi[d] * kj[d];
                 sc[j] = dot * scale;
                 if (sc[j] > maxv) maxv = sc[j];
             }
             double sum = 0.0;
-            for (int j = 0; j <= last; j++) {
+            for (int j = first; j <= last; j++) {
                 sc[j] = expf(sc[j] - maxv);
                 sum += sc[j];
             }
@@ -87,7 +91,7 @@ static void cached_attention(const sft_model *m, infer_state *s, int layer, cons
             float *o = s->atty + (size_t)i * m->q_dim + (size_t)h * HD;
             for (int d = 0; d < HD; d++)
                 o[d] = 0.0f;
-            for (int j = 0; j <= last; j++) {
+            for (int j = first; j <= last; j++) {
                 float p = sc[j] * inv;
                 const float *vj = vc + (size_t)j * kv_dim + (size_t)kvh * HD;
                 for (int d = 0; d < HD; d++)

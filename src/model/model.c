@@ -592,6 +592,11 @@ int sft_model_plan(sft_model *m, int max_B, int max_T, sft_err *err) {
 
 /* -------------------------------------------------------------- forward */
 
+int sft_model_layer_window(const sft_model *m, int layer) {
+    return m->cfg.sliding_window > 0 && layer >= m->cfg.sliding_window_first_layer ? m->cfg.sliding_window
+                                                                                   : 0;
+}
+
 static void add_inplace(float *dst, const float *src, size_t n) {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++)
@@ -639,10 +644,9 @@ static int check_batch(const sft_model *m, const sft_batch *b, sft_err *err) {
     if (b->B <= 0 || b->T <= 0) return sft_errf(err, "batch shape %d x %d must be positive", b->B, b->T);
     if (b->T > m->max_T || (long)b->B * b->T > (long)m->max_B * m->max_T)
         return sft_errf(err, "batch %d x %d exceeds the planned %d x %d", b->B, b->T, m->max_B, m->max_T);
-    int V = m->cfg.vocab_size, window = m->cfg.sliding_window;
+    int V = m->cfg.vocab_size;
     long supervised = 0;
     for (int r = 0; r < b->B; r++) {
-        int record_start = 0;
         for (int t = 0; t < b->T; t++) {
             size_t i = (size_t)r * b->T + t;
             if (b->tokens[i] < 0 || b->tokens[i] >= V)
@@ -660,13 +664,6 @@ static int check_batch(const sft_model *m, const sft_batch *b, sft_err *err) {
                 return sft_errf(err,
                                 "batch row %d position %d: position id %d past n_positions %d of config.json",
                                 r, t, b->pos[i], m->cfg.max_position_embeddings);
-            if (t > 0 && b->seq[i] != b->seq[i - 1]) record_start = t;
-            if (window > 0 && t - record_start + 1 > window)
-                return sft_errf(
-                    err,
-                    "batch row %d: a sequence of %d tokens is longer than config.json sliding_window %d "
-                    "(sliding-window attention is not supported; use --max-len %d or less)",
-                    r, t - record_start + 1, window, window);
         }
     }
     if (supervised > b->step_supervised_tokens)
@@ -704,7 +701,7 @@ int sft_model_forward(sft_model *m, const sft_batch *batch, double *loss, sft_er
             k->rope_forward(L->k, m->rope_cos, m->rope_sin, N, NKV, HD, L->k_stride);
         }
         k->attention_forward(L->atty, L->att, L->q, L->q_stride, L->k, L->k_stride, L->v, L->v_stride,
-                             batch->seq, B, T, NH, NKV, HD);
+                             batch->seq, B, T, NH, NKV, HD, sft_model_layer_window(m, l));
         linear_forward(m, l, gpt2 ? SFT_LIN_ATTN_C_PROJ : SFT_LIN_O, L->res1, L->atty, N);
         add_inplace(L->res1, x, (size_t)N * C);
         if (gpt2) {

@@ -177,9 +177,13 @@ int sft_model_plan(sft_model *m, int max_B, int max_T, sft_err *err);
 /* Forward over a batch. *loss = sum over supervised tokens of -log p /
  * step_supervised_tokens (0 when none). Keeps logits [B*T, V] and lse [B*T]
  * for the caller until the backward. Errors on a batch the model cannot take
- * (a token id past the vocabulary, a position past GPT-2's table, a record
- * longer than Mistral's sliding window, B*T past the plan). */
+ * (a token id past the vocabulary, a position past GPT-2's table, B*T past
+ * the plan). */
 int sft_model_forward(sft_model *m, const sft_batch *batch, double *loss, sft_err *err);
+/* The attention window of a layer: config.json's sliding_window on the
+ * layers that use it (Mistral: all; Qwen2: from max_window_layers), else 0. */
+int sft_model_layer_window(const sft_model *m, int layer);
+
 /* Backward of the last forward: ADDS the gradients of that loss to the
  * trainable set's grad (zero it at the start of an optimizer step). The
  * logits are overwritten by their gradient. */

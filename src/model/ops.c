@@ -481,7 +481,7 @@ void sft_rope_backward(float *dx, const float *cos_t, const float *sin_t, int N,
 
 void sft_attention_forward(float *out, float *att, const float *q, int q_stride, const float *k, int k_stride,
                            const float *v, int v_stride, const int32_t *seq, int B, int T, int NH, int NKV,
-                           int HD) {
+                           int HD, int window) {
     const float scale = 1.0f / sqrtf((float)HD);
     const int group = NH / NKV;
 #pragma omp parallel for collapse(3) schedule(static)
@@ -493,10 +493,11 @@ void sft_attention_forward(float *out, float *att, const float *q, int q_stride,
                 const float *qi = q + ti * q_stride + (size_t)h * HD;
                 float *row = att + (((size_t)b * NH + h) * T + i) * T;
                 int32_t si = seq[ti];
+                int first = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0; /* sliding window */
                 float maxv = -INFINITY;
                 for (int j = 0; j <= i; j++) {
                     size_t tj = (size_t)b * T + j;
-                    if (seq[tj] != si) {
+                    if (j < first || seq[tj] != si) {
                         row[j] = -INFINITY;
                         continue;
                     }

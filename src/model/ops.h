@@ -89,10 +89,11 @@ void sft_rope_backward(float *dx, const float *cos_t, const float *sin_t, int N,
  * seq[j] == seq[i] (seq [B*T]: the record a token belongs to, so that packed
  * records never see each other). Query head h reads KV head h / (NH / NKV).
  * out [B*T, NH, HD] contiguous; att [B, NH, T, T] keeps the probabilities for
- * the backward (zero where masked). Scale 1/sqrt(HD). */
+ * the backward (zero where masked). Scale 1/sqrt(HD). window > 0: sliding-
+ * window attention (Mistral, Qwen2), key j also needs i - j < window. */
 void sft_attention_forward(float *out, float *att, const float *q, int q_stride, const float *k, int k_stride,
                            const float *v, int v_stride, const int32_t *seq, int B, int T, int NH, int NKV,
-                           int HD);
+                           int HD, int window);
 /* dq, dk, dv (same layouts and strides as q, k, v) += their gradients. */
 void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
                             const float *q, int q_stride, const float *k, int k_stride, const float *v,
@@ -133,7 +134,7 @@ typedef struct sft_kernels {
     void (*rope_forward)(float *, const float *, const float *, int, int, int, int);
     void (*rope_backward)(float *, const float *, const float *, int, int, int, int);
     void (*attention_forward)(float *, float *, const float *, int, const float *, int, const float *, int,
-                              const int32_t *, int, int, int, int, int);
+                              const int32_t *, int, int, int, int, int, int);
     void (*attention_backward)(float *, float *, float *, const float *, const float *, const float *, int,
                                const float *, int, const float *, int, int, int, int, int, int);
     double (*cross_entropy_forward)(float *, const float *, const int32_t *, int, int);
