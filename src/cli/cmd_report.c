@@ -8,7 +8,9 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "io/file.h"
 #include "monitor/report.h"
+#include "train/sweep.h"
 
 int sft_cmd_report(int argc, char **argv) {
     const char *out = NULL;
@@ -47,7 +49,22 @@ int sft_cmd_report(int argc, char **argv) {
     if ((len > 5 && !strcmp(out + len - 5, ".html")) || (len > 4 && !strcmp(out + len - 4, ".htm")))
         o.out_html = out;
     else o.out_dir = out;
-    char html[4096];
+    char html[4096], state[4200];
+    /* A folder sft sweep made: its own comparison page (the choice, each
+     * trial's status, the advice; train/sweep.h). */
+    snprintf(state, sizeof state, "%s/sweep.json", pos[0]);
+    if (sft_file_exists(state)) {
+        char in_dir[4200];
+        const char *target = o.out_html;
+        if (o.out_dir) {
+            if (sft_mkdir_p(o.out_dir, &err) || sft_path_join(in_dir, sizeof in_dir, o.out_dir, "report.html", &err))
+                return sft_cli_fail("report", &err);
+            target = in_dir;
+        }
+        if (sft_sweep_report(pos[0], target, html, sizeof html, &err)) return sft_cli_fail("report", &err);
+        printf("%s\n", html);
+        return 0;
+    }
     if (sft_report_write(pos[0], &o, html, sizeof html, &err)) return sft_cli_fail("report", &err);
     printf("%s\n", html);
     return 0;

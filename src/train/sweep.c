@@ -732,6 +732,34 @@ static int save_state(sweep_run *s, sft_err *err) {
     return rc;
 }
 
+/* The recorded state of one trial (sweep.json's trials[i], name aside). */
+static int parse_trial(const json_t *t, sft_sweep_trial *st, const char *ctx, sft_err *err) {
+    const char *status, *verdict, *error = "";
+    int64_t steps, total, best_step;
+    if (sft_json_get_string(t, "status", &status, ctx, err) || sft_json_get_int(t, "steps", &steps, ctx, err) ||
+        sft_json_get_int(t, "total_steps", &total, ctx, err) || sft_json_get_int(t, "best_step", &best_step, ctx, err) ||
+        sft_json_get_string(t, "verdict", &verdict, ctx, err) || sft_json_get_string_opt(t, "error", &error, ctx, err))
+        return -1;
+    if ((st->status = status_parse(status)) < 0) return sft_errf(err, "%s: unknown status '%s'", ctx, status);
+    st->steps = steps, st->total_steps = total, st->best_step = best_step;
+    double v;
+    st->wall_s = sft_json_number(json_object_get(t, "wall_s"), &v) ? 0 : v;
+    st->best_val_loss = sft_json_number(json_object_get(t, "best_val_loss"), &v) ? NAN : v;
+    st->first_val_loss = sft_json_number(json_object_get(t, "first_val_loss"), &v) ? NAN : v;
+    st->final_train_loss = sft_json_number(json_object_get(t, "final_train_loss"), &v) ? NAN : v;
+    snprintf(st->verdict, sizeof st->verdict, "%s", verdict);
+    snprintf(st->error, sizeof st->error, "%s", error ? error : "");
+    int b = 0;
+    if (sft_json_get_bool_opt(t, "stopped_early", &b, ctx, err)) return -1;
+    st->stopped_early = b;
+    json_t *kinds = json_object_get(t, "findings");
+    st->kind_count = 0;
+    for (size_t k = 0; json_is_array(kinds) && k < json_array_size(kinds) && st->kind_count < SFT_SWEEP_MAX_KINDS; k++)
+        if (json_is_string(json_array_get(kinds, k)))
+            snprintf(st->kinds[st->kind_count++], 32, "%s", json_string_value(json_array_get(kinds, k)));
+    return 0;
+}
+
 /* Reads sweep.json of an earlier call into the trials (matched by name). */
 static int load_state(sweep_run *s, sft_err *err) {
     char path[4200];
@@ -750,7 +778,7 @@ static int load_state(sweep_run *s, sft_err *err) {
     for (int i = 0; i < s->n; i++) {
         json_t *t = json_array_get(trials, (size_t)i);
         sft_sweep_trial *st = &s->r->trials[i];
-        const char *name, *status, *verdict, *error = "";
+        const char *name;
         char ctx[4300];
         snprintf(ctx, sizeof ctx, "%s: trials[%d]", path, i);
         if (sft_json_get_string(t, "name", &name, ctx, err)) goto done;
@@ -760,34 +788,7 @@ static int load_state(sweep_run *s, sft_err *err) {
         int same = planned && json_equal(planned, json_object_get(t, "params"));
         json_decref(planned);
         if (!same) goto mismatch;
-        int64_t steps, total, best_step;
-        if (sft_json_get_string(t, "status", &status, ctx, err) || sft_json_get_int(t, "steps", &steps, ctx, err) ||
-            sft_json_get_int(t, "total_steps", &total, ctx, err) ||
-            sft_json_get_int(t, "best_step", &best_step, ctx, err) ||
-            sft_json_get_string(t, "verdict", &verdict, ctx, err) ||
-            sft_json_get_string_opt(t, "error", &error, ctx, err))
-            goto done;
-        if ((st->status = status_parse(status)) < 0) {
-            sft_errf(err, "%s: unknown status '%s'", ctx, status);
-            goto done;
-        }
-        st->steps = steps, st->total_steps = total, st->best_step = best_step;
-        double v;
-        st->wall_s = sft_json_number(json_object_get(t, "wall_s"), &v) ? 0 : v;
-        st->best_val_loss = sft_json_number(json_object_get(t, "best_val_loss"), &v) ? NAN : v;
-        st->first_val_loss = sft_json_number(json_object_get(t, "first_val_loss"), &v) ? NAN : v;
-        st->final_train_loss = sft_json_number(json_object_get(t, "final_train_loss"), &v) ? NAN : v;
-        snprintf(st->verdict, sizeof st->verdict, "%s", verdict);
-        snprintf(st->error, sizeof st->error, "%s", error ? error : "");
-        int b = 0;
-        sft_json_get_bool_opt(t, "stopped_early", &b, ctx, err);
-        st->stopped_early = b;
-        json_t *kinds = json_object_get(t, "findings");
-        st->kind_count = 0;
-        for (size_t k = 0; json_is_array(kinds) && k < json_array_size(kinds) && st->kind_count < SFT_SWEEP_MAX_KINDS;
-             k++)
-            if (json_is_string(json_array_get(kinds, k)))
-                snprintf(st->kinds[st->kind_count++], 32, "%s", json_string_value(json_array_get(kinds, k)));
+        if (parse_trial(t, st, ctx, err)) goto done;
     }
     s->rung = (int)rung;
     rc = 0;
@@ -1461,8 +1462,9 @@ static int write_summary(sweep_run *s, sft_err *err) {
     return rc;
 }
 
-static int write_report(sweep_run *s, sft_err *err) {
+static int write_report(sweep_run *s, const char *out_html, sft_err *err) {
     sft_sweep_result *r = s->r;
+    char dirs[SFT_SWEEP_MAX_TRIALS][4400];
     sft_report_run runs[SFT_SWEEP_MAX_TRIALS];
     char status[SFT_SWEEP_MAX_TRIALS][160];
     const char *status_ptr[SFT_SWEEP_MAX_TRIALS];
@@ -1470,10 +1472,11 @@ static int write_report(sweep_run *s, sft_err *err) {
     size_t n = 0;
     for (int i = 0; i < r->trial_count; i++) {
         const sft_sweep_trial *t = &r->trials[i];
-        char metrics[4400];
-        snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", s->plan[i].cfg.out);
+        char metrics[4500];
+        snprintf(dirs[n], sizeof dirs[n], "%s/trials/%s", s->dir, t->name);
+        snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", dirs[n]);
         if (!sft_file_exists(metrics)) continue; /* never started */
-        runs[n] = (sft_report_run){.name = t->name, .path = s->plan[i].cfg.out};
+        runs[n] = (sft_report_run){.name = t->name, .path = dirs[n]};
         if (i == r->best) snprintf(status[n], sizeof status[n], "chosen (best/ = its step %lld)", (long long)t->best_step);
         else if (t->excluded) snprintf(status[n], sizeof status[n], "excluded: %s", t->why_excluded);
         else if (t->status == SFT_TRIAL_PRUNED) snprintf(status[n], sizeof status[n], "pruned at step %lld", (long long)t->steps);
@@ -1493,7 +1496,8 @@ static int write_report(sweep_run *s, sft_err *err) {
                                      .status = status_ptr,
                                      .advice = advice,
                                      .advice_count = (size_t)r->advice_count};
-    if (sft_path_join(r->report_path, sizeof r->report_path, s->dir, "report.html", err)) return -1;
+    if (out_html) snprintf(r->report_path, sizeof r->report_path, "%s", out_html);
+    else if (sft_path_join(r->report_path, sizeof r->report_path, s->dir, "report.html", err)) return -1;
     return sft_report_compare_write_opts(runs, n, &ro, r->report_path, err);
 }
 
@@ -1643,7 +1647,7 @@ int sft_sweep_run(const sft_sweep_config *c, const sft_sweep_options *o, sft_swe
         if (copy_best(trial_best, r->best_dir, err)) goto done;
     }
     if (write_summary(&s, err)) goto done;
-    if (write_report(&s, err)) {
+    if (write_report(&s, NULL, err)) {
         /* The sweep's results stand without the page: say it, do not fail. */
         say(&s, "sweep: report not written: %s\n", err->msg);
         r->report_path[0] = 0;
@@ -1654,6 +1658,48 @@ done:
     if (lock_fd >= 0) close(lock_fd);
     plan_free(s.plan, s.n);
     r->wall_s = now_s() - start;
+    return rc;
+}
+
+int sft_sweep_report(const char *sweep_dir, const char *out_html, char *html_path, size_t cap, sft_err *err) {
+    sft_sweep_result r;
+    memset(&r, 0, sizeof r);
+    r.best = -1;
+    sweep_run s = {.r = &r};
+    snprintf(s.dir, sizeof s.dir, "%s", sweep_dir);
+    char path[4200];
+    if (sft_path_join(path, sizeof path, sweep_dir, "sweep.json", err)) return -1;
+    json_t *root = sft_json_load_file(path, err);
+    if (!root) return -1;
+    json_t *trials = json_object_get(root, "trials");
+    int rc = -1;
+    if (!json_is_array(trials) || json_array_size(trials) > SFT_SWEEP_MAX_TRIALS) {
+        sft_errf(err, "%s: \"trials\" must be a list of at most %d trials", path, SFT_SWEEP_MAX_TRIALS);
+        goto done;
+    }
+    r.trial_count = s.n = (int)json_array_size(trials);
+    if (!(r.trials = calloc(r.trial_count ? (size_t)r.trial_count : 1, sizeof *r.trials))) {
+        sft_errf(err, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < r.trial_count; i++) {
+        json_t *t = json_array_get(trials, (size_t)i);
+        char ctx[4300];
+        const char *name;
+        snprintf(ctx, sizeof ctx, "%s: trials[%d]", path, i);
+        if (sft_json_get_string(t, "name", &name, ctx, err) || parse_trial(t, &r.trials[i], ctx, err) ||
+            sft_json_get_number(json_object_get(t, "params"), "lr", &r.trials[i].lr, ctx, err))
+            goto done;
+        snprintf(r.trials[i].name, sizeof r.trials[i].name, "%s", name);
+    }
+    mark_exclusions(&r);
+    r.best = select_best(&r);
+    make_advice(&r);
+    rc = write_report(&s, out_html, err);
+    if (!rc && html_path) snprintf(html_path, cap, "%s", r.report_path);
+done:
+    json_decref(root);
+    sft_sweep_result_free(&r);
     return rc;
 }
 

@@ -169,6 +169,12 @@ typedef struct sft_sweep_result {
 int sft_sweep_run(const sft_sweep_config *c, const sft_sweep_options *o, sft_sweep_result *result, sft_err *err);
 void sft_sweep_result_free(sft_sweep_result *r);
 
+/* The comparison report of a sweep folder from its sweep.json: the page
+ * sft sweep writes (the choice, each trial's status, the advice), for
+ * `sft report SWEEP`. out_html NULL: SWEEP/report.html; html_path (cap
+ * bytes, may be NULL) receives the path written. */
+int sft_sweep_report(const char *sweep_dir, const char *out_html, char *html_path, size_t cap, sft_err *err);
+
 /* Runs fn(ctx, out, out_size, err) in a child process and copies back its
  * return value, out (out_size bytes) and err: work that uses OpenMP,
  * kept out of a process that forks afterwards. */
