@@ -84,6 +84,9 @@ static void check_model_gradient(sft_model *m, const sft_batch *b, const char *w
     float *dir = malloc(set->numel * sizeof(float));
     float *base = malloc(set->numel * sizeof(float));
     memcpy(base, set->data, set->numel * sizeof(float));
+    /* each training forward draws new dropout masks; replay the same step so
+     * that every evaluation below sees the masks of the backward */
+    const uint64_t step0 = m->dropout_step;
     sft_model_zero_grad(m);
     loss_of(m, b);
     sft_model_backward(m, b);
@@ -101,9 +104,11 @@ static void check_model_gradient(sft_model *m, const sft_batch *b, const char *w
         const double h = 1e-2;
         for (size_t i = 0; i < set->numel; i++)
             set->data[i] = base[i] + (float)(h * dir[i]);
+        m->dropout_step = step0;
         double lp = loss_of(m, b);
         for (size_t i = 0; i < set->numel; i++)
             set->data[i] = base[i] - (float)(h * dir[i]);
+        m->dropout_step = step0;
         double lm = loss_of(m, b);
         memcpy(set->data, base, set->numel * sizeof(float));
         double fd = (lp - lm) / (2 * h);
@@ -137,6 +142,22 @@ TEST(gpt2_backward_matches_finite_differences_of_the_loss) {
     batch_buf bb;
     make_batch(&bb, 2, 6, 37, 1);
     check_model_gradient(m, &bb.batch, "gpt2");
+    sft_model_free(m);
+}
+
+TEST(gpt2_with_embedding_attention_and_residual_dropout_matches_finite_differences) {
+    sft_model_config c = tiny_config(SFT_ARCH_GPT2);
+    c.embedding_dropout = 0.1, c.attention_dropout = 0.2, c.residual_dropout = 0.15;
+    sft_model *m = tiny_model(c, 2, 6, 1);
+    batch_buf bb;
+    make_batch(&bb, 2, 6, 37, 6);
+    check_model_gradient(m, &bb.batch, "gpt2 dropout");
+    /* dropout is on in training only: evaluation is deterministic and differs */
+    double train1 = loss_of(m, &bb.batch), train2 = loss_of(m, &bb.batch);
+    m->training = 0;
+    double eval1 = loss_of(m, &bb.batch), eval2 = loss_of(m, &bb.batch);
+    CHECK(train1 != train2); /* a new mask per step */
+    CHECK(eval1 == eval2);
     sft_model_free(m);
 }
 

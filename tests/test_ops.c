@@ -427,6 +427,8 @@ typedef struct {
     arr q, k, v, r;
     int32_t seq[AB * AT];
     int nkv, window;
+    float dropout;
+    uint64_t seed;
     double out[AB * AT * ANH * AHD];
 } att_ctx;
 static double att_ref(void *p) {
@@ -453,29 +455,40 @@ static double att_ref(void *p) {
                     sum += s[j] == -INFINITY ? 0 : exp(s[j] - mx);
                 for (int e = 0; e < AHD; e++) {
                     double o = 0;
-                    for (int j = 0; j < AT; j++)
-                        if (s[j] != -INFINITY)
-                            o += exp(s[j] - mx) / sum * c->v.d[(b * AT + j) * AVS + kvh * AHD + e];
+                    for (int j = 0; j < AT; j++) {
+                        if (s[j] == -INFINITY) continue;
+                        double keep = 1.0; /* attention dropout: the mask is ops.h's definition */
+                        if (c->dropout > 0)
+                            keep = sft_dropout_keep(c->seed, ((size_t)(b * ANH + h) * AT + i) * AT + j,
+                                                    c->dropout)
+                                       ? 1.0 / (1.0 - c->dropout)
+                                       : 0.0;
+                        o += exp(s[j] - mx) / sum * keep * c->v.d[(b * AT + j) * AVS + kvh * AHD + e];
+                    }
                     c->out[(ti * ANH + h) * AHD + e] = o;
                 }
             }
     return dot_d(c->out, c->r.d, AB * AT * ANH * AHD);
 }
 
-static void attention_case(int nkv, const int32_t *seq, int window) {
+static void attention_case(int nkv, const int32_t *seq, int window, float dropout) {
     att_ctx c = {.q = arr_rand(AB * AT * AQS, 1.5),
                  .k = arr_rand(AB * AT * AKS, 1.5),
                  .v = arr_rand(AB * AT * AVS, 1),
                  .r = arr_rand(AB * AT * ANH * AHD, 1),
                  .nkv = nkv,
-                 .window = window};
+                 .window = window,
+                 .dropout = dropout,
+                 .seed = 77};
     memcpy(c.seq, seq, sizeof c.seq);
     float out[AB * AT * ANH * AHD], att[AB * ANH * AT * AT];
-    sft_attention_forward(out, att, c.q.f, AQS, c.k.f, AKS, c.v.f, AVS, c.seq, AB, AT, ANH, nkv, AHD, window);
+    sft_attention_forward(out, att, c.q.f, AQS, c.k.f, AKS, c.v.f, AVS, c.seq, AB, AT, ANH, nkv, AHD, window,
+                          dropout, c.seed);
     att_ref(&c);
     check_close_arrays("attention out", out, c.out, AB * AT * ANH * AHD, 1e-6, 0);
     float *dq = grad_buf(AB * AT * AQS), *dk = grad_buf(AB * AT * AKS), *dv = grad_buf(AB * AT * AVS);
-    sft_attention_backward(dq, dk, dv, c.r.f, att, c.q.f, AQS, c.k.f, AKS, c.v.f, AVS, AB, AT, ANH, nkv, AHD);
+    sft_attention_backward(dq, dk, dv, c.r.f, att, c.q.f, AQS, c.k.f, AKS, c.v.f, AVS, AB, AT, ANH, nkv, AHD,
+                           dropout, c.seed);
     check_grad("attention dq", att_ref, &c, c.q.d, AB * AT * AQS, dq);
     check_grad("attention dk", att_ref, &c, c.k.d, AB * AT * AKS, dk);
     check_grad("attention dv", att_ref, &c, c.v.d, AB * AT * AVS, dv);
@@ -485,25 +498,56 @@ static void attention_case(int nkv, const int32_t *seq, int window) {
 
 TEST(attention_with_grouped_kv_heads_matches_float64_finite_differences) {
     int32_t seq[AB * AT] = {0};
-    attention_case(ANKV, seq, 0);
+    attention_case(ANKV, seq, 0, 0.0f);
 }
 
 TEST(attention_with_a_single_kv_head_matches_float64_finite_differences) {
     int32_t seq[AB * AT] = {0};
-    attention_case(1, seq, 0);
+    attention_case(1, seq, 0, 0.0f);
+}
+
+TEST(attention_dropout_matches_float64_finite_differences) {
+    int32_t seq[AB * AT] = {0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0};
+    attention_case(ANKV, seq, 0, 0.3f);
+}
+
+TEST(dropout_keeps_a_share_1_minus_p_scaled_and_the_backward_reuses_the_mask) {
+    enum { DN = 20000 };
+    float *x = malloc(sizeof(float) * DN), *g = malloc(sizeof(float) * DN);
+    for (int i = 0; i < DN; i++)
+        x[i] = 1.0f, g[i] = 2.0f;
+    sft_dropout_forward(x, DN, 0.25f, 5);
+    sft_dropout_backward(g, DN, 0.25f, 5);
+    int kept = 0, same = 1;
+    for (int i = 0; i < DN; i++) {
+        kept += x[i] != 0.0f;
+        if (x[i] != 0.0f && fabsf(x[i] - 1.0f / 0.75f) > 1e-6f) same = 0;
+        if ((x[i] != 0.0f) != (g[i] != 0.0f) || fabsf(g[i] - 2.0f * x[i]) > 1e-6f) same = 0;
+    }
+    CHECK(same);
+    CHECK(abs(kept - 15000) < 245); /* binomial(20000, 0.75): 4 standard deviations */
+    /* another seed, another mask */
+    for (int i = 0; i < DN; i++)
+        g[i] = 1.0f;
+    sft_dropout_forward(g, DN, 0.25f, 6);
+    int differ = 0;
+    for (int i = 0; i < DN; i++)
+        differ += (g[i] != 0.0f) != (x[i] != 0.0f);
+    CHECK(differ > 1000);
+    free(x), free(g);
 }
 
 TEST(sliding_window_attention_matches_float64_finite_differences) {
     int32_t seq[AB * AT] = {0, 0, 0, 0, 0, 0, 3, 3, 3, 3, 4, 4};
-    attention_case(ANKV, seq, 3); /* key j visible to query i only when i - j < 3 */
-    attention_case(ANKV, seq, 1); /* a window of one: each token sees itself */
+    attention_case(ANKV, seq, 3, 0.0f); /* key j visible to query i only when i - j < 3 */
+    attention_case(ANKV, seq, 1, 0.0f); /* a window of one: each token sees itself */
 }
 
 TEST(attention_over_packed_records_matches_float64_finite_differences) {
     /* row 0 packs three records, row 1 two; the reference masks across records */
     int32_t seq[AB * AT] = {0, 0, 1, 1, 1, 2, 5, 5, 5, 5, 6, 6};
-    attention_case(ANKV, seq, 0);
-    attention_case(ANH, seq, 0);
+    attention_case(ANKV, seq, 0, 0.0f);
+    attention_case(ANH, seq, 0, 0.0f);
 }
 
 /* ----------------------------------------------------------- cross-entropy */

@@ -544,6 +544,7 @@ static void layout_activations(sft_model *m, bump *b) {
     m->dmlp_a = take(b, N * I);
     m->dmlp_b = take(b, N * I);
     m->dact = take(b, N * I);
+    m->dres_dropped = take(b, N * C);
     if (m->lora_r) {
         m->lora_dxa = take(b, N * m->lora_r);
         if (m->lora_dropout > 0) {
@@ -617,6 +618,30 @@ static int dropout_keep(uint64_t seed, uint64_t step, int layer, int which, size
     return uniform01(&s) >= p;
 }
 
+/* The model's own dropout sites (besides LoRA's): each (step, layer, site) has
+ * its own mask stream, regenerated in the backward (ops.h: sft_dropout_*). */
+enum { DROP_EMBEDDING = 1, DROP_ATTENTION, DROP_RESID_ATTN, DROP_RESID_MLP };
+
+static uint64_t dropout_site_seed(const sft_model *m, int layer, int site) {
+    uint64_t s = m->dropout_seed ^ 0x6a09e667f3bcc909ull;
+    s ^= m->dropout_step * 0x9e3779b97f4a7c15ull;
+    s ^= ((uint64_t)(layer + 1) << 32) ^ ((uint64_t)site << 56);
+    return splitmix64(&s);
+}
+
+/* The probability at a site, 0 outside training. */
+static float dropout_p(const sft_model *m, int site) {
+    if (!m->training) return 0.0f;
+    switch (site) {
+    case DROP_EMBEDDING:
+        return m->cfg.arch == SFT_ARCH_GPT2 ? (float)m->cfg.embedding_dropout : 0.0f;
+    case DROP_ATTENTION:
+        return (float)m->cfg.attention_dropout;
+    default:
+        return m->cfg.arch == SFT_ARCH_GPT2 ? (float)m->cfg.residual_dropout : 0.0f;
+    }
+}
+
 static void linear_forward(sft_model *m, int layer, int which, float *out, const float *inp, int N) {
     const sft_kernels *k = m->kernels;
     sft_linear *l = &m->layers[layer].lin[which];
@@ -684,6 +709,9 @@ int sft_model_forward(sft_model *m, const sft_batch *batch, double *loss, sft_er
     if (m->training) m->dropout_step++;
 
     k->embedding_forward(m->x0, batch->tokens, batch->pos, m->wte, gpt2 ? m->wpe : NULL, N, C);
+    float p_embd = dropout_p(m, DROP_EMBEDDING), p_att = dropout_p(m, DROP_ATTENTION);
+    float p_resid = dropout_p(m, DROP_RESID_ATTN);
+    if (p_embd > 0) k->dropout_forward(m->x0, (size_t)N * C, p_embd, dropout_site_seed(m, 0, DROP_EMBEDDING));
     if (!gpt2) sft_rope_tables(m->rope_cos, m->rope_sin, m->inv_freq, batch->pos, N, HD);
     const float *x = m->x0;
     for (int l = 0; l < cfg->num_layers; l++) {
@@ -701,8 +729,11 @@ int sft_model_forward(sft_model *m, const sft_batch *batch, double *loss, sft_er
             k->rope_forward(L->k, m->rope_cos, m->rope_sin, N, NKV, HD, L->k_stride);
         }
         k->attention_forward(L->atty, L->att, L->q, L->q_stride, L->k, L->k_stride, L->v, L->v_stride,
-                             batch->seq, B, T, NH, NKV, HD, sft_model_layer_window(m, l));
+                             batch->seq, B, T, NH, NKV, HD, sft_model_layer_window(m, l), p_att,
+                             dropout_site_seed(m, l, DROP_ATTENTION));
         linear_forward(m, l, gpt2 ? SFT_LIN_ATTN_C_PROJ : SFT_LIN_O, L->res1, L->atty, N);
+        if (p_resid > 0)
+            k->dropout_forward(L->res1, (size_t)N * C, p_resid, dropout_site_seed(m, l, DROP_RESID_ATTN));
         add_inplace(L->res1, x, (size_t)N * C);
         if (gpt2) {
             k->layernorm_forward(L->norm2, L->norm2_mean, L->norm2_rstd, L->res1, L->norm2_w, L->norm2_b, N,
@@ -717,6 +748,8 @@ int sft_model_forward(sft_model *m, const sft_batch *batch, double *loss, sft_er
             k->swiglu_forward(L->mlp_act, L->mlp_a, L->mlp_b, (size_t)N * I);
             linear_forward(m, l, SFT_LIN_DOWN, L->res2, L->mlp_act, N);
         }
+        if (p_resid > 0)
+            k->dropout_forward(L->res2, (size_t)N * C, p_resid, dropout_site_seed(m, l, DROP_RESID_MLP));
         add_inplace(L->res2, L->res1, (size_t)N * C);
         x = L->res2;
     }
@@ -799,21 +832,28 @@ void sft_model_backward(sft_model *m, const sft_batch *batch) {
     } else {
         dk = m->dqkv + Nmax * m->q_dim, dv = m->dqkv + Nmax * (m->q_dim + m->kv_dim);
     }
+    const float p_att = dropout_p(m, DROP_ATTENTION), p_resid = dropout_p(m, DROP_RESID_ATTN);
     for (int l = cfg->num_layers - 1; l >= 0; l--) {
         sft_layer *L = &m->layers[l];
         const float *x_in = l ? m->layers[l - 1].res2 : m->x0;
-        /* MLP branch: res2 = res1 + mlp(norm2(res1)); dres holds d(res2). */
+        /* MLP branch: res2 = res1 + dropout(mlp(norm2(res1))); dres holds d(res2). */
+        const float *dmlp_out = m->dres;
+        if (p_resid > 0) {
+            memcpy(m->dres_dropped, m->dres, NC * sizeof(float));
+            k->dropout_backward(m->dres_dropped, NC, p_resid, dropout_site_seed(m, l, DROP_RESID_MLP));
+            dmlp_out = m->dres_dropped;
+        }
         zero(m->dact, (size_t)N * I);
         zero(m->dnorm, NC);
         if (gpt2) {
-            linear_backward(m, l, SFT_LIN_MLP_C_PROJ, m->dact, m->dres, L->mlp_act, N);
+            linear_backward(m, l, SFT_LIN_MLP_C_PROJ, m->dact, dmlp_out, L->mlp_act, N);
             zero(m->dmlp_a, (size_t)N * I);
             k->gelu_backward(m->dmlp_a, L->mlp_a, m->dact, (size_t)N * I);
             linear_backward(m, l, SFT_LIN_C_FC, m->dnorm, m->dmlp_a, L->norm2, N);
             k->layernorm_backward(m->dres, L->dnorm2_w, L->dnorm2_b, m->dnorm, L->res1, L->norm2_w,
                                   L->norm2_mean, L->norm2_rstd, N, C);
         } else {
-            linear_backward(m, l, SFT_LIN_DOWN, m->dact, m->dres, L->mlp_act, N);
+            linear_backward(m, l, SFT_LIN_DOWN, m->dact, dmlp_out, L->mlp_act, N);
             zero(m->dmlp_a, (size_t)N * I);
             zero(m->dmlp_b, (size_t)N * I);
             k->swiglu_backward(m->dmlp_a, m->dmlp_b, m->dact, L->mlp_a, L->mlp_b, (size_t)N * I);
@@ -821,12 +861,18 @@ void sft_model_backward(sft_model *m, const sft_batch *batch) {
             linear_backward(m, l, SFT_LIN_UP, m->dnorm, m->dmlp_b, L->norm2, N);
             k->rmsnorm_backward(m->dres, L->dnorm2_w, m->dnorm, L->res1, L->norm2_w, L->norm2_rstd, N, C);
         }
-        /* attention branch: res1 = x_in + o(attn(norm1(x_in))); dres holds d(res1). */
+        /* attention branch: res1 = x_in + dropout(o(attn(norm1(x_in)))); dres holds d(res1). */
+        const float *dattn_out = m->dres;
+        if (p_resid > 0) {
+            memcpy(m->dres_dropped, m->dres, NC * sizeof(float));
+            k->dropout_backward(m->dres_dropped, NC, p_resid, dropout_site_seed(m, l, DROP_RESID_ATTN));
+            dattn_out = m->dres_dropped;
+        }
         zero(m->datty, (size_t)N * m->q_dim);
-        linear_backward(m, l, gpt2 ? SFT_LIN_ATTN_C_PROJ : SFT_LIN_O, m->datty, m->dres, L->atty, N);
+        linear_backward(m, l, gpt2 ? SFT_LIN_ATTN_C_PROJ : SFT_LIN_O, m->datty, dattn_out, L->atty, N);
         zero(m->dqkv, Nmax * ((size_t)m->q_dim + 2 * (size_t)m->kv_dim));
         k->attention_backward(dq, dk, dv, m->datty, L->att, L->q, L->q_stride, L->k, L->k_stride, L->v,
-                              L->v_stride, B, T, NH, NKV, HD);
+                              L->v_stride, B, T, NH, NKV, HD, p_att, dropout_site_seed(m, l, DROP_ATTENTION));
         zero(m->dnorm, NC);
         if (gpt2) {
             linear_backward(m, l, SFT_LIN_C_ATTN, m->dnorm, m->dqkv, L->norm1, N);
@@ -841,6 +887,9 @@ void sft_model_backward(sft_model *m, const sft_batch *batch) {
             k->rmsnorm_backward(m->dres, L->dnorm1_w, m->dnorm, x_in, L->norm1_w, L->norm1_rstd, N, C);
         }
     }
-    if (m->dwte || m->dwpe)
+    if (m->dwte || m->dwpe) {
+        float p_embd = dropout_p(m, DROP_EMBEDDING);
+        if (p_embd > 0) k->dropout_backward(m->dres, NC, p_embd, dropout_site_seed(m, 0, DROP_EMBEDDING));
         k->embedding_backward(m->dwte, gpt2 ? m->dwpe : NULL, m->dres, batch->tokens, batch->pos, N, C);
+    }
 }

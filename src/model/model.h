@@ -122,7 +122,9 @@ typedef struct sft_model {
     int lora_r;
     float lora_alpha, lora_dropout;
     uint64_t dropout_seed, dropout_step; /* the dropout stream: mask = f(seed, step, layer, linear, index) */
-    int training;                        /* dropout on (1) or off (0) */
+    int training; /* dropout on (1) or off (0): LoRA dropout and config.json's attention,
+                   * residual and embedding dropout (GPT-2's attn/resid/embd_pdrop,
+                   * the Llama family's attention_dropout), as transformers in train mode */
 
     float *wte, *dwte, *wpe, *dwpe;
     float *normf_w, *normf_b, *dnormf_w, *dnormf_b;
@@ -137,6 +139,7 @@ typedef struct sft_model {
     uint8_t *mask_arena;
     float *x0, *normf, *normf_mean, *normf_rstd, *logits, *lse, *rope_cos, *rope_sin;
     float *dres, *dnorm, *dqkv, *datty, *dmlp_a, *dmlp_b, *dact;
+    float *dres_dropped;                        /* [N, C]: d(branch output) through residual dropout */
     float *lora_xdrop, *lora_dxdrop, *lora_dxa; /* LoRA scratch: [N, max in], [N, max in], [N, r] */
     int cur_B, cur_T;                           /* of the last forward */
 } sft_model;

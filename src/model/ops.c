@@ -477,12 +477,35 @@ void sft_rope_backward(float *dx, const float *cos_t, const float *sin_t, int N,
     }
 }
 
+/* ---------------------------------------------------------------- dropout */
+
+int sft_dropout_keep(uint64_t seed, uint64_t i, float p) {
+    uint64_t z = seed ^ (i * 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull; /* splitmix64 finaliser */
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0) >= p;
+}
+
+void sft_dropout_forward(float *x, size_t n, float p, uint64_t seed) {
+    const float keep_scale = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+        x[i] = sft_dropout_keep(seed, i, p) ? x[i] * keep_scale : 0.0f;
+}
+
+/* d(x * m)/dx = m: the same mask, regenerated from (seed, i). */
+void sft_dropout_backward(float *dx, size_t n, float p, uint64_t seed) {
+    sft_dropout_forward(dx, n, p, seed);
+}
+
 /* -------------------------------------------------------------- attention */
 
 void sft_attention_forward(float *out, float *att, const float *q, int q_stride, const float *k, int k_stride,
                            const float *v, int v_stride, const int32_t *seq, int B, int T, int NH, int NKV,
-                           int HD, int window) {
+                           int HD, int window, float dropout, uint64_t seed) {
     const float scale = 1.0f / sqrtf((float)HD);
+    const float keep_scale = dropout > 0 ? 1.0f / (1.0f - dropout) : 1.0f;
     const int group = NH / NKV;
 #pragma omp parallel for collapse(3) schedule(static)
     for (int b = 0; b < B; b++) {
@@ -523,9 +546,13 @@ void sft_attention_forward(float *out, float *att, const float *q, int q_stride,
                 float *o = out + ti * (size_t)NH * HD + (size_t)h * HD;
                 for (int d = 0; d < HD; d++)
                     o[d] = 0.0f;
+                size_t row_index = (((size_t)b * NH + h) * T + i) * T;
                 for (int j = 0; j <= i; j++) {
                     float p = row[j];
                     if (p == 0.0f) continue;
+                    /* attention dropout acts on the probabilities multiplying V; att keeps them undropped */
+                    if (dropout > 0)
+                        p = sft_dropout_keep(seed, row_index + j, dropout) ? p * keep_scale : 0.0f;
                     const float *vj = v + ((size_t)b * T + j) * v_stride + (size_t)kvh * HD;
 #pragma omp simd
                     for (int d = 0; d < HD; d++)
@@ -540,8 +567,10 @@ void sft_attention_forward(float *out, float *att, const float *q, int q_stride,
  * accumulate into the same dk/dv rows, so they run in one thread, in order. */
 void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
                             const float *q, int q_stride, const float *k, int k_stride, const float *v,
-                            int v_stride, int B, int T, int NH, int NKV, int HD) {
+                            int v_stride, int B, int T, int NH, int NKV, int HD, float dropout,
+                            uint64_t seed) {
     const float scale = 1.0f / sqrtf((float)HD);
+    const float keep_scale = dropout > 0 ? 1.0f / (1.0f - dropout) : 1.0f;
     const int group = NH / NKV;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
@@ -553,7 +582,9 @@ void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
                     const float *doi = dout + ti * (size_t)NH * HD + (size_t)h * HD;
                     const float *qi = q + ti * q_stride + (size_t)h * HD;
                     float *dqi = dq + ti * q_stride + (size_t)h * HD;
-                    /* dP_j = dout_i . v_j; dS_j = P_ij (dP_j - sum_j P_ij dP_j) */
+                    /* dP_j = m_j (dout_i . v_j) with m_j the dropout factor (1 without);
+                     * dS_j = P_ij (dP_j - sum_j P_ij dP_j) */
+                    size_t row_index = (((size_t)b * NH + h) * T + i) * T;
                     double weighted = 0.0;
                     for (int j = 0; j <= i; j++) {
                         if (row[j] == 0.0f) continue;
@@ -562,6 +593,8 @@ void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
 #pragma omp simd reduction(+ : dp)
                         for (int d = 0; d < HD; d++)
                             dp += doi[d] * vj[d];
+                        if (dropout > 0)
+                            dp = sft_dropout_keep(seed, row_index + j, dropout) ? dp * keep_scale : 0.0f;
                         weighted += (double)row[j] * dp;
                     }
                     float wsum = (float)weighted;
@@ -577,12 +610,18 @@ void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
 #pragma omp simd reduction(+ : dp)
                         for (int d = 0; d < HD; d++)
                             dp += doi[d] * vj[d];
+                        float pv = p; /* the probability that multiplied v_j in the forward */
+                        if (dropout > 0) {
+                            float m = sft_dropout_keep(seed, row_index + j, dropout) ? keep_scale : 0.0f;
+                            dp *= m;
+                            pv *= m;
+                        }
                         float ds = p * (dp - wsum) * scale;
 #pragma omp simd
                         for (int d = 0; d < HD; d++) {
                             dqi[d] += ds * kj[d];
                             dkj[d] += ds * qi[d];
-                            dvj[d] += p * doi[d];
+                            dvj[d] += pv * doi[d];
                         }
                     }
                 }
@@ -646,6 +685,8 @@ const sft_kernels sft_kernels_cpu = {
     .swiglu_backward = sft_swiglu_backward,
     .rope_forward = sft_rope_forward,
     .rope_backward = sft_rope_backward,
+    .dropout_forward = sft_dropout_forward,
+    .dropout_backward = sft_dropout_backward,
     .attention_forward = sft_attention_forward,
     .attention_backward = sft_attention_backward,
     .cross_entropy_forward = sft_cross_entropy_forward,

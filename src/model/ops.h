@@ -83,6 +83,15 @@ void sft_rope_forward(float *x, const float *cos_t, const float *sin_t, int N, i
 /* In place on dx (same layout): applies the transposed rotation. */
 void sft_rope_backward(float *dx, const float *cos_t, const float *sin_t, int N, int H, int HD, int stride);
 
+/* Inverted dropout with a counter-based mask: element i is kept when
+ * uniform(seed, i) >= p and then scaled by 1 / (1 - p). The mask is a
+ * function of (seed, i) alone: the backward regenerates it instead of storing
+ * it, and no thread count or call order changes it. x [n] in place;
+ * dx [n] in place (the same mask). */
+int sft_dropout_keep(uint64_t seed, uint64_t i, float p);
+void sft_dropout_forward(float *x, size_t n, float p, uint64_t seed);
+void sft_dropout_backward(float *dx, size_t n, float p, uint64_t seed);
+
 /* Causal self-attention with grouped KV heads and packed rows.
  * q [B*T, NH, HD] (row stride q_stride), k and v [B*T, NKV, HD] (row strides
  * k_stride, v_stride); query token i of a row attends key j when j <= i and
@@ -90,14 +99,18 @@ void sft_rope_backward(float *dx, const float *cos_t, const float *sin_t, int N,
  * records never see each other). Query head h reads KV head h / (NH / NKV).
  * out [B*T, NH, HD] contiguous; att [B, NH, T, T] keeps the probabilities for
  * the backward (zero where masked). Scale 1/sqrt(HD). window > 0: sliding-
- * window attention (Mistral, Qwen2), key j also needs i - j < window. */
+ * window attention (Mistral, Qwen2), key j also needs i - j < window.
+ * dropout > 0: attention dropout on the probabilities that multiply V (mask
+ * element ((b*NH + h)*T + i)*T + j of sft_dropout_keep(seed, ...)); att keeps
+ * the probabilities before dropout. The backward takes the same dropout and seed. */
 void sft_attention_forward(float *out, float *att, const float *q, int q_stride, const float *k, int k_stride,
                            const float *v, int v_stride, const int32_t *seq, int B, int T, int NH, int NKV,
-                           int HD, int window);
+                           int HD, int window, float dropout, uint64_t seed);
 /* dq, dk, dv (same layouts and strides as q, k, v) += their gradients. */
 void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
                             const float *q, int q_stride, const float *k, int k_stride, const float *v,
-                            int v_stride, int B, int T, int NH, int NKV, int HD);
+                            int v_stride, int B, int T, int NH, int NKV, int HD, float dropout,
+                            uint64_t seed);
 
 /* Cross-entropy fused with the softmax, ignore index -100.
  * logits [N, V]; targets [N]. Writes lse [N] (log-sum-exp of every row) and
@@ -133,10 +146,13 @@ typedef struct sft_kernels {
     void (*swiglu_backward)(float *, float *, const float *, const float *, const float *, size_t);
     void (*rope_forward)(float *, const float *, const float *, int, int, int, int);
     void (*rope_backward)(float *, const float *, const float *, int, int, int, int);
+    void (*dropout_forward)(float *, size_t, float, uint64_t);
+    void (*dropout_backward)(float *, size_t, float, uint64_t);
     void (*attention_forward)(float *, float *, const float *, int, const float *, int, const float *, int,
-                              const int32_t *, int, int, int, int, int, int);
+                              const int32_t *, int, int, int, int, int, int, float, uint64_t);
     void (*attention_backward)(float *, float *, float *, const float *, const float *, const float *, int,
-                               const float *, int, const float *, int, int, int, int, int, int);
+                               const float *, int, const float *, int, int, int, int, int, int, float,
+                               uint64_t);
     double (*cross_entropy_forward)(float *, const float *, const int32_t *, int, int);
     void (*cross_entropy_backward)(float *, const float *, const int32_t *, int, int, float);
 } sft_kernels;
