@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <ftw.h>
 #include <math.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,7 +341,11 @@ int sft_demo_run(const sft_demo_options *opts, sft_demo_result *r, sft_err *err)
     if (sft_fork_call(init_in_child, &ij, NULL, 0, err)) goto done;
 
     /* 3. accuracy before */
-    int threads = o.threads > 0 ? (int)o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    /* every core this process may run on (taskset, a container's cpuset), not every core of the machine */
+    cpu_set_t cpus;
+    int threads = o.threads > 0 ? (int)o.threads
+                                : (sched_getaffinity(0, sizeof cpus, &cpus) ? (int)sysconf(_SC_NPROCESSORS_ONLN)
+                                                                            : CPU_COUNT(&cpus));
     if (threads < 1) threads = 1;
     accuracy_job aj = {.model_dir = model_dir, .h = &h, .threads = 1};
     accuracy_out before;

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -1522,7 +1523,9 @@ int sft_sweep_run(const sft_sweep_config *c, const sft_sweep_options *o, sft_swe
     /* Threads: all of them for one trial at a time, split for several. */
     int64_t threads = c->base.threads;
     if (threads == 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        /* the cores this process may use (taskset, cpusets), else all online */
+        cpu_set_t cpus;
+        long cores = sched_getaffinity(0, sizeof cpus, &cpus) ? sysconf(_SC_NPROCESSORS_ONLN) : CPU_COUNT(&cpus);
         threads = cores > 0 ? cores : 1;
     }
     size_t planned = trial_count_of(c);
