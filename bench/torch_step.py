@@ -220,9 +220,9 @@ def run_step(args):
     idx = torch.tensor(ids, dtype=torch.long).view(B, T)
     targets = torch.cat([idx[:, 1:], torch.full((B, 1), -100, dtype=torch.long)], dim=1)
     bf16 = args.dtype == "bf16"
-    times, losses = [], []
+    times, cpu_times, losses = [], [], []
     for step in range(args.warmup + args.steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = model(idx, targets)
@@ -230,14 +230,16 @@ def run_step(args):
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         losses.append(loss.item())
-        dt = time.perf_counter() - t0
-        print(f"torch {args.shape} {args.mode} {args.dtype} step {step}: {dt * 1e3:.0f} ms loss {losses[-1]:.4f}",
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        print(f"torch {args.shape} {args.mode} {args.dtype} step {step}: {dt * 1e3:.0f} ms (cpu {cpu * 1e3:.0f} ms) loss {losses[-1]:.4f}",
               file=sys.stderr, flush=True)
         if step >= args.warmup:
             times.append(dt)
+            cpu_times.append(cpu)
     median = statistics.median(times)
     print(f"RESULT system=torch-{args.dtype} shape={args.shape} mode={args.mode} threads={torch.get_num_threads()} "
-          f"B={B} T={T} ms={median * 1e3:.1f} min_ms={min(times) * 1e3:.1f} tokens_s={B * T / median:.1f} "
+          f"B={B} T={T} ms={median * 1e3:.1f} min_ms={min(times) * 1e3:.1f} "
+          f"cpu_ms={statistics.median(cpu_times) * 1e3:.1f} tokens_s={B * T / median:.1f} "
           f"rss_mib={rss_mib():.0f} params={total_params} matmul_params={matmul_param_count(model)} "
           f"trainable={trainable} loss0={losses[0]:.4f} loss={losses[-1]:.4f} steps={args.steps}", flush=True)
 
