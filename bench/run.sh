@@ -70,7 +70,7 @@ trap 'rm -rf "$WORK"' EXIT
     echo "# sft training-step benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
     echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores, threads $THREADS"
     echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "# OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset} torch $("$PY" -c 'import torch; print(torch.__version__)')"
+    echo "# OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset (sft and torch_step.py set passive)} torch $("$PY" -c 'import torch; print(torch.__version__)')"
     echo "# steps $STEPS after $WARMUP warm-up, $ROUNDS rounds"
 } | tee -a "$RESULTS" >&2
 
