@@ -41,47 +41,6 @@ static const char *dtype_config_name(sft_dtype d) {
 
 /* ------------------------------------------------------- chat templates */
 
-/* The Jinja text of each built-in renderer, with transformers' {% generation %}
- * blocks around the assistant's text and end-of-turn token (what TRL's
- * assistant_only_loss needs). Each is checked to detect back to its renderer
- * before it is written (sft_export_template_text). */
-#define CHATML_BODY                                                                                                \
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' }}{% if message['role'] == "       \
-    "'assistant' %}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}{% else "  \
-    "%}{{ message['content'] + '<|im_end|>' + '\\n' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ "    \
-    "'<|im_start|>assistant\\n' }}{% endif %}"
-#define CHATML_DEFAULT_SYSTEM(text)                                                                                \
-    "{% if messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\n" text "<|im_end|>\\n' }}{% endif %}"
-
-static const struct {
-    const char *name;
-    const char *jinja;
-} builtin_templates[] = {
-    {"chatml", CHATML_BODY},
-    {"qwen2", CHATML_DEFAULT_SYSTEM("You are a helpful assistant.") CHATML_BODY},
-    {"qwen2.5",
-     CHATML_DEFAULT_SYSTEM("You are Qwen, created by Alibaba Cloud. You are a helpful assistant.") CHATML_BODY},
-    {"smollm2",
-     CHATML_DEFAULT_SYSTEM("You are a helpful AI assistant named SmolLM, trained by Hugging Face") CHATML_BODY},
-    {"llama3",
-     "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
-     "'<|end_header_id|>\\n\\n' }}{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] | "
-     "trim + '<|eot_id|>' }}{% endgeneration %}{% else %}{{ message['content'] | trim + '<|eot_id|>' }}{% endif "
-     "%}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% "
-     "endif %}"},
-    {"llama2-trim",
-     "{% if messages[0]['role'] == 'system' %}{% set sys = '<<SYS>>\\n' + messages[0]['content'] + "
-     "'\\n<</SYS>>\\n\\n' %}{% set msgs = messages[1:] %}{% else %}{% set sys = '' %}{% set msgs = messages %}{% "
-     "endif %}{% for message in msgs %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + (sys if "
-     "loop.first else '') + message['content'] | trim + ' [/INST]' }}{% else %}{% generation %}{{ ' ' + "
-     "message['content'] | trim + ' ' + eos_token }}{% endgeneration %}{% endif %}{% endfor %}"},
-    {"alpaca",
-     "{% for message in messages %}{% if message['role'] == 'system' %}{{ message['content'] + '\\n\\n' }}{% elif "
-     "message['role'] == 'user' %}{{ '### Instruction:\\n' + message['content'] + '\\n\\n### Response:\\n' }}{% "
-     "elif message['role'] == 'assistant' %}{% generation %}{{ message['content'] + eos_token }}{% endgeneration "
-     "%}{{ '\\n\\n' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '' }}{% endif %}"},
-};
-
 /* Does `text` detect as the renderer `name`? */
 static int detects_as(const sft_tokenizer *tok, const char *text, const char *name) {
     sft_err ignored;
@@ -98,9 +57,10 @@ const char *sft_export_template_text(const sft_tokenizer *tok, const sft_chat_te
     const char *name = sft_chat_template_name(tmpl);
     const char *own = sft_tokenizer_chat_template(tok);
     if (own && detects_as(tok, own, name)) return own;
-    for (size_t i = 0; i < sizeof builtin_templates / sizeof builtin_templates[0]; i++)
-        if (!strcmp(builtin_templates[i].name, name) && detects_as(tok, builtin_templates[i].jinja, name))
-            return builtin_templates[i].jinja;
+    /* The renderer's own Jinja text (with {% generation %} blocks), checked to
+     * detect back to the same renderer before it is written. */
+    const char *builtin = sft_chat_template_jinja(tmpl);
+    if (builtin && detects_as(tok, builtin, name)) return builtin;
     *note = "sft has no Jinja text for this chat template, so the export carries no chat_template.jinja: "
             "render prompts with the same template (sft chat --template NAME) when using the model";
     return NULL;
