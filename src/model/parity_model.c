@@ -101,10 +101,38 @@ static int32_t *read_matrix(const json_t *entry, const char *key, int *B, int *T
     return out;
 }
 
+/* Parameters after AdamW steps: an element whose gradient sits at the
+ * float32 noise floor of its tensor (an exact zero in real arithmetic, made of
+ * cancelling terms) gets an update of up to lr from that noise alone, since
+ * Adam divides the gradient by its own magnitude. So the absolute tolerance
+ * of an element adds, for each step t, the update's sensitivity to a gradient
+ * error at the float32 noise floor, dg = GRAD_NOISE x the tensor's gradient
+ * rms (the gradient checks measure element errors up to 7e-5 of it):
+ * lr * eps * dg / (|g| + eps)^2 (from u = lr g / (|g| + eps) of a first
+ * step), capped at 2 lr. For any gradient well above eps this adds nothing
+ * measurable; it only frees the elements whose step is decided by noise. */
+#define GRAD_NOISE 1e-4
+typedef struct {
+    const float
+        *grad[2]; /* our clipped gradients of steps 1 and 2, mirroring the set (NULL: step not taken) */
+    double lr, eps;
+} adam_noise;
+
+static double noise_tolerance(const adam_noise *an, const double *dg, size_t offset, size_t i) {
+    double tol = 0;
+    for (int step = 0; an && step < 2; step++) {
+        if (!an->grad[step]) continue;
+        double g = fabs(an->grad[step][offset + i]);
+        tol += fmin(2 * an->lr, an->lr * an->eps * dg[step] / ((g + an->eps) * (g + an->eps)));
+    }
+    return tol;
+}
+
 /* Compares {shape, sum, sumsq, idx, vals} of one tensor. as_param: the
- * values are parameters (absolute tolerance), else gradients (relative). */
+ * values are parameters (absolute tolerance, widened by `an` when given),
+ * else gradients (relative). */
 static void check_stats(checker *c, const char *what, const char *name, const json_t *ref, const float *data,
-                        const sft_tensor *t, int as_param) {
+                        const sft_tensor *t, int as_param, const adam_noise *an) {
     const json_t *shape = json_object_get(ref, "shape");
     int same = json_is_array(shape) && (int)json_array_size(shape) == t->ndim;
     for (int d = 0; same && d < t->ndim; d++) {
@@ -125,10 +153,24 @@ static void check_stats(checker *c, const char *what, const char *name, const js
     double norm = sqrt(want_sumsq), rms = sqrt(want_sumsq / (double)t->numel);
     char label[64];
     snprintf(label, sizeof label, "%s sum", what);
+    double dg[2] = {0, 0}, noise_sum = 0, noise_sq = 0;
+    for (int step = 0; an && step < 2; step++) {
+        if (!an->grad[step]) continue;
+        double ss = 0;
+        for (size_t i = 0; i < t->numel; i++)
+            ss += (double)an->grad[step][t->offset + i] * an->grad[step][t->offset + i];
+        dg[step] = GRAD_NOISE * sqrt(ss / (double)t->numel);
+    }
+    if (an)
+        for (size_t i = 0; i < t->numel; i++) {
+            double e = noise_tolerance(an, dg, t->offset, i);
+            noise_sum += e;
+            noise_sq += 2 * fabs(data[i]) * e;
+        }
     if (as_param) {
         /* element errors of PARAM_ABS add up like a random walk over the tensor */
-        double tol_sum = PARAM_ABS * sqrt((double)t->numel) + 1e-6 * fabs(want_sum);
-        double tol_sq = 2 * PARAM_ABS * norm + 1e-6 * want_sumsq;
+        double tol_sum = PARAM_ABS * sqrt((double)t->numel) + 1e-6 * fabs(want_sum) + noise_sum;
+        double tol_sq = 2 * PARAM_ABS * norm + 1e-6 * want_sumsq + noise_sq;
         close_abs(c, &c->worst_param, sum, want_sum, tol_sum, label, name);
         snprintf(label, sizeof label, "%s sumsq", what);
         close_abs(c, &c->worst_param, sumsq, want_sumsq, tol_sq, label, name);
@@ -150,7 +192,8 @@ static void check_stats(checker *c, const char *what, const char *name, const js
             continue;
         }
         double got = data[at];
-        double tol = as_param ? PARAM_ABS : GRAD_REL * fmax(fabs(want), rms);
+        double tol = as_param ? PARAM_ABS + noise_tolerance(an, dg, t->offset, (size_t)at)
+                              : GRAD_REL * fmax(fabs(want), rms);
         double e = fabs(got - want);
         double r = ratio(e, tol);
         if (r > (as_param ? c->worst_param : c->worst_grad))
@@ -175,7 +218,7 @@ static void strip_default(char *out, size_t cap, const char *name) {
 }
 
 static void check_set_stats(checker *c, const char *what, const json_t *refs, const sft_param_set *set,
-                            const float *base, int as_param) {
+                            const float *base, int as_param, const adam_noise *an) {
     const char *name;
     json_t *ref;
     int matched = 0;
@@ -188,7 +231,7 @@ static void check_set_stats(checker *c, const char *what, const json_t *refs, co
             continue;
         }
         matched++;
-        check_stats(c, what, name, ref, base + t->offset, t, as_param);
+        check_stats(c, what, name, ref, base + t->offset, t, as_param, an);
     }
     if (as_param >= 0)
         sft_parity_line(c->p, matched == set->count, "%s: %s: %d tensors in the model, %d in the reference",
@@ -322,6 +365,7 @@ static int run_entry(const json_t *entry, const char *key, const char *dir, cons
     int rc = -1;
     sft_model *m = NULL;
     sft_adamw opt = {0};
+    float *clipped1 = NULL, *clipped2 = NULL;
     int32_t *targets = malloc(sizeof(int32_t) * (size_t)B * T),
             *pos = malloc(sizeof(int32_t) * (size_t)B * T);
     int32_t *seq = calloc((size_t)B * T, sizeof(int32_t));
@@ -358,7 +402,7 @@ static int run_entry(const json_t *entry, const char *key, const char *dir, cons
     check_forward(&c, entry, m, loss, B, T);
     sft_model_backward(m, &batch);
     const sft_param_set *set = m->trainable;
-    check_set_stats(&c, "grad", json_object_get(entry, "grad"), set, set->grad, 0);
+    check_set_stats(&c, "grad", json_object_get(entry, "grad"), set, set->grad, 0, NULL);
 
     double max_norm = 1.0;
     get_num(entry, "clip_max_norm", &max_norm, key, err);
@@ -385,8 +429,16 @@ static int run_entry(const json_t *entry, const char *key, const char *dir, cons
         goto done;
     }
     if (sft_adamw_init(&opt, set, beta1, beta2, eps, wd, err)) goto done;
+    clipped1 = malloc(set->numel * sizeof(float));
+    clipped2 = malloc(set->numel * sizeof(float));
+    if (!clipped1 || !clipped2) {
+        sft_errf(err, "out of memory");
+        goto done;
+    }
+    memcpy(clipped1, set->grad, set->numel * sizeof(float));
+    adam_noise noise = {{clipped1, NULL}, lr, eps};
     sft_adamw_step(&opt, m->trainable, lr);
-    check_set_stats(&c, "after_step1", json_object_get(entry, "after_step1"), set, set->data, 1);
+    check_set_stats(&c, "after_step1", json_object_get(entry, "after_step1"), set, set->data, 1, &noise);
     if (sft_model_forward(m, &batch, &loss, err)) goto done;
     if (!sft_json_number(json_object_get(entry, "loss_after_step1"), &want))
         close_rel(&c, &c.worst_loss, loss, want, LOSS_REL, 0, "loss_after_step1", NULL);
@@ -397,16 +449,18 @@ static int run_entry(const json_t *entry, const char *key, const char *dir, cons
     returned = sft_clip_grad_norm(m->trainable, max_norm);
     if (!sft_json_number(json_object_get(entry, "grad_norm_step2_preclip"), &want))
         close_rel(&c, &c.worst_grad, returned, want, GRAD_REL, 0, "grad_norm_step2_preclip", NULL);
+    memcpy(clipped2, set->grad, set->numel * sizeof(float));
+    noise.grad[1] = clipped2;
     sft_adamw_step(&opt, m->trainable, lr);
     if (sft_model_forward(m, &batch, &loss, err)) goto done;
     if (!sft_json_number(json_object_get(entry, "loss_after_step2"), &want))
         close_rel(&c, &c.worst_loss, loss, want, LOSS_REL, 0, "loss_after_step2", NULL);
-    check_set_stats(&c, "after_step2", json_object_get(entry, "after_step2"), set, set->data, 1);
+    check_set_stats(&c, "after_step2", json_object_get(entry, "after_step2"), set, set->data, 1, &noise);
 
     const json_t *merged = json_object_get(entry, "merged_after_step2");
     if (lora_rel && merged) {
         sft_lora_merge(m);
-        check_set_stats(&c, "merged_after_step2", merged, &m->weights, m->weights.data, -1);
+        check_set_stats(&c, "merged_after_step2", merged, &m->weights, m->weights.data, -1, NULL);
     }
     if (p->verbose)
         fprintf(p->out,
@@ -416,6 +470,8 @@ static int run_entry(const json_t *entry, const char *key, const char *dir, cons
     rc = 0;
 done:
     sft_adamw_free(&opt);
+    free(clipped1);
+    free(clipped2);
     sft_model_free(m);
     free(tokens), free(labels), free(targets), free(pos), free(seq);
     return rc;
