@@ -542,6 +542,30 @@ TEST(lora_adapter_round_trips_through_peft_files_and_merges) {
     sft_model_free(m);
 }
 
+TEST(generation_applies_an_unmerged_adapter_like_the_merged_one) {
+    sft_err err;
+    sft_model *m = sft_model_load(GPT2_DIR, &err);
+    CHECK(m != NULL);
+    if (!m) return;
+    int32_t prompt[4] = {464, 3290, 318, 257}, base[6], unmerged[6], merged[6];
+    int nb = 0, nu = 0, nm = 0;
+    sft_sampling greedy = {.greedy = 1};
+    CHECK(sft_generate(m, prompt, 4, 6, &greedy, NULL, 0, base, &nb, &err) == 0);
+    sft_lora_config lc = {.r = 4, .alpha = 8};
+    sft_lora_default_targets(m, &lc);
+    CHECK(sft_lora_attach(m, &lc, 5, &err) == 0);
+    /* a strong adapter, so that it decides the tokens */
+    for (size_t i = 0; i < m->adapters.numel; i++)
+        m->adapters.data[i] += 0.3f * (float)((int)(i % 7) - 3);
+    CHECK(sft_generate(m, prompt, 4, 6, &greedy, NULL, 0, unmerged, &nu, &err) == 0);
+    sft_lora_merge(m);
+    CHECK(sft_generate(m, prompt, 4, 6, &greedy, NULL, 0, merged, &nm, &err) == 0);
+    CHECK(nu == 6 && nm == 6 && nb == 6);
+    CHECK(!memcmp(unmerged, merged, sizeof merged));
+    CHECK(memcmp(base, merged, sizeof merged) != 0); /* the adapter matters */
+    sft_model_free(m);
+}
+
 TEST(lora_targets_follow_peft_suffix_matching_and_save_the_same_set) {
     sft_err err;
     sft_model *m = sft_model_load(GPT2_DIR, &err);

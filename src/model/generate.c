@@ -14,6 +14,7 @@ typedef struct {
     float *kcache, *vcache; /* [L, max_len, kv_dim] */
     float *x, *norm, *mean, *rstd, *q, *k, *v, *atty, *tmp, *mlp_a, *mlp_b, *mlp_act, *scores, *logits;
     float *cos_t, *sin_t;
+    float *xa; /* [chunk, r]: the LoRA down-projection of an unmerged adapter */
     int32_t *pos;
 } infer_state;
 
@@ -21,6 +22,7 @@ static void state_free(infer_state *s) {
     free(s->kcache), free(s->vcache), free(s->x), free(s->norm), free(s->mean), free(s->rstd);
     free(s->q), free(s->k), free(s->v), free(s->atty), free(s->tmp), free(s->mlp_a), free(s->mlp_b);
     free(s->mlp_act), free(s->scores), free(s->logits), free(s->cos_t), free(s->sin_t), free(s->pos);
+    free(s->xa);
 }
 
 static int state_alloc(infer_state *s, const sft_model *m, int max_len, int chunk, sft_err *err) {
@@ -47,9 +49,10 @@ static int state_alloc(infer_state *s, const sft_model *m, int max_len, int chun
     s->cos_t = malloc(n * m->head_dim * sizeof(float));
     s->sin_t = malloc(n * m->head_dim * sizeof(float));
     s->pos = malloc(n * sizeof(int32_t));
+    s->xa = malloc(n * (size_t)(m->lora_r > 0 ? m->lora_r : 1) * sizeof(float));
     if (!s->kcache || !s->vcache || !s->x || !s->norm || !s->mean || !s->rstd || !s->q || !s->k || !s->v ||
         !s->atty || !s->tmp || !s->mlp_a || !s->mlp_b || !s->mlp_act || !s->scores || !s->logits ||
-        !s->cos_t || !s->sin_t || !s->pos) {
+        !s->cos_t || !s->sin_t || !s->pos || !s->xa) {
         state_free(s);
         return sft_errf(err, "out of memory for a KV cache of %d tokens", max_len);
     }
@@ -101,6 +104,19 @@ static void cached_attention(const sft_model *m, infer_state *s, int layer, cons
     }
 }
 
+/* out [n, lin->out] = inp W^T + b, plus an unmerged LoRA adapter's
+ * scale * (inp A^T) B^T (no dropout: inference). */
+static void infer_linear(const sft_model *m, infer_state *s, const sft_linear *lin, float *out,
+                         const float *inp, int n) {
+    const sft_kernels *k = m->kernels;
+    k->matmul_forward(out, inp, lin->w, lin->b, n, lin->in, lin->out, lin->w_in_out);
+    if (!lin->r) return;
+    k->matmul_forward(s->xa, inp, lin->lora_a, NULL, n, lin->in, lin->r, 0);
+    for (size_t i = 0; i < (size_t)n * lin->r; i++)
+        s->xa[i] *= lin->scale;
+    k->matmul_forward_add(out, s->xa, lin->lora_b, n, lin->r, lin->out);
+}
+
 static void add_rows(float *dst, const float *src, size_t n) {
     for (size_t i = 0; i < n; i++)
         dst[i] += src[i];
@@ -127,7 +143,7 @@ static void infer_chunk(const sft_model *m, infer_state *s, const int32_t *token
         if (gpt2) {
             const sft_linear *a = &L->lin[SFT_LIN_C_ATTN];
             k->layernorm_forward(s->norm, s->mean, s->rstd, s->x, L->norm1_w, L->norm1_b, n, C, eps);
-            k->matmul_forward(s->q, s->norm, a->w, a->b, n, C, 3 * C, 1);
+            infer_linear(m, s, a, s->q, s->norm, n);
             for (int i = 0; i < n; i++) {
                 memcpy(kc + (size_t)i * kv_dim, s->q + (size_t)i * 3 * C + C, (size_t)C * sizeof(float));
                 memcpy(vc + (size_t)i * kv_dim, s->q + (size_t)i * 3 * C + 2 * C, (size_t)C * sizeof(float));
@@ -136,30 +152,30 @@ static void infer_chunk(const sft_model *m, infer_state *s, const int32_t *token
         } else {
             const sft_linear *lq = &L->lin[SFT_LIN_Q], *lk = &L->lin[SFT_LIN_K], *lv = &L->lin[SFT_LIN_V];
             k->rmsnorm_forward(s->norm, s->rstd, s->x, L->norm1_w, n, C, eps);
-            k->matmul_forward(s->q, s->norm, lq->w, lq->b, n, C, m->q_dim, 0);
-            k->matmul_forward(kc, s->norm, lk->w, lk->b, n, C, kv_dim, 0);
-            k->matmul_forward(vc, s->norm, lv->w, lv->b, n, C, kv_dim, 0);
+            infer_linear(m, s, lq, s->q, s->norm, n);
+            infer_linear(m, s, lk, kc, s->norm, n);
+            infer_linear(m, s, lv, vc, s->norm, n);
             k->rope_forward(s->q, s->cos_t, s->sin_t, n, NH, HD, m->q_dim);
             k->rope_forward(kc, s->cos_t, s->sin_t, n, NKV, HD, kv_dim);
             q = s->q, q_stride = m->q_dim;
         }
         cached_attention(m, s, l, q, q_stride, p0, n);
         const sft_linear *o = &L->lin[gpt2 ? SFT_LIN_ATTN_C_PROJ : SFT_LIN_O];
-        k->matmul_forward(s->tmp, s->atty, o->w, o->b, n, o->in, o->out, o->w_in_out);
+        infer_linear(m, s, o, s->tmp, s->atty, n);
         add_rows(s->x, s->tmp, (size_t)n * C);
         if (gpt2) {
             const sft_linear *fc = &L->lin[SFT_LIN_C_FC], *pr = &L->lin[SFT_LIN_MLP_C_PROJ];
             k->layernorm_forward(s->norm, s->mean, s->rstd, s->x, L->norm2_w, L->norm2_b, n, C, eps);
-            k->matmul_forward(s->mlp_a, s->norm, fc->w, fc->b, n, C, I, 1);
+            infer_linear(m, s, fc, s->mlp_a, s->norm, n);
             k->gelu_forward(s->mlp_act, s->mlp_a, (size_t)n * I);
-            k->matmul_forward(s->tmp, s->mlp_act, pr->w, pr->b, n, I, C, 1);
+            infer_linear(m, s, pr, s->tmp, s->mlp_act, n);
         } else {
             const sft_linear *g = &L->lin[SFT_LIN_GATE], *u = &L->lin[SFT_LIN_UP], *d = &L->lin[SFT_LIN_DOWN];
             k->rmsnorm_forward(s->norm, s->rstd, s->x, L->norm2_w, n, C, eps);
-            k->matmul_forward(s->mlp_a, s->norm, g->w, g->b, n, C, I, 0);
-            k->matmul_forward(s->mlp_b, s->norm, u->w, u->b, n, C, I, 0);
+            infer_linear(m, s, g, s->mlp_a, s->norm, n);
+            infer_linear(m, s, u, s->mlp_b, s->norm, n);
             k->swiglu_forward(s->mlp_act, s->mlp_a, s->mlp_b, (size_t)n * I);
-            k->matmul_forward(s->tmp, s->mlp_act, d->w, d->b, n, I, C, 0);
+            infer_linear(m, s, d, s->tmp, s->mlp_act, n);
         }
         add_rows(s->x, s->tmp, (size_t)n * C);
     }
@@ -237,7 +253,6 @@ int sft_generate(const sft_model *m, const int32_t *prompt, int prompt_len, int 
     *out_len = 0;
     const int V = m->cfg.vocab_size;
     if (prompt_len <= 0) return sft_errf(err, "generation needs a prompt of at least one token");
-    if (m->lora_r) return sft_errf(err, "merge the LoRA adapter before generating (sft_lora_merge)");
     if (!sp->greedy && !(sp->temperature > 0))
         return sft_errf(err, "temperature %g must be positive", sp->temperature);
     if (!sp->greedy && !(sp->top_p > 0 && sp->top_p <= 1))

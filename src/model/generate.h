@@ -19,8 +19,8 @@ typedef struct sft_sampling {
 
 /* Generates up to max_new tokens after prompt[0..prompt_len) into out
  * (capacity max_new); *out_len is the number written, the eos token included
- * when one ended the generation. A model with a LoRA adapter must be merged
- * first (sft_lora_merge). */
+ * when one ended the generation. An attached LoRA adapter is applied as is
+ * (merged or not gives the same tokens); dropout is off. */
 int sft_generate(const sft_model *m, const int32_t *prompt, int prompt_len, int max_new,
                  const sft_sampling *sampling, const int32_t *eos_ids, int eos_count, int32_t *out,
                  int *out_len, sft_err *err);
