@@ -488,6 +488,10 @@ static int run_step(const bench_shape *s, const options *o) {
     double total_s = 0;
     for (int i = 0; i < o->steps; i++)
         total_s += step_wall[i];
+    char step_list[1024] = "";
+    for (int i = 0, len = 0; i < o->steps && len < (int)sizeof step_list - 16; i++)
+        len += snprintf(step_list + len, sizeof step_list - (size_t)len, "%s%.1f", i ? "," : "",
+                        step_wall[i] * 1e3);
     double ms = median(step_wall, o->steps) * 1e3, min_ms = step_wall[0] * 1e3; /* sorted by median() */
     double cpu_ms = median(step_cpu, o->steps) * 1e3;
     struct rusage ru;
@@ -495,10 +499,10 @@ static int run_step(const bench_shape *s, const options *o) {
     printf("RESULT system=sft shape=%s mode=%s threads=%d B=%d T=%d ms=%.1f min_ms=%.1f cpu_ms=%.1f "
            "tokens_s=%.1f "
            "rss_mib=%.0f params=%zu matmul_params=%zu trainable=%zu loss0=%.4f loss=%.4f steps=%d "
-           "step_allocations=%ld\n",
+           "step_allocations=%ld step_ms=%s\n",
            s->name, o->mode, sft_get_threads(), B, T, ms, min_ms, cpu_ms, B * T / (ms * 1e-3),
            ru.ru_maxrss / 1024.0, set_params(&m->weights), matmul_params(m), set_params(m->trainable), loss0,
-           loss, o->steps, COUNT_ALLOCATIONS ? timed_allocations : -1L);
+           loss, o->steps, COUNT_ALLOCATIONS ? timed_allocations : -1L, step_list);
 
     if (o->profile) {
         /* Where the time of a step goes: each kernel, the optimizer phases,

@@ -5,7 +5,8 @@ Reads a results file (one `RESULT key=value ...` line per measurement, as
 bench_step, torch_step.py and run.sh's `sft train` timing print them) and
 prints, per shape and mode, one row per system:
 
-  ms/step      median over the runs of each run's median step time (after warm-up)
+  ms/step      median of every timed step (after warm-up) of every run of the system
+  best ms      the fastest single step of all runs (on a shared machine: the least disturbed)
   tok/s        B*T / ms/step
   CPU ms       process CPU time per step, all threads (not for sft train)
   RSS MiB      the largest peak RSS of the runs (getrusage ru_maxrss)
@@ -62,7 +63,7 @@ def main():
                 coretypes[r["shape"]] = r.get("coretype", "")
     steps = [r for r in rows if "system" in r]
     problems = []
-    header = ["shape", "mode", "system", "ms/step", "tok/s", "CPU ms", "RSS MiB", "GFLOP/s", "%sgemm", "%bf16",
+    header = ["shape", "mode", "system", "ms/step", "best ms", "tok/s", "CPU ms", "RSS MiB", "GFLOP/s", "%sgemm", "%bf16",
               "x torch fp32", "x torch bf16"]
     table = []
     keys = []
@@ -82,7 +83,11 @@ def main():
             runs = [r for r in group if r["system"] == system]
             if not runs:
                 continue
-            ms = statistics.median(float(r["ms"]) for r in runs)
+            # Every timed step of every run together when the runs list them; else each run's median.
+            if all("step_ms" in r for r in runs):
+                ms = statistics.median(float(x) for r in runs for x in r["step_ms"].split(","))
+            else:
+                ms = statistics.median(float(r["ms"]) for r in runs)
             B, Tr = int(runs[0]["B"]), int(runs[0]["T"])
             tok_s = B * Tr / (ms / 1000.0)
             cpu = [float(r["cpu_ms"]) for r in runs if "cpu_ms" in r]
@@ -91,7 +96,8 @@ def main():
             n = next((int(r["matmul_params"]) for r in runs + group if "matmul_params" in r), None)
             flops_tok = None if n is None else (6 if mode == "full" else 4) * n + 12 * L * d * T
             gflops = None if flops_tok is None else flops_tok * tok_s / 1e9
-            per_system[system] = dict(ms=ms, tok_s=tok_s, cpu=statistics.median(cpu) if cpu else None, rss=rss,
+            best = min((float(r["min_ms"]) for r in runs if "min_ms" in r), default=None)
+            per_system[system] = dict(ms=ms, best=best, tok_s=tok_s, cpu=statistics.median(cpu) if cpu else None, rss=rss,
                                       gflops=gflops, runs=len(runs), params=runs[0].get("params"),
                                       trainable=runs[0].get("trainable"))
         # Both sides must have built the same model: the same parameter counts.
@@ -102,7 +108,8 @@ def main():
         torch16 = per_system.get("torch-bf16", {}).get("tok_s")
         for system, v in per_system.items():
             g = v["gflops"]
-            table.append([shape, mode, f"{system} ({v['runs']}x)", fmt(v["ms"], ".0f"), fmt(v["tok_s"], ".0f"),
+            table.append([shape, mode, f"{system} ({v['runs']}x)", fmt(v["ms"], ".0f"), fmt(v["best"], ".0f"),
+                          fmt(v["tok_s"], ".0f"),
                           fmt(v["cpu"], ".0f"), fmt(v["rss"], ".0f"), fmt(g, ".1f"),
                           "-" if g is None or not sgemm else f"{100 * g / sgemm:.0f}%",
                           "-" if g is None or not bf16 else f"{100 * g / bf16:.0f}%",

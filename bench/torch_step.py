@@ -241,7 +241,8 @@ def run_step(args):
           f"B={B} T={T} ms={median * 1e3:.1f} min_ms={min(times) * 1e3:.1f} "
           f"cpu_ms={statistics.median(cpu_times) * 1e3:.1f} tokens_s={B * T / median:.1f} "
           f"rss_mib={rss_mib():.0f} params={total_params} matmul_params={matmul_param_count(model)} "
-          f"trainable={trainable} loss0={losses[0]:.4f} loss={losses[-1]:.4f} steps={args.steps}", flush=True)
+          f"trainable={trainable} loss0={losses[0]:.4f} loss={losses[-1]:.4f} steps={args.steps} "
+          f"step_ms={','.join(f'{t * 1e3:.1f}' for t in times)}", flush=True)
 
 
 def step_matmul_shapes(s):

@@ -85,7 +85,8 @@ def main():
     ms = statistics.median(step_s) * 1e3
     print(f"RESULT system=sft-train shape={a.shape} mode={a.mode} threads={a.threads} B={a.B} T={a.T} ms={ms:.1f} "
           f"min_ms={min(step_s) * 1e3:.1f} tokens_s={a.B * a.T / (ms / 1e3):.1f} rss_mib={rss_mib:.0f} "
-          f"loss0={losses[0]:.4f} loss={losses[-1]:.4f} supervised_tokens={tokens[-1]} steps={a.steps}", flush=True)
+          f"loss0={losses[0]:.4f} loss={losses[-1]:.4f} supervised_tokens={tokens[-1]} steps={a.steps} "
+          f"step_ms={','.join(f'{t * 1e3:.1f}' for t in step_s)}", flush=True)
 
 
 if __name__ == "__main__":
