@@ -487,8 +487,8 @@ static void attention_case(int nkv, const int32_t *seq, int window, float dropou
     att_ref(&c);
     check_close_arrays("attention out", out, c.out, AB * AT * ANH * AHD, 1e-6, 0);
     float *dq = grad_buf(AB * AT * AQS), *dk = grad_buf(AB * AT * AKS), *dv = grad_buf(AB * AT * AVS);
-    sft_attention_backward(dq, dk, dv, c.r.f, att, c.q.f, AQS, c.k.f, AKS, c.v.f, AVS, AB, AT, ANH, nkv, AHD,
-                           dropout, c.seed);
+    sft_attention_backward(dq, dk, dv, c.r.f, att, c.q.f, AQS, c.k.f, AKS, c.v.f, AVS, c.seq, AB, AT, ANH,
+                           nkv, AHD, window, dropout, c.seed);
     check_grad("attention dq", att_ref, &c, c.q.d, AB * AT * AQS, dq);
     check_grad("attention dk", att_ref, &c, c.k.d, AB * AT * AKS, dk);
     check_grad("attention dv", att_ref, &c, c.v.d, AB * AT * AVS, dv);

@@ -513,7 +513,7 @@ static void layout_activations(sft_model *m, bump *b) {
             L->v = L->qkv ? L->qkv + N * (m->q_dim + m->kv_dim) : NULL;
             L->q_stride = m->q_dim, L->k_stride = L->v_stride = m->kv_dim;
         }
-        L->att = take(b, (size_t)m->max_B * NH * T * T);
+        L->att = take(b, (size_t)m->max_B * NH * T * 2);
         L->atty = take(b, N * m->q_dim);
         L->res1 = take(b, N * C);
         L->norm2 = take(b, N * C);
@@ -872,7 +872,8 @@ void sft_model_backward(sft_model *m, const sft_batch *batch) {
         linear_backward(m, l, gpt2 ? SFT_LIN_ATTN_C_PROJ : SFT_LIN_O, m->datty, dattn_out, L->atty, N);
         zero(m->dqkv, Nmax * ((size_t)m->q_dim + 2 * (size_t)m->kv_dim));
         k->attention_backward(dq, dk, dv, m->datty, L->att, L->q, L->q_stride, L->k, L->k_stride, L->v,
-                              L->v_stride, B, T, NH, NKV, HD, p_att, dropout_site_seed(m, l, DROP_ATTENTION));
+                              L->v_stride, batch->seq, B, T, NH, NKV, HD, sft_model_layer_window(m, l), p_att,
+                              dropout_site_seed(m, l, DROP_ATTENTION));
         zero(m->dnorm, NC);
         if (gpt2) {
             linear_backward(m, l, SFT_LIN_C_ATTN, m->dnorm, m->dqkv, L->norm1, N);

@@ -103,7 +103,7 @@ typedef struct sft_layer {
     float *qkv; /* q, k, v (GPT-2: interleaved rows of 3C; Llama: three blocks) */
     float *q, *k, *v;
     int q_stride, k_stride, v_stride;
-    float *att;  /* [B, NH, T, T] */
+    float *att;  /* [B, NH, T, 2]: each attention row's max score and 1/sum (ops.h) */
     float *atty; /* [N, NH*HD] */
     float *res1; /* residual after attention */
     float *norm2, *norm2_mean, *norm2_rstd;

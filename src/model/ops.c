@@ -501,9 +501,47 @@ void sft_dropout_backward(float *dx, size_t n, float p, uint64_t seed) {
 
 /* -------------------------------------------------------------- attention */
 
-void sft_attention_forward(float *out, float *att, const float *q, int q_stride, const float *k, int k_stride,
-                           const float *v, int v_stride, const int32_t *seq, int B, int T, int NH, int NKV,
-                           int HD, int window, float dropout, uint64_t seed) {
+/* The probabilities of query row i: p[j] = exp(s_j - max) / sum for the keys
+ * the row may see (j <= i, same record, inside the window), 0 elsewhere, with
+ * s_j = q_i . k_j / sqrt(HD). The forward keeps only (max, 1/sum) per row;
+ * the backward calls this again with them and gets the same bits. */
+static void attention_row(float *p, float *row_max, float *row_inv_sum, int use_stats, const float *qi,
+                          const float *k, int k_stride, size_t kv_offset, const int32_t *seq, size_t row0,
+                          int i, int window, int HD, float scale) {
+    int32_t si = seq[row0 + i];
+    int first = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
+    float maxv = -INFINITY;
+    for (int j = 0; j <= i; j++) {
+        size_t tj = row0 + j;
+        if (j < first || seq[tj] != si) {
+            p[j] = -INFINITY;
+            continue;
+        }
+        const float *kj = k + tj * k_stride + kv_offset;
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int d = 0; d < HD; d++)
+            dot += qi[d] * kj[d];
+        p[j] = dot * scale;
+        if (p[j] > maxv) maxv = p[j];
+    }
+    if (use_stats) maxv = *row_max;
+    double sum = 0.0;
+    for (int j = 0; j <= i; j++) {
+        float e = p[j] == -INFINITY ? 0.0f : expf(p[j] - maxv);
+        p[j] = e;
+        sum += e;
+    }
+    float inv = use_stats ? *row_inv_sum : (float)(1.0 / sum);
+    for (int j = 0; j <= i; j++)
+        p[j] *= inv;
+    *row_max = maxv;
+    *row_inv_sum = inv;
+}
+
+void sft_attention_forward(float *out, float *stats, const float *q, int q_stride, const float *k,
+                           int k_stride, const float *v, int v_stride, const int32_t *seq, int B, int T,
+                           int NH, int NKV, int HD, int window, float dropout, uint64_t seed) {
     const float scale = 1.0f / sqrtf((float)HD);
     const float keep_scale = dropout > 0 ? 1.0f / (1.0f - dropout) : 1.0f;
     const int group = NH / NKV;
@@ -511,52 +549,25 @@ void sft_attention_forward(float *out, float *att, const float *q, int q_stride,
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
             for (int i = 0; i < T; i++) {
+                float p[i + 1]; /* one row of probabilities, on the thread's stack */
                 int kvh = h / group;
-                size_t ti = (size_t)b * T + i;
+                size_t ti = (size_t)b * T + i, stat = ((size_t)b * NH + h) * T + i;
                 const float *qi = q + ti * q_stride + (size_t)h * HD;
-                float *row = att + (((size_t)b * NH + h) * T + i) * T;
-                int32_t si = seq[ti];
-                int first = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0; /* sliding window */
-                float maxv = -INFINITY;
-                for (int j = 0; j <= i; j++) {
-                    size_t tj = (size_t)b * T + j;
-                    if (j < first || seq[tj] != si) {
-                        row[j] = -INFINITY;
-                        continue;
-                    }
-                    const float *kj = k + tj * k_stride + (size_t)kvh * HD;
-                    float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-                    for (int d = 0; d < HD; d++)
-                        dot += qi[d] * kj[d];
-                    row[j] = dot * scale;
-                    if (row[j] > maxv) maxv = row[j];
-                }
-                double sum = 0.0;
-                for (int j = 0; j <= i; j++) {
-                    float e = row[j] == -INFINITY ? 0.0f : expf(row[j] - maxv);
-                    row[j] = e;
-                    sum += e;
-                }
-                float inv = (float)(1.0 / sum);
-                for (int j = 0; j <= i; j++)
-                    row[j] *= inv;
-                for (int j = i + 1; j < T; j++)
-                    row[j] = 0.0f;
+                attention_row(p, &stats[2 * stat], &stats[2 * stat + 1], 0, qi, k, k_stride, (size_t)kvh * HD,
+                              seq, (size_t)b * T, i, window, HD, scale);
                 float *o = out + ti * (size_t)NH * HD + (size_t)h * HD;
                 for (int d = 0; d < HD; d++)
                     o[d] = 0.0f;
-                size_t row_index = (((size_t)b * NH + h) * T + i) * T;
                 for (int j = 0; j <= i; j++) {
-                    float p = row[j];
-                    if (p == 0.0f) continue;
-                    /* attention dropout acts on the probabilities multiplying V; att keeps them undropped */
+                    float pj = p[j];
+                    if (pj == 0.0f) continue;
+                    /* attention dropout acts on the probabilities that multiply V */
                     if (dropout > 0)
-                        p = sft_dropout_keep(seed, row_index + j, dropout) ? p * keep_scale : 0.0f;
+                        pj = sft_dropout_keep(seed, stat * T + j, dropout) ? pj * keep_scale : 0.0f;
                     const float *vj = v + ((size_t)b * T + j) * v_stride + (size_t)kvh * HD;
 #pragma omp simd
                     for (int d = 0; d < HD; d++)
-                        o[d] += p * vj[d];
+                        o[d] += pj * vj[d];
                 }
             }
         }
@@ -565,10 +576,10 @@ void sft_attention_forward(float *out, float *att, const float *q, int q_stride,
 
 /* Parallel over (batch row, KV head): the query heads that share a KV head
  * accumulate into the same dk/dv rows, so they run in one thread, in order. */
-void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
+void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *stats,
                             const float *q, int q_stride, const float *k, int k_stride, const float *v,
-                            int v_stride, int B, int T, int NH, int NKV, int HD, float dropout,
-                            uint64_t seed) {
+                            int v_stride, const int32_t *seq, int B, int T, int NH, int NKV, int HD,
+                            int window, float dropout, uint64_t seed) {
     const float scale = 1.0f / sqrtf((float)HD);
     const float keep_scale = dropout > 0 ? 1.0f / (1.0f - dropout) : 1.0f;
     const int group = NH / NKV;
@@ -577,46 +588,42 @@ void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
         for (int kvh = 0; kvh < NKV; kvh++) {
             for (int h = kvh * group; h < (kvh + 1) * group; h++) {
                 for (int i = 0; i < T; i++) {
-                    size_t ti = (size_t)b * T + i;
-                    const float *row = att + (((size_t)b * NH + h) * T + i) * T;
+                    float p[i + 1], dp[i + 1]; /* the row's probabilities and d(loss)/d(dropped p) */
+                    size_t ti = (size_t)b * T + i, stat = ((size_t)b * NH + h) * T + i;
                     const float *doi = dout + ti * (size_t)NH * HD + (size_t)h * HD;
                     const float *qi = q + ti * q_stride + (size_t)h * HD;
                     float *dqi = dq + ti * q_stride + (size_t)h * HD;
+                    float row_max = stats[2 * stat], row_inv = stats[2 * stat + 1];
+                    attention_row(p, &row_max, &row_inv, 1, qi, k, k_stride, (size_t)kvh * HD, seq,
+                                  (size_t)b * T, i, window, HD, scale);
                     /* dP_j = m_j (dout_i . v_j) with m_j the dropout factor (1 without);
                      * dS_j = P_ij (dP_j - sum_j P_ij dP_j) */
-                    size_t row_index = (((size_t)b * NH + h) * T + i) * T;
                     double weighted = 0.0;
                     for (int j = 0; j <= i; j++) {
-                        if (row[j] == 0.0f) continue;
+                        dp[j] = 0.0f;
+                        if (p[j] == 0.0f) continue;
                         const float *vj = v + ((size_t)b * T + j) * v_stride + (size_t)kvh * HD;
-                        float dp = 0.0f;
-#pragma omp simd reduction(+ : dp)
+                        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
                         for (int d = 0; d < HD; d++)
-                            dp += doi[d] * vj[d];
+                            dot += doi[d] * vj[d];
                         if (dropout > 0)
-                            dp = sft_dropout_keep(seed, row_index + j, dropout) ? dp * keep_scale : 0.0f;
-                        weighted += (double)row[j] * dp;
+                            dot = sft_dropout_keep(seed, stat * T + j, dropout) ? dot * keep_scale : 0.0f;
+                        dp[j] = dot;
+                        weighted += (double)p[j] * dot;
                     }
                     float wsum = (float)weighted;
                     for (int j = 0; j <= i; j++) {
-                        float p = row[j];
-                        if (p == 0.0f) continue;
+                        float pj = p[j];
+                        if (pj == 0.0f) continue;
                         size_t tj = (size_t)b * T + j;
-                        const float *vj = v + tj * v_stride + (size_t)kvh * HD;
                         const float *kj = k + tj * k_stride + (size_t)kvh * HD;
                         float *dkj = dk + tj * k_stride + (size_t)kvh * HD;
                         float *dvj = dv + tj * v_stride + (size_t)kvh * HD;
-                        float dp = 0.0f;
-#pragma omp simd reduction(+ : dp)
-                        for (int d = 0; d < HD; d++)
-                            dp += doi[d] * vj[d];
-                        float pv = p; /* the probability that multiplied v_j in the forward */
-                        if (dropout > 0) {
-                            float m = sft_dropout_keep(seed, row_index + j, dropout) ? keep_scale : 0.0f;
-                            dp *= m;
-                            pv *= m;
-                        }
-                        float ds = p * (dp - wsum) * scale;
+                        float pv = pj; /* the probability that multiplied v_j in the forward */
+                        if (dropout > 0)
+                            pv = sft_dropout_keep(seed, stat * T + j, dropout) ? pj * keep_scale : 0.0f;
+                        float ds = pj * (dp[j] - wsum) * scale;
 #pragma omp simd
                         for (int d = 0; d < HD; d++) {
                             dqi[d] += ds * kj[d];

@@ -97,20 +97,22 @@ void sft_dropout_backward(float *dx, size_t n, float p, uint64_t seed);
  * k_stride, v_stride); query token i of a row attends key j when j <= i and
  * seq[j] == seq[i] (seq [B*T]: the record a token belongs to, so that packed
  * records never see each other). Query head h reads KV head h / (NH / NKV).
- * out [B*T, NH, HD] contiguous; att [B, NH, T, T] keeps the probabilities for
- * the backward (zero where masked). Scale 1/sqrt(HD). window > 0: sliding-
- * window attention (Mistral, Qwen2), key j also needs i - j < window.
+ * out [B*T, NH, HD] contiguous. Scale 1/sqrt(HD). window > 0: sliding-window
+ * attention (Mistral, Qwen2), key j also needs i - j < window.
+ * The probabilities are not stored: stats [B, NH, T, 2] keeps each query
+ * row's max score and 1/sum, and the backward recomputes the row from them
+ * (bit for bit), so memory grows with T, not T^2.
  * dropout > 0: attention dropout on the probabilities that multiply V (mask
- * element ((b*NH + h)*T + i)*T + j of sft_dropout_keep(seed, ...)); att keeps
- * the probabilities before dropout. The backward takes the same dropout and seed. */
-void sft_attention_forward(float *out, float *att, const float *q, int q_stride, const float *k, int k_stride,
-                           const float *v, int v_stride, const int32_t *seq, int B, int T, int NH, int NKV,
-                           int HD, int window, float dropout, uint64_t seed);
+ * element ((b*NH + h)*T + i)*T + j of sft_dropout_keep(seed, ...)). The
+ * backward takes the same seq, window, dropout and seed. */
+void sft_attention_forward(float *out, float *stats, const float *q, int q_stride, const float *k,
+                           int k_stride, const float *v, int v_stride, const int32_t *seq, int B, int T,
+                           int NH, int NKV, int HD, int window, float dropout, uint64_t seed);
 /* dq, dk, dv (same layouts and strides as q, k, v) += their gradients. */
-void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
+void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *stats,
                             const float *q, int q_stride, const float *k, int k_stride, const float *v,
-                            int v_stride, int B, int T, int NH, int NKV, int HD, float dropout,
-                            uint64_t seed);
+                            int v_stride, const int32_t *seq, int B, int T, int NH, int NKV, int HD,
+                            int window, float dropout, uint64_t seed);
 
 /* Cross-entropy fused with the softmax, ignore index -100.
  * logits [N, V]; targets [N]. Writes lse [N] (log-sum-exp of every row) and
@@ -151,8 +153,8 @@ typedef struct sft_kernels {
     void (*attention_forward)(float *, float *, const float *, int, const float *, int, const float *, int,
                               const int32_t *, int, int, int, int, int, int, float, uint64_t);
     void (*attention_backward)(float *, float *, float *, const float *, const float *, const float *, int,
-                               const float *, int, const float *, int, int, int, int, int, int, float,
-                               uint64_t);
+                               const float *, int, const float *, int, const int32_t *, int, int, int, int,
+                               int, int, float, uint64_t);
     double (*cross_entropy_forward)(float *, const float *, const int32_t *, int, int);
     void (*cross_entropy_backward)(float *, const float *, const int32_t *, int, int, float);
 } sft_kernels;
