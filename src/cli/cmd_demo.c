@@ -19,9 +19,9 @@ int sft_cmd_demo(int argc, char **argv) {
          NULL},
         {"seed", SFT_ARG_INT, &seed, "seed of the data, the model and the training (default 1)", NULL},
         {"threads", SFT_ARG_INT, &threads, "threads in all (default: every core)", NULL},
-        {"records", SFT_ARG_INT, &records, "training records to generate (default 20000; fewer for a quick look)",
+        {"records", SFT_ARG_INT, &records, "training records to generate (default 16000; fewer for a quick look)",
          NULL},
-        {"max-steps", SFT_ARG_INT, &max_steps, "optimizer steps per learning rate (default 1200)", NULL},
+        {"max-steps", SFT_ARG_INT, &max_steps, "optimizer steps per learning rate (default 1000)", NULL},
         {NULL, 0, NULL, NULL, NULL},
     };
     sft_err err;

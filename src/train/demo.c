@@ -31,11 +31,11 @@
  * half its first value and most held-out answers right (README, "Demo").
  * Operands up to 20 keep the arithmetic learnable by a 0.9M-parameter
  * model in that time. */
-#define DEMO_RECORDS 20000
-#define DEMO_VAL_RECORDS 200
+#define DEMO_RECORDS 16000
+#define DEMO_VAL_RECORDS 150
 #define DEMO_HELDOUT_PER_TASK 20
 #define DEMO_MAX_NUMBER 20
-#define DEMO_MAX_STEPS 1200
+#define DEMO_MAX_STEPS 1000
 #define DEMO_BATCH 16
 #define DEMO_EVAL_EVERY 50
 #define DEMO_WARMUP 30
@@ -268,7 +268,7 @@ int sft_demo_run(const sft_demo_options *opts, sft_demo_result *r, sft_err *err)
     double start = now_s();
     int64_t records = o.records > 0 ? o.records : DEMO_RECORDS;
     int64_t max_steps = o.max_steps > 0 ? o.max_steps : DEMO_MAX_STEPS;
-    int64_t eval_every = max_steps / 24 > 0 ? (max_steps / 24 < DEMO_EVAL_EVERY ? max_steps / 24 : DEMO_EVAL_EVERY) : 1;
+    int64_t eval_every = max_steps / 20 > 0 ? (max_steps / 20 < DEMO_EVAL_EVERY ? max_steps / 20 : DEMO_EVAL_EVERY) : 1;
     char config[4200], tok_config[4200];
     if (sft_path_join(config, sizeof config, o.assets_dir, "config.json", err) ||
         sft_path_join(tok_config, sizeof tok_config, o.assets_dir, "tokenizer.json", err))

@@ -673,6 +673,7 @@ typedef struct sweep_run {
     int parallel;
     int64_t threads_per_trial;
     pid_t parent;
+    int shown_lines; /* lines of the live display on a terminal (erased before any message) */
 } sweep_run;
 
 const char *sft_trial_status_name(int status) {
@@ -870,6 +871,10 @@ static void say(sweep_run *s, const char *fmt, ...) __attribute__((format(printf
 static void say(sweep_run *s, const char *fmt, ...) {
     FILE *log = s->o->log;
     if (!log) return;
+    if (s->shown_lines) { /* erase the live display: up to its first line, clear to the end */
+        fprintf(log, "\033[%dA\r\033[J", s->shown_lines);
+        s->shown_lines = 0;
+    }
     va_list ap;
     va_start(ap, fmt);
     vfprintf(log, fmt, ap);
@@ -1014,7 +1019,7 @@ static int finish_trial(sweep_run *s, running_trial *rt, int status, int stoppin
 }
 
 /* The last train and eval records of a running trial's metrics.jsonl. */
-static void trial_progress(const char *run_dir, char *out, size_t cap) {
+static void trial_progress(const char *run_dir, char *out, size_t cap, double *fraction) {
     char path[4300];
     snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
     FILE *f = fopen(path, "rb");
@@ -1054,31 +1059,50 @@ static void trial_progress(const char *run_dir, char *out, size_t cap) {
     json_t *man = sft_file_exists(path) ? sft_json_load_file(path, &ignored) : NULL;
     if (man) sft_json_get_int(man, "total_steps", &total, path, &ignored);
     json_decref(man);
+    if (total > 0) *fraction = (double)step / (double)total;
     int used = snprintf(out, cap, "step %lld", (long long)step);
     if (total > 0 && used > 0 && (size_t)used < cap) used += snprintf(out + used, cap - used, "/%lld", (long long)total);
     if (used > 0 && (size_t)used < cap) used += snprintf(out + used, cap - used, " loss %.3f", loss);
     if (isfinite(val) && used > 0 && (size_t)used < cap) snprintf(out + used, cap - used, " val %.3f", val);
 }
 
-static void show_progress(sweep_run *s, const running_trial *running, int count, int done, int terminal) {
+/* The live display: on a terminal one line per running trial under a
+ * header with the time left, redrawn in place; in a log one line. */
+static void show_progress(sweep_run *s, const running_trial *running, int count, int terminal) {
     FILE *log = s->o->log;
     if (!log) return;
-    char line[1024];
-    int used = snprintf(line, sizeof line, "sweep: %d/%d done", done, s->n);
-    for (int i = 0; i < count && used > 0 && (size_t)used < sizeof line; i++) {
+    int done = 0;
+    for (int i = 0; i < s->n; i++) done += s->r->trials[i].status >= SFT_TRIAL_FINISHED;
+    char lines[65][320];
+    double eta = 0;
+    int n = 1;
+    for (int i = 0; i < count && n < 65; i++, n++) {
         char p[256];
-        trial_progress(s->plan[running[i].index].cfg.out, p, sizeof p);
-        used += snprintf(line + used, sizeof line - (size_t)used, " | %s %s", s->plan[running[i].index].name,
-                         p[0] ? p : "starting");
+        double fraction = 0;
+        trial_progress(s->plan[running[i].index].cfg.out, p, sizeof p, &fraction);
+        double elapsed = now_s() - running[i].started;
+        if (fraction > 0.01 && elapsed * (1 - fraction) / fraction > eta) eta = elapsed * (1 - fraction) / fraction;
+        snprintf(lines[n], sizeof lines[n], "  %-24s %s", s->plan[running[i].index].name, p[0] ? p : "starting");
     }
-    if (terminal) {
-        struct winsize ws;
-        int width = ioctl(fileno(log), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20 ? ws.ws_col : 100;
-        if ((int)strlen(line) > width - 1) line[width - 1] = 0;
-        fprintf(log, "\r\033[K%s", line);
-    } else {
-        fprintf(log, "%s\n", line);
+    int used = snprintf(lines[0], sizeof lines[0], "sweep: %d/%d trials done, %d running", done, s->n, count);
+    if (eta > 0 && used > 0)
+        snprintf(lines[0] + used, sizeof lines[0] - (size_t)used, ", about %d:%02d left for them", (int)eta / 60,
+                 (int)eta % 60);
+    if (!terminal) {
+        fputs(lines[0], log);
+        for (int i = 1; i < n; i++) fprintf(log, " |%s", lines[i] + 1);
+        fputc('\n', log);
+        fflush(log);
+        return;
     }
+    struct winsize ws;
+    int width = ioctl(fileno(log), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20 ? ws.ws_col : 100;
+    if (s->shown_lines) fprintf(log, "\033[%dA", s->shown_lines);
+    for (int i = 0; i < n; i++) {
+        if ((int)strlen(lines[i]) > width - 1) lines[i][width - 1] = 0;
+        fprintf(log, "\r\033[K%s\n", lines[i]);
+    }
+    s->shown_lines = n;
     fflush(log);
 }
 
@@ -1095,8 +1119,7 @@ static int run_queue(sweep_run *s, const int *queue, int queued, int64_t budget,
         int sig = s->o->handle_signals ? sft_signals_stop_requested() : 0;
         if (sig && !stop) {
             stop = sig;
-            say(s, "%ssweep: stopping: each running trial saves a checkpoint (resume with --resume)\n",
-                terminal && show ? "\r\033[K" : "");
+            say(s, "sweep: stopping: each running trial saves a checkpoint (resume with --resume)\n");
         }
         if ((stop || fatal) && !forwarded) {
             for (int i = 0; i < count; i++) kill(running[i].pid, SIGTERM);
@@ -1127,7 +1150,7 @@ static int run_queue(sweep_run *s, const int *queue, int queued, int64_t budget,
         }
         if (pid <= 0) {
             if (show && now_s() - last_show >= show_every) {
-                show_progress(s, running, count, 0, terminal);
+                show_progress(s, running, count, terminal);
                 last_show = now_s();
             }
             struct timespec ts = {0, 100 * 1000 * 1000};
@@ -1136,7 +1159,6 @@ static int run_queue(sweep_run *s, const int *queue, int queued, int64_t budget,
         }
         for (int i = 0; i < count; i++) {
             if (running[i].pid != pid) continue;
-            if (show && terminal) fprintf(s->o->log, "\r\033[K");
             sft_err trial_err;
             int rc = finish_trial(s, &running[i], status, stop != 0, &trial_err);
             if (rc < 0 && !fatal) {
