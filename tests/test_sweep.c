@@ -506,6 +506,47 @@ TEST(early_stopping_stops_at_the_expected_evaluation_with_best_at_the_minimum) {
     sft_run_config_free(&cfg);
 }
 
+typedef struct {
+    const char *model_dir, *data;
+} loss_job;
+
+static int loss_in_child(void *ctx, void *out, size_t out_size, sft_err *err) {
+    (void)out_size;
+    const loss_job *j = ctx;
+    return val_loss_of(j->model_dir, j->data, (double *)out, err);
+}
+
+TEST(the_chosen_checkpoint_is_the_trials_best_not_its_last) {
+    const char *r = root();
+    sft_sweep_config c;
+    base_sweep(&c, "overfit");
+    char path[256];
+    snprintf(path, sizeof path, "%s/few.jsonl", r);
+    set(&c.base, "data", path);
+    snprintf(path, sizeof path, "%s/few_val.jsonl", r);
+    set(&c.base, "val_data", path);
+    /* the overfitting run of the early-stopping test, without stopping */
+    set(&c.base, "batch_size", "4");
+    set(&c.base, "lr_schedule", "constant");
+    set(&c.base, "max_steps", "120");
+    sft_err err;
+    CHECK_INT(sft_sweep_set_values(&c, "lr", "0.01", "--lr", &err), 0);
+    sft_sweep_result res;
+    CHECK_INT(sft_sweep_run(&c, NULL, &res, &err), 0);
+    CHECK_INT(res.best, 0);
+    if (res.best == 0) {
+        const sft_sweep_trial *t = &res.trials[0];
+        CHECK(t->best_step < t->steps); /* the minimum came before the end */
+        CHECK(t->final_train_loss < t->best_val_loss);
+        loss_job j = {res.best_dir, path};
+        double loss = NAN;
+        CHECK_INT(sft_fork_call(loss_in_child, &j, &loss, sizeof loss, &err), 0);
+        CHECK_NEAR(loss, t->best_val_loss, 1e-5 * t->best_val_loss);
+    }
+    sft_sweep_result_free(&res);
+    sft_sweep_config_free(&c);
+}
+
 /* ----------------------------------------------------------- bad input */
 
 TEST(bad_sweeps_are_refused_with_a_clear_error) {
