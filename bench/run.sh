@@ -11,7 +11,7 @@
 # library (bench_step), PyTorch fp32 and PyTorch bf16 autocast (torch_step.py, Debian's
 # python3-torch at its best setting: OMP_WAIT_POLICY=PASSIVE, set_num_threads = threads);
 # then `sft train` end to end once (train_step.py). It measures the ceilings on the same
-# machine first: OpenBLAS sgemm and torch.matmul in bf16 at the step's matrix shapes.
+# machine before and after: OpenBLAS sgemm and torch.matmul in bf16 at the step's matrix shapes.
 # Every measurement is a RESULT line in the results file; bench/summarize.py prints the table.
 #
 # --quick: gpt2-124m only, 3 timed steps after 1 warm-up (the README's table).
@@ -32,7 +32,7 @@ PROFILE=0
 OUT=""
 PY=/usr/bin/python3 # Debian's, with python3-torch (the python3 first on PATH may lack torch)
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) SHAPES=gpt2-124m; STEPS=3; WARMUP=1 ;;
@@ -89,15 +89,20 @@ run() {
 
 IFS=, read -r -a shape_list <<<"$SHAPES"
 IFS=, read -r -a mode_list <<<"$MODES"
-for shape in "${shape_list[@]}"; do
-    # Ceilings on this machine, at this step's matrix shapes.
-    run "$shape sgemm (OpenBLAS, as sft runs it)" "$STEP_BIN" sgemm "$shape" --threads "$THREADS"
+# ceilings SHAPE: the matrix-product rates on this machine at the step's shapes. Measured
+# before and after each shape's runs; the summary keeps the best (a loaded moment only lowers them).
+ceilings() {
+    run "$1 sgemm (OpenBLAS, as sft runs it)" "$STEP_BIN" sgemm "$1" --threads "$THREADS"
     if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
         # The environment forces OpenBLAS's kernels; show what the CPU's own choice would give.
-        run "$shape sgemm (OpenBLAS, its own kernel choice)" env -u OPENBLAS_CORETYPE "$STEP_BIN" sgemm "$shape" \
+        run "$1 sgemm (OpenBLAS, its own kernel choice)" env -u OPENBLAS_CORETYPE "$STEP_BIN" sgemm "$1" \
             --threads "$THREADS" --alt
     fi
-    run "$shape torch.matmul fp32 and bf16" "$PY" bench/torch_step.py matmul "$shape" --threads "$THREADS"
+    run "$1 torch.matmul fp32 and bf16" "$PY" bench/torch_step.py matmul "$1" --threads "$THREADS"
+}
+
+for shape in "${shape_list[@]}"; do
+    ceilings "$shape"
 
     for mode in "${mode_list[@]}"; do
         for ((round = 1; round <= ROUNDS; round++)); do
@@ -130,6 +135,7 @@ for shape in "${shape_list[@]}"; do
         fi
     done
     rm -rf "$WORK/model-$shape"
+    ceilings "$shape"
 done
 
 echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$RESULTS" >&2
