@@ -115,7 +115,11 @@ int main(int argc, char **argv) {
     for (int lora = 0; lora < 2; lora++) {
         fflush(stdout);
         pid_t pid = fork();
-        if (pid == 0) _exit(run(lora, steps, threads));
+        if (pid == 0) {
+            int child_rc = run(lora, steps, threads);
+            fflush(stdout); /* _exit does not flush stdio */
+            _exit(child_rc);
+        }
         int status = 0;
         waitpid(pid, &status, 0);
         rc |= !WIFEXITED(status) || WEXITSTATUS(status);
