@@ -10,16 +10,14 @@
  * non-printable characters, the script of the letters, answers cut mid
  * sentence, and the user's own PCRE2 regexes. A record is rejected by the
  * first rule that fires, in the order of the SFT_RULE_* enum; the counts per
- * rule therefore add up to the rejected total. */
+ * rule therefore add up to the rejected total. The text measures live in
+ * rules.c, shared with the heuristic score of `sft data score`. */
 #include <stdlib.h>
 #include <string.h>
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include "data/pipeline.h"
+#include "data/rules.h"
 #include "data/text.h"
-#include "io/file.h"
 
 static const char *rule_names[SFT_RULE_COUNT] = {"no_answer",    "empty_turn",   "too_short",  "too_long",
                                                  "short_answer", "nonprintable", "script",     "refusal",
@@ -72,154 +70,18 @@ void sft_filter_options_default(sft_filter_options *o) {
 
 typedef struct {
     const sft_filter_options *opts;
-    pcre2_code *refusal;
+    sft_text_rules *rules; /* refusal phrases and the text measures (rules.h) */
     pcre2_code *keep[SFT_FILTER_MAX_REGEX], *drop[SFT_FILTER_MAX_REGEX];
     pcre2_match_data *md;
     int scripts[SFT_SCRIPT_COUNT]; /* 1 = allowed */
     int script_filter;
     sft_writer *out, *rejected;
     sft_filter_summary *summary;
-    sft_buf normalized;
-    sft_spans words;
-    sft_u64s grams;
     char detail[256];
 } filter_ctx;
 
-static pcre2_code *compile_regex(const char *pattern, uint32_t flags, const char *what, sft_err *err) {
-    int code;
-    PCRE2_SIZE offset;
-    pcre2_code *re =
-        pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
-                      PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | flags, &code, &offset, NULL);
-    if (!re) {
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(code, msg, sizeof msg);
-        sft_errf(err, "%s '%s': %s at offset %zu", what, pattern, (char *)msg, (size_t)offset);
-        return NULL;
-    }
-    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
-    return re;
-}
-
-/* One alternation of literal phrases; "'" also matches the curly apostrophe. */
-static int append_phrase(sft_buf *re, const char *phrase, size_t len) {
-    if (re->len && sft_buf_append(re, "|", 1)) return -1;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)phrase[i];
-        int rc;
-        if (c == '\'')
-            rc = sft_buf_append(re, "['\xE2\x80\x99]", 6);
-        else if (c < 0x80 &&
-                 !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ' ')) {
-            char esc[2] = {'\\', (char)c};
-            rc = sft_buf_append(re, esc, 2);
-        } else if (c == ' ')
-            rc = sft_buf_append(re, "\\s+", 3);
-        else
-            rc = sft_buf_append(re, (const char *)&c, 1);
-        if (rc) return -1;
-    }
-    return 0;
-}
-
-static int build_refusal_regex(filter_ctx *c, sft_err *err) {
-    sft_buf re = {0};
-    int rc = 0;
-    if (c->opts->refusal_file) {
-        char *text;
-        size_t len;
-        if (sft_read_file(c->opts->refusal_file, &text, &len, err)) return -1;
-        char *line = text;
-        while (line && *line && !rc) {
-            char *nl = strchr(line, '\n');
-            size_t n = nl ? (size_t)(nl - line) : strlen(line);
-            while (n && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t'))
-                n--;
-            while (n && (*line == ' ' || *line == '\t'))
-                line++, n--;
-            if (n && line[0] != '#' && append_phrase(&re, line, n)) rc = sft_errf(err, "out of memory");
-            line = nl ? nl + 1 : NULL;
-        }
-        free(text);
-        if (!rc && re.len == 0)
-            rc = sft_errf(err, "%s: no phrases (one phrase a line; lines starting with # are comments)",
-                          c->opts->refusal_file);
-    } else {
-        for (const char *const *p = sft_default_refusal_phrases; *p && !rc; p++)
-            if (append_phrase(&re, *p, strlen(*p))) rc = sft_errf(err, "out of memory");
-    }
-    if (!rc && !(c->refusal = compile_regex(re.data, PCRE2_CASELESS, "refusal phrases", err))) rc = -1;
-    sft_buf_free(&re);
-    return rc;
-}
-
 static int matches(filter_ctx *c, pcre2_code *re, const char *s, size_t len) {
     return pcre2_match(re, (PCRE2_SPTR)s, len, 0, 0, c->md, NULL) >= 0;
-}
-
-/* Gopher's repetition measure on words: the share of word n-grams that repeat
- * an earlier n-gram of the same turn. Turns with fewer than 10 n-grams are
- * too short to judge. */
-static double repeated_ngram_ratio(filter_ctx *c, const sft_message *m, sft_err *err) {
-    if (sft_text_normalize(m->content, m->content_len, &c->normalized, err)) return -1;
-    if (sft_text_words(c->normalized.data, c->normalized.len, &c->words, err)) return -1;
-    size_t n = (size_t)c->opts->repeat_ngram;
-    if (c->words.count < n + 9) return 0;
-    if (sft_text_ngram_hashes(c->normalized.data, &c->words, n, &c->grams))
-        return sft_errf(err, "out of memory");
-    size_t total = c->grams.count;
-    sft_u64s_sort_unique(&c->grams);
-    return (double)(total - c->grams.count) / (double)total;
-}
-
-/* The last visible character of an answer that ends mid sentence: a letter or
- * a joining mark (, : - ( /; not ";", which ends lines of code). Answers with
- * a code block, or whose last line is a list item or table row, end where they
- * like and are not judged. */
-static int looks_cut(filter_ctx *c, const sft_message *m, sft_err *err) {
-    const char *s = m->content;
-    size_t len = m->content_len;
-    if (memmem(s, len, "```", 3)) return 0;
-    while (len && (s[len - 1] == ' ' || s[len - 1] == '\n' || s[len - 1] == '\r' || s[len - 1] == '\t'))
-        len--;
-    if (!len) return 0;
-    size_t line_start = len;
-    while (line_start && s[line_start - 1] != '\n')
-        line_start--;
-    const char *last_line = s + line_start;
-    while (*last_line == ' ' || *last_line == '\t')
-        last_line++;
-    if (*last_line == '-' || *last_line == '*' || *last_line == '|' || *last_line == '#') return 0;
-    if (*last_line >= '0' && *last_line <= '9') {
-        const char *p = last_line;
-        while (*p >= '0' && *p <= '9')
-            p++;
-        if (*p == '.' || *p == ')') return 0;
-    }
-    if (sft_text_words(s, len, &c->words, err)) return -1;
-    if (c->words.count < (size_t)c->opts->cut_min_words) return 0;
-    /* The last code point. */
-    size_t at = len - 1;
-    while (at && ((unsigned char)s[at] & 0xC0) == 0x80)
-        at--;
-    unsigned char last = (unsigned char)s[at];
-    if (last < 0x80) {
-        if (strchr(",:-(/", last)) return 1;
-        return (last >= 'a' && last <= 'z') || (last >= 'A' && last <= 'Z');
-    }
-    /* Non-ASCII: a letter of any script ends mid sentence; CJK full stops and the like do not. */
-    sft_spans tail = {0};
-    int cut = 0;
-    if (sft_text_words(s + at, len - at, &tail, err) == 0 && tail.count == 1) {
-        uint64_t counts[SFT_SCRIPT_COUNT] = {0};
-        if (sft_text_script_counts(s + at, len - at, counts, err) == 0)
-            for (int k = 0; k < SFT_SCRIPT_COUNT; k++)
-                cut |= counts[k] > 0;
-        /* Han/Kana texts end without a full stop far more often than cut; leave them. */
-        if (counts[SFT_SCRIPT_HAN] || counts[SFT_SCRIPT_HIRAGANA] || counts[SFT_SCRIPT_KATAKANA]) cut = 0;
-    }
-    sft_spans_free(&tail);
-    return cut;
 }
 
 /* Returns the rule that rejects the record (detail in c->detail), or -1 to keep
@@ -281,11 +143,8 @@ static int judge(filter_ctx *c, const sft_record *rec, sft_err *err) {
         }
     }
     if (o->max_nonprintable_ratio > 0) {
-        size_t bad = 0, chars = 0;
-        for (size_t i = 0; i < rec->message_count; i++) {
-            bad += sft_text_nonprintable(rec->messages[i].content, rec->messages[i].content_len);
-            chars += sft_text_chars(rec->messages[i].content, rec->messages[i].content_len);
-        }
+        size_t bad, chars;
+        sft_record_nonprintable(rec, &bad, &chars);
         if (chars && (double)bad / (double)chars > o->max_nonprintable_ratio) {
             snprintf(c->detail, sizeof c->detail, "%zu of %zu characters are not printable (> %g)", bad,
                      chars, o->max_nonprintable_ratio);
@@ -315,11 +174,10 @@ static int judge(filter_ctx *c, const sft_record *rec, sft_err *err) {
     for (size_t i = 0; i < rec->message_count; i++) {
         const sft_message *m = &rec->messages[i];
         if (m->role != SFT_ROLE_ASSISTANT) continue;
-        if (c->refusal &&
-            pcre2_match(c->refusal, (PCRE2_SPTR)m->content, m->content_len, 0, 0, c->md, NULL) >= 0) {
-            PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
+        size_t start, end;
+        if (sft_text_rules_refusal(c->rules, m->content, m->content_len, &start, &end)) {
             snprintf(c->detail, sizeof c->detail, "answer (message %zu) says \"%.*s\"", i + 1,
-                     (int)(ov[1] - ov[0] > 120 ? 120 : ov[1] - ov[0]), m->content + ov[0]);
+                     (int)(end - start > 120 ? 120 : end - start), m->content + start);
             return SFT_RULE_REFUSAL;
         }
     }
@@ -327,7 +185,8 @@ static int judge(filter_ctx *c, const sft_record *rec, sft_err *err) {
         for (size_t i = 0; i < rec->message_count; i++) {
             const sft_message *m = &rec->messages[i];
             if (m->role != SFT_ROLE_ASSISTANT) continue;
-            double ratio = repeated_ngram_ratio(c, m, err);
+            double ratio =
+                sft_text_rules_repeat_ratio(c->rules, m->content, m->content_len, o->repeat_ngram, err);
             if (ratio < 0) return -2;
             if (ratio > o->max_repeat_ratio) {
                 snprintf(c->detail, sizeof c->detail,
@@ -337,7 +196,8 @@ static int judge(filter_ctx *c, const sft_record *rec, sft_err *err) {
             }
         }
     if (o->check_cut) {
-        int cut = looks_cut(c, &rec->messages[last_assistant], err);
+        const sft_message *answer = &rec->messages[last_assistant];
+        int cut = sft_text_rules_looks_cut(c->rules, answer->content, answer->content_len, o->cut_min_words, err);
         if (cut < 0) return -2;
         if (cut) {
             const sft_message *m = &rec->messages[last_assistant];
@@ -396,11 +256,11 @@ int sft_data_filter(const sft_data_io *io, const sft_filter_options *o, sft_filt
     c.opts = o;
     c.summary = s;
     int rc = 0;
-    if (o->check_refusal) rc = build_refusal_regex(&c, err);
+    if (!(c.rules = sft_text_rules_new(o->check_refusal, o->refusal_file, err))) rc = -1;
     for (int r = 0; r < o->keep_regex_count && !rc; r++)
-        if (!(c.keep[r] = compile_regex(o->keep_regex[r], 0, "--keep-regex", err))) rc = -1;
+        if (!(c.keep[r] = sft_regex_compile(o->keep_regex[r], 0, "--keep-regex", err))) rc = -1;
     for (int r = 0; r < o->drop_regex_count && !rc; r++)
-        if (!(c.drop[r] = compile_regex(o->drop_regex[r], 0, "--drop-regex", err))) rc = -1;
+        if (!(c.drop[r] = sft_regex_compile(o->drop_regex[r], 0, "--drop-regex", err))) rc = -1;
     if (!rc && o->scripts) {
         c.script_filter = 1;
         char list[512];
@@ -417,7 +277,7 @@ int sft_data_filter(const sft_data_io *io, const sft_filter_options *o, sft_filt
             c.scripts[k] = 1;
         }
     }
-    if (!rc && !(c.md = pcre2_match_data_create(32, NULL))) rc = sft_errf(err, "out of memory");
+    if (!rc) c.md = sft_text_rules_match_data(c.rules);
     if (!rc && !(c.out = sft_writer_open(io->output, err))) rc = -1;
     if (!rc && o->rejected && !(c.rejected = sft_writer_open(o->rejected, err))) rc = -1;
     if (!rc) {
@@ -436,14 +296,10 @@ int sft_data_filter(const sft_data_io *io, const sft_filter_options *o, sft_filt
     }
     sft_writer_abort(c.rejected);
     sft_writer_abort(c.out);
-    pcre2_code_free(c.refusal);
+    sft_text_rules_free(c.rules);
     for (int r = 0; r < SFT_FILTER_MAX_REGEX; r++) {
         pcre2_code_free(c.keep[r]);
         pcre2_code_free(c.drop[r]);
     }
-    pcre2_match_data_free(c.md);
-    sft_buf_free(&c.normalized);
-    sft_spans_free(&c.words);
-    sft_u64s_free(&c.grams);
     return rc;
 }
