@@ -10,8 +10,10 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "data/pipeline.h"
+#include "data/score.h"
 #include "io/file.h"
 #include "io/suggest.h"
+#include "model/ops.h"
 
 #define MAX_INPUTS 256
 
@@ -427,6 +429,57 @@ static int cmd_augment(int argc, char **argv, sft_err *err) {
     return 0;
 }
 
+/* -------------------------------------------------------------------- score */
+static int cmd_score(int argc, char **argv, sft_err *err) {
+    common_flags c = {0};
+    sft_score_options o;
+    sft_score_options_default(&o);
+    long batch_size = o.batch_size, cut_min_words = o.cut_min_words, threads = 0;
+    int no_refusal = 0;
+    sft_arg table[] = {
+        {"model", SFT_ARG_STRING, &o.model_dir, "also score with this HF model: ppl and IFD", NULL},
+        {"adapter", SFT_ARG_STRING, &o.adapter_dir, "PEFT adapter dir, merged into the model", NULL},
+        {"tokenizer", SFT_ARG_STRING, &o.tokenizer_dir, "tokenizer folder (default: the model's)", NULL},
+        {"template", SFT_ARG_STRING, &o.template_name, "chat template (default auto: the tokenizer's)", NULL},
+        {"max-len", SFT_ARG_INT, &o.max_len, "tokens per record, longer ones truncated as training (default 1024)",
+         NULL},
+        {"batch-size", SFT_ARG_INT, &batch_size, "packed rows of --max-len tokens per forward (default 4)", NULL},
+        {"threads", SFT_ARG_INT, &threads, "worker threads (default: all cores)", NULL},
+        {"no-refusal", SFT_ARG_BOOL, &no_refusal, "do not count refusal/boilerplate phrases", NULL},
+        {"refusal-phrases", SFT_ARG_STRING, &o.refusal_file,
+         "phrases file (one a line) instead of the built-in list", NULL},
+        {"cut-min-words", SFT_ARG_INT, &cut_min_words, "judge cut answers only from N words on (default 20)",
+         NULL},
+        COMMON_ARGS(c),
+        {NULL, 0, NULL, NULL, NULL}};
+    const char *usage = "sft data score INPUT... -o OUTPUT [--model DIR [--adapter DIR]] [--tokenizer DIR]";
+    int rc = parse(argc, argv, table, &c, usage, 1, err);
+    if (rc) return rc;
+    sft_data_io io;
+    if (make_io(&c, &io, err)) return -1;
+    if (threads < 0) return sft_errf(err, "--threads must be >= 0");
+    if (batch_size < 1 || batch_size > 4096) return sft_errf(err, "--batch-size must be in 1..4096");
+    sft_set_threads((int)threads);
+    o.batch_size = (int)batch_size;
+    o.cut_min_words = (int)cut_min_words;
+    o.check_refusal = !no_refusal;
+    sft_score_summary s;
+    if (sft_data_score(&io, &o, &s, err)) return -1;
+    size_t n = s.records;
+    printf("records %zu, mean heuristic score %.3f", n, n ? s.heuristic_sum / (double)n : 0.0);
+    if (o.model_dir) {
+        printf("; with %s: ppl for %zu (mean loss %.4f), IFD for %zu (mean %.4f)", o.model_dir, s.with_model,
+               s.with_model ? s.loss_sum / (double)s.with_model : 0.0, s.with_ifd,
+               s.with_ifd ? s.ifd_sum / (double)s.with_ifd : 0.0);
+        if (s.truncated) printf(", %zu truncated at --max-len %ld", s.truncated, o.max_len);
+    }
+    printf(": %s\n", io.output);
+    for (int k = 0; k < SFT_HEUR_COUNT; k++)
+        if (s.flagged[k]) printf("  %-14s %zu\n", sft_heuristic_name(k), s.flagged[k]);
+    print_skipped(s.skipped);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ command */
 typedef struct {
     const char *name;
@@ -443,7 +496,7 @@ static const subcommand subcommands[] = {
     {"convert", cmd_convert, "between alpaca, sharegpt, messages and prompt-completion"},
     {"generate", cmd_generate, "synthetic tasks with verifiable answers"},
     {"augment", cmd_augment, "template rewrites: prefixes, truthful constraints, system prompts"},
-    {"score", NULL, "quality scores by perplexity/IFD (needs the inference engine, issue #3)"},
+    {"score", cmd_score, "quality scores: heuristic; with --model, perplexity and IFD"},
 };
 #define SUBCOMMAND_COUNT (sizeof subcommands / sizeof subcommands[0])
 
