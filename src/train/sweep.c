@@ -1073,7 +1073,7 @@ static void show_progress(sweep_run *s, const running_trial *running, int count,
     if (!log) return;
     int done = 0;
     for (int i = 0; i < s->n; i++) done += s->r->trials[i].status >= SFT_TRIAL_FINISHED;
-    char lines[65][320];
+    char lines[65][448]; /* name (< 160) and progress (< 256) fit */
     double eta = 0;
     int n = 1;
     for (int i = 0; i < count && n < 65; i++, n++) {
