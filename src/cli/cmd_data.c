@@ -164,6 +164,8 @@ static int cmd_filter(int argc, char **argv, sft_err *err) {
     const char *tokenizer = NULL;
     long repeat_ngram = o.repeat_ngram, cut_min_words = o.cut_min_words;
     sft_arg_list keep = {0}, drop = {0};
+    sft_score_options score_opts;
+    sft_score_options_default(&score_opts);
     sft_arg table[] = {
         {"rejected", SFT_ARG_STRING, &o.rejected,
          "write rejected records here, with _filter_rule and _filter_detail", NULL},
@@ -196,6 +198,13 @@ static int cmd_filter(int argc, char **argv, sft_err *err) {
         {"no-cut-check", SFT_ARG_BOOL, &no_cut, "do not reject answers that end mid sentence", NULL},
         {"cut-min-words", SFT_ARG_INT, &cut_min_words, "judge cut answers only from N words on (default 20)",
          NULL},
+        {"min-score", SFT_ARG_DOUBLE, &o.min_score,
+         "reject records whose heuristic score (sft data score) is below X", NULL},
+        {"max-ppl", SFT_ARG_DOUBLE, &o.max_ppl, "reject records whose perplexity (sft_scores.ppl) exceeds X", NULL},
+        {"max-ifd", SFT_ARG_DOUBLE, &o.max_ifd, "reject records whose IFD (sft_scores.ifd) exceeds X", NULL},
+        {"model", SFT_ARG_STRING, &score_opts.model_dir,
+         "compute ppl/IFD with this model for records that have none", NULL},
+        {"adapter", SFT_ARG_STRING, &score_opts.adapter_dir, "PEFT adapter dir merged into --model", NULL},
         {"keep-regex", SFT_ARG_LIST, &keep, "keep only records with a message matching this PCRE2 regex",
          NULL},
         {"drop-regex", SFT_ARG_LIST, &drop, "reject records with a message matching this PCRE2 regex", NULL},
@@ -225,9 +234,20 @@ static int cmd_filter(int argc, char **argv, sft_err *err) {
         o.drop_regex[o.drop_regex_count++] = drop.items[i];
     if (tokenizer && !(o.tokens = sft_token_counter_open(tokenizer, NULL, err)))
         return sft_err_prefix(err, "--tokenizer %s", tokenizer);
+    if (score_opts.adapter_dir && !score_opts.model_dir) return sft_errf(err, "--adapter needs --model DIR");
+    if (score_opts.model_dir) {
+        score_opts.check_refusal = o.check_refusal;
+        score_opts.refusal_file = o.refusal_file;
+        score_opts.cut_min_words = o.cut_min_words;
+        if (!(o.scorer = sft_scorer_open(&score_opts, err))) {
+            sft_token_counter_free(o.tokens);
+            return -1;
+        }
+    }
     sft_filter_summary s;
     rc = sft_data_filter(&io, &o, &s, err);
     sft_token_counter_free(o.tokens);
+    sft_scorer_free(o.scorer);
     if (rc) return -1;
     printf("records %zu, kept %zu, rejected %zu\n", s.records, s.kept, s.rejected);
     for (int r = 0; r < SFT_RULE_COUNT; r++)

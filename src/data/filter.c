@@ -17,11 +17,14 @@
 
 #include "data/pipeline.h"
 #include "data/rules.h"
+#include "data/score.h"
 #include "data/text.h"
+#include "io/json.h"
 
 static const char *rule_names[SFT_RULE_COUNT] = {"no_answer",    "empty_turn",   "too_short",  "too_long",
                                                  "short_answer", "nonprintable", "script",     "refusal",
-                                                 "repetition",   "cut_off",      "drop_regex", "keep_regex"};
+                                                 "repetition",   "cut_off",      "drop_regex", "keep_regex",
+                                                 "low_score",    "high_ppl",     "high_ifd"};
 
 const char *sft_filter_rule_name(int rule) {
     return rule >= 0 && rule < SFT_RULE_COUNT ? rule_names[rule] : "?";
@@ -71,6 +74,8 @@ void sft_filter_options_default(sft_filter_options *o) {
 typedef struct {
     const sft_filter_options *opts;
     sft_text_rules *rules; /* refusal phrases and the text measures (rules.h) */
+    sft_scorer *scorer;     /* for scores a record lacks */
+    sft_scorer *own_scorer; /* heuristic-only, made when the caller gave none */
     pcre2_code *keep[SFT_FILTER_MAX_REGEX], *drop[SFT_FILTER_MAX_REGEX];
     pcre2_match_data *md;
     int scripts[SFT_SCRIPT_COUNT]; /* 1 = allowed */
@@ -84,8 +89,69 @@ static int matches(filter_ctx *c, pcre2_code *re, const char *s, size_t len) {
     return pcre2_match(re, (PCRE2_SPTR)s, len, 0, 0, c->md, NULL) >= 0;
 }
 
+/* A score of the record's "sft_scores": 1 with *value, 0 when the key is
+ * missing, 2 when it is null (the score does not apply to the record). */
+static int stored_score(const sft_record *rec, const char *key, double *value) {
+    const json_t *scores = json_object_get(rec->json, "sft_scores");
+    const json_t *v = json_is_object(scores) ? json_object_get(scores, key) : NULL;
+    if (!v) return 0;
+    if (json_is_null(v)) return 2;
+    return sft_json_number(v, value) == 0 ? 1 : 0;
+}
+
+/* --min-score, --max-ppl, --max-ifd: on the record's stored scores, or on
+ * scores computed now (heuristic always; ppl and IFD with a model). */
+static int score_rules(filter_ctx *c, const sft_record *rec, sft_err *err) {
+    const sft_filter_options *o = c->opts;
+    if (o->min_score <= 0 && o->max_ppl <= 0 && o->max_ifd <= 0) return -1;
+    double heuristic = 0, ppl = 0, ifd = 0;
+    int have_h = o->min_score > 0 ? stored_score(rec, "heuristic", &heuristic) : 1;
+    int have_ppl = o->max_ppl > 0 ? stored_score(rec, "ppl", &ppl) : 1;
+    int have_ifd = o->max_ifd > 0 ? stored_score(rec, "ifd", &ifd) : 1;
+    int need_model = !have_ppl || !have_ifd;
+    if (need_model && !(c->scorer && sft_scorer_has_model(c->scorer))) {
+        sft_errf(err, "the record has no sft_scores.%s: run `sft data score --model DIR` first, or give filter "
+                 "--model DIR",
+                 have_ppl ? "ifd" : "ppl");
+        return -2;
+    }
+    if (!have_h || need_model) {
+        sft_scorer *sc = c->scorer;
+        if (!sc) {
+            if (!c->own_scorer) {
+                sft_score_options so;
+                sft_score_options_default(&so);
+                so.check_refusal = o->check_refusal;
+                so.refusal_file = o->refusal_file;
+                so.cut_min_words = o->cut_min_words;
+                if (!(c->own_scorer = sft_scorer_open(&so, err))) return -2;
+            }
+            sc = c->own_scorer;
+        }
+        sft_record_scores s;
+        const sft_record *one = rec;
+        if (sft_scorer_run(sc, &one, 1, need_model, &s, err)) return -3; /* err names FILE:LINE */
+        if (!have_h) heuristic = s.heuristic, have_h = 1;
+        if (!have_ppl) have_ppl = s.has_model ? (ppl = s.ppl, 1) : 2;
+        if (!have_ifd) have_ifd = s.has_ifd ? (ifd = s.ifd, 1) : 2;
+    }
+    if (o->min_score > 0 && heuristic < o->min_score) {
+        snprintf(c->detail, sizeof c->detail, "heuristic score %.3f < %g", heuristic, o->min_score);
+        return SFT_RULE_LOW_SCORE;
+    }
+    if (o->max_ppl > 0 && have_ppl == 1 && ppl > o->max_ppl) {
+        snprintf(c->detail, sizeof c->detail, "perplexity %.4g > %g", ppl, o->max_ppl);
+        return SFT_RULE_HIGH_PPL;
+    }
+    if (o->max_ifd > 0 && have_ifd == 1 && ifd > o->max_ifd) {
+        snprintf(c->detail, sizeof c->detail, "IFD %.4f > %g", ifd, o->max_ifd);
+        return SFT_RULE_HIGH_IFD;
+    }
+    return -1;
+}
+
 /* Returns the rule that rejects the record (detail in c->detail), or -1 to keep
- * it, or -2 on error. */
+ * it, or -2 on error (-3: an error that already names FILE:LINE). */
 static int judge(filter_ctx *c, const sft_record *rec, sft_err *err) {
     const sft_filter_options *o = c->opts;
     long last_assistant = sft_record_last_assistant(rec);
@@ -224,13 +290,14 @@ static int judge(filter_ctx *c, const sft_record *rec, sft_err *err) {
             return SFT_RULE_KEEP_REGEX;
         }
     }
-    return -1;
+    return score_rules(c, rec, err);
 }
 
 static int filter_one(sft_record *rec, void *p, sft_err *err) {
     filter_ctx *c = p;
     int rule = judge(c, rec, err);
     if (rule == -2) return sft_err_prefix(err, "%s:%zu", rec->path, rec->line);
+    if (rule == -3) return -1;
     if (rule < 0) {
         c->summary->kept++;
         return sft_writer_put_record(c->out, rec, err);
@@ -255,6 +322,7 @@ int sft_data_filter(const sft_data_io *io, const sft_filter_options *o, sft_filt
     filter_ctx c = {0};
     c.opts = o;
     c.summary = s;
+    c.scorer = o->scorer;
     int rc = 0;
     if (!(c.rules = sft_text_rules_new(o->check_refusal, o->refusal_file, err))) rc = -1;
     for (int r = 0; r < o->keep_regex_count && !rc; r++)
@@ -297,6 +365,7 @@ int sft_data_filter(const sft_data_io *io, const sft_filter_options *o, sft_filt
     sft_writer_abort(c.rejected);
     sft_writer_abort(c.out);
     sft_text_rules_free(c.rules);
+    sft_scorer_free(c.own_scorer);
     for (int r = 0; r < SFT_FILTER_MAX_REGEX; r++) {
         pcre2_code_free(c.keep[r]);
         pcre2_code_free(c.drop[r]);

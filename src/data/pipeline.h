@@ -112,6 +112,13 @@ typedef struct sft_filter_options {
     const char *drop_regex[SFT_FILTER_MAX_REGEX];
     int drop_regex_count;
     const char *rejected; /* rejected records with "_filter_rule", or NULL */
+    /* Quality scores (data/score.h), read from a record's "sft_scores" and
+     * computed when missing: the heuristic always, ppl/IFD with a scorer that
+     * has a model. 0 = off. */
+    double min_score; /* sft_scores.heuristic below this: low_score */
+    double max_ppl;   /* sft_scores.ppl above this: high_ppl */
+    double max_ifd;   /* sft_scores.ifd above this: high_ifd */
+    struct sft_scorer *scorer; /* NULL: a heuristic-only one is made when needed */
 } sft_filter_options;
 void sft_filter_options_default(sft_filter_options *o);
 /* The rules in the order they are tried; a record is rejected by the first that fires. */
@@ -128,6 +135,9 @@ enum {
     SFT_RULE_CUT_OFF,
     SFT_RULE_DROP_REGEX,
     SFT_RULE_KEEP_REGEX,
+    SFT_RULE_LOW_SCORE,
+    SFT_RULE_HIGH_PPL,
+    SFT_RULE_HIGH_IFD,
     SFT_RULE_COUNT
 };
 const char *sft_filter_rule_name(int rule);
