@@ -316,20 +316,23 @@ static void p_rope_backward(float *x, const float *c, const float *s, int N, int
     real->rope_backward(x, c, s, N, H, HD, stride);
     prof_add(P_ROPE_B, t0, 0);
 }
-static void p_attention_forward(float *o, float *att, const float *q, int qs, const float *k, int ks,
+static void p_attention_forward(float *o, float *stats, const float *q, int qs, const float *k, int ks,
                                 const float *v, int vs, const int32_t *seq, int B, int T, int NH, int NKV,
                                 int HD, int window, float dropout, uint64_t seed) {
     double t0 = wall_s();
-    real->attention_forward(o, att, q, qs, k, ks, v, vs, seq, B, T, NH, NKV, HD, window, dropout, seed);
+    real->attention_forward(o, stats, q, qs, k, ks, v, vs, seq, B, T, NH, NKV, HD, window, dropout, seed);
     /* q k^T and att v over the whole T x T square (the 12 L d T convention; causal skipping would halve it)
      */
     prof_add(P_ATT_F, t0, 4.0 * B * NH * (double)T * T * HD);
 }
-static void p_attention_backward(float *dq, float *dk, float *dv, const float *d, const float *att,
+static void p_attention_backward(float *dq, float *dk, float *dv, const float *d, const float *stats,
                                  const float *q, int qs, const float *k, int ks, const float *v, int vs,
-                                 int B, int T, int NH, int NKV, int HD, float dropout, uint64_t seed) {
+                                 const int32_t *seq, int B, int T, int NH, int NKV, int HD, int window,
+                                 float dropout, uint64_t seed) {
     double t0 = wall_s();
-    real->attention_backward(dq, dk, dv, d, att, q, qs, k, ks, v, vs, B, T, NH, NKV, HD, dropout, seed);
+    real->attention_backward(dq, dk, dv, d, stats, q, qs, k, ks, v, vs, seq, B, T, NH, NKV, HD, window,
+                             dropout, seed);
+    /* model FLOPs (the 12 L d T convention): the recomputed scores are not counted */
     prof_add(P_ATT_B, t0, 8.0 * B * NH * (double)T * T * HD);
 }
 static void p_dropout_forward(float *x, size_t n, float p, uint64_t seed) {
