@@ -69,6 +69,11 @@ void sft_diagnose_config_default(sft_diagnose_config *cfg) {
         .grad_growth = 8.0,
         .clip_window = 50,
         .clip_fraction = 0.5,
+        /* A norm that sits at the threshold is trimmed by a few percent when
+         * clipped: the clip then barely changes the update. Only a median
+         * norm half again above the threshold (updates cut by a third or
+         * more) means the clip, not the schedule, sizes the steps. */
+        .clip_min_excess = 1.5,
     };
 }
 
@@ -98,6 +103,7 @@ static const sft_diagnose_param params[] = {
     PARAM_DBL(grad_growth, "exploding_gradients: growth of the median norm across that window (default 8)"),
     PARAM_INT(clip_window, "frequent_clipping: trailing steps (default 50)"),
     PARAM_DBL(clip_fraction, "frequent_clipping: clipped fraction that counts as frequent (default 0.5)"),
+    PARAM_DBL(clip_min_excess, "frequent_clipping: a warning needs the median recent norm at least this x the threshold (default 1.5)"),
 };
 
 const sft_diagnose_param *sft_diagnose_params(size_t *count) {
@@ -811,25 +817,58 @@ static int rule_frequent_clipping(const sft_curve *c, const sft_diagnose_config 
     int64_t last_known_step = known ? steps[known - 1] : 0;
     free(steps);
     if (!periods) return 0;
+    /* How much the clip cut: the median pre-clip norm of the last window of
+     * steps whose norm was logged, over the threshold (NaN when unknown).
+     * The threshold is the curve's, else what clipped steps were cut to
+     * (metrics.jsonl logs the norm after clipping). */
+    double excess = NAN;
+    if (c->train_count) {
+        size_t n = 0, cut_count = 0, start = c->train_count > window ? c->train_count - window : 0;
+        double *norms = malloc(4 * (c->train_count - start) * sizeof *norms);
+        if (!norms) return sft_errf(err, "out of memory");
+        double *cut_to = norms + 2 * (c->train_count - start);
+        for (size_t i = start; i < c->train_count; i++) {
+            const sft_train_point *p = &c->train[i];
+            if (!(p->has & SFT_HAS_GRAD_NORM) || !isfinite(p->grad_norm)) continue;
+            norms[n++] = p->grad_norm;
+            if ((p->has & SFT_HAS_GRAD_NORM_CLIPPED) && isfinite(p->grad_norm_clipped) &&
+                sft_train_point_was_clipped(p, c->max_grad_norm))
+                cut_to[cut_count++] = p->grad_norm_clipped;
+        }
+        double threshold = c->max_grad_norm > 0 ? c->max_grad_norm
+                           : cut_count          ? median_of(cut_to, cut_count, norms + n)
+                                                : NAN;
+        if (n && threshold > 0) excess = median_of(norms, n, norms + n) / threshold;
+        free(norms);
+    }
+    int trims_little = holds && isfinite(excess) && excess < cfg->clip_min_excess;
     /* Clipping during warmup and the fast early fall is common and harmless;
      * while a run is in progress, only its later three quarters warn. */
     int early = 0;
     if (c->planned_steps > 0) early = (double)last_known_step < 0.25 * (double)c->planned_steps;
     else if (c->planned_steps < 0) early = known < 4 * window;
-    sft_finding *f = list_add(out, "frequent_clipping", holds && !early ? SFT_SEVERITY_WARNING : SFT_SEVERITY_INFO,
-                              first, last, err);
+    sft_finding *f = list_add(out, "frequent_clipping",
+                              holds && !early && !trims_little ? SFT_SEVERITY_WARNING : SFT_SEVERITY_INFO, first, last,
+                              err);
     if (!f) return -1;
     evidence_set(f, "clipped_fraction", holds ? end_fraction : max_fraction);
     evidence_set(f, "window", (double)(known < window ? known : window));
     evidence_set(f, "clipped_steps", (double)clipped_total);
     evidence_set(f, "steps", (double)known);
     if (c->max_grad_norm > 0) evidence_set(f, "max_grad_norm", c->max_grad_norm);
+    if (isfinite(excess)) evidence_set(f, "median_norm_ratio", excess);
     if (holds)
         snprintf(f->message, sizeof f->message,
                  "Gradient clipping fired on %.0f%% of the last %zu steps (since step %lld; %zu of %zu steps clipped in "
                  "all): the clip, not the learning-rate schedule, is setting the size of most updates.",
                  100 * end_fraction, known < window ? known : window, (long long)first, clipped_total, known);
-    if (holds && early) {
+    if (trims_little)
+        snprintf(f->message, sizeof f->message,
+                 "Gradient clipping fired on %.0f%% of the last %zu steps (since step %lld; %zu of %zu steps clipped in "
+                 "all), but the median norm is only %.2fx the clipping threshold: the clip trims the updates a little, "
+                 "it does not set their size.",
+                 100 * end_fraction, known < window ? known : window, (long long)first, clipped_total, known, excess);
+    else if (holds && early) {
         size_t n = strlen(f->message);
         snprintf(f->message + n, sizeof f->message - n, " This early in a run it is common; watch whether it settles.");
     }
@@ -838,9 +877,14 @@ static int rule_frequent_clipping(const sft_curve *c, const sft_diagnose_config 
                  "Gradient clipping fired on most steps between step %lld and step %lld (up to %.0f%% of %zu steps), "
                  "then settled.",
                  (long long)first, (long long)last, 100 * max_fraction, known < window ? known : window);
-    snprintf(f->advice, sizeof f->advice,
-             "Lower the learning rate or lengthen the warmup, and check the data for very long or broken records; "
-             "if the norms are steady and the loss falls, a higher --max-grad-norm is also fine.");
+    if (trims_little)
+        snprintf(f->advice, sizeof f->advice,
+                 "Nothing needs to change while the loss falls; if it stalls, a somewhat higher --max-grad-norm lets "
+                 "the schedule size the updates again.");
+    else
+        snprintf(f->advice, sizeof f->advice,
+                 "Lower the learning rate or lengthen the warmup, and check the data for very long or broken records; "
+                 "if the norms are steady and the loss falls, a higher --max-grad-norm is also fine.");
     return 0;
 }
 

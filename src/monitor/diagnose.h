@@ -61,6 +61,7 @@ typedef struct sft_diagnose_config {
     /* frequent_clipping. */
     int clip_window;      /* trailing optimizer steps (50) */
     double clip_fraction; /* clipped fraction that counts as frequent (0.5) */
+    double clip_min_excess; /* and the median recent norm at least this x the threshold (1.5) */
 } sft_diagnose_config;
 
 void sft_diagnose_config_default(sft_diagnose_config *cfg);

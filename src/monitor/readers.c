@@ -445,3 +445,184 @@ int sft_curve_read(const char *path, sft_curve *c, sft_err *err) {
                     "TensorBoard event file or a CSV with a step column",
                     path);
 }
+
+/* ---- trainer_state.json writer ---------------------------------------------------- */
+
+/* A double as Python's repr writes it (the shortest digits that read back
+ * as the same double; fixed notation for exponents -4..15, else 1e-05 /
+ * 1.5e+16), and NaN / Infinity bare, as json.dumps does. */
+static void write_py_float(FILE *f, double v) {
+    if (isnan(v)) {
+        fputs("NaN", f);
+        return;
+    }
+    if (isinf(v)) {
+        fputs(v > 0 ? "Infinity" : "-Infinity", f);
+        return;
+    }
+    if (v == 0) {
+        fputs(signbit(v) ? "-0.0" : "0.0", f);
+        return;
+    }
+    char sci[40];
+    for (int precision = 0; precision <= 16; precision++) {
+        snprintf(sci, sizeof sci, "%.*e", precision, v);
+        if (strtod(sci, NULL) == v) break;
+    }
+    /* sci is "-D.DDDe+XX": split into sign, digits and exponent. */
+    const char *p = sci;
+    int negative = *p == '-';
+    if (negative) p++;
+    char digits[24];
+    size_t nd = 0;
+    for (; *p && *p != 'e'; p++)
+        if (*p != '.') digits[nd++] = *p;
+    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    digits[nd] = 0;
+    int exponent = atoi(p + 1);
+    if (negative) fputc('-', f);
+    if (exponent >= -4 && exponent < 16) {
+        if (exponent < 0) {
+            fputs("0.", f);
+            for (int i = -1; i > exponent; i--) fputc('0', f);
+            fputs(digits, f);
+        } else {
+            for (int i = 0; i <= exponent; i++) fputc(i < (int)nd ? digits[i] : '0', f);
+            fputc('.', f);
+            if ((int)nd > exponent + 1) fputs(digits + exponent + 1, f);
+            else fputc('0', f);
+        }
+        return;
+    }
+    fputc(digits[0], f);
+    if (nd > 1) fprintf(f, ".%s", digits + 1);
+    fprintf(f, "e%c%02d", exponent < 0 ? '-' : '+', exponent < 0 ? -exponent : exponent);
+}
+
+/* One log_history entry's members, sorted by key as sort_keys=True does:
+ * callers pass them in that order. */
+typedef struct {
+    const char *key;
+    int is_int;
+    double number;
+    int64_t integer;
+} entry_member;
+
+static void write_entry(FILE *f, const entry_member *m, size_t n, int last) {
+    fputs("    {\n", f);
+    for (size_t i = 0; i < n; i++) {
+        fprintf(f, "      \"%s\": ", m[i].key);
+        if (m[i].is_int) fprintf(f, "%lld", (long long)m[i].integer);
+        else write_py_float(f, m[i].number);
+        fputs(i + 1 < n ? ",\n" : "\n", f);
+    }
+    fputs(last ? "    }\n" : "    },\n", f);
+}
+
+int sft_trainer_state_write(const sft_curve *c, const sft_trainer_state_options *o, const char *path, sft_err *err) {
+    if (o->logging_steps < 1)
+        return sft_errf(err, "%s: logging_steps must be >= 1, got %lld", path, (long long)o->logging_steps);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return sft_errf(err, "out of memory");
+    const sft_train_point *last_train = c->train_count ? &c->train[c->train_count - 1] : NULL;
+    int64_t global_step = last_train ? last_train->step : 0;
+    if (c->eval_count && c->eval[c->eval_count - 1].step > global_step) global_step = c->eval[c->eval_count - 1].step;
+    double epoch = last_train && (last_train->has & SFT_HAS_EPOCH) ? last_train->epoch : 0.0;
+    const sft_eval_point *best = NULL; /* the earliest minimal validation loss */
+    for (size_t i = 0; i < c->eval_count; i++)
+        if (isfinite(c->eval[i].val_loss) && (!best || c->eval[i].val_loss < best->val_loss)) best = &c->eval[i];
+    int have_best = best != NULL;
+
+    fputs("{\n", f);
+    if (have_best) fprintf(f, "  \"best_global_step\": %lld,\n  \"best_metric\": ", (long long)best->step);
+    else fputs("  \"best_global_step\": null,\n  \"best_metric\": ", f);
+    if (have_best) write_py_float(f, best->val_loss);
+    else fputs("null", f);
+    fputs(",\n  \"best_model_checkpoint\": null,\n  \"epoch\": ", f);
+    write_py_float(f, epoch);
+    fputs(",\n  \"eval_steps\": ", f);
+    if (o->eval_steps > 0) fprintf(f, "%lld", (long long)o->eval_steps);
+    else fputs("null", f);
+    fprintf(f,
+            ",\n  \"global_step\": %lld,\n  \"is_hyper_param_search\": false,\n  \"is_local_process_zero\": true,\n"
+            "  \"is_world_process_zero\": true,\n  \"log_history\": [\n",
+            (long long)global_step);
+
+    /* Train windows and evaluations merged by step; at one step the train
+     * entry comes first (HF logs, then evaluates). */
+    size_t ti = 0, ei = 0;
+    double loss_sum = 0;
+    size_t loss_count = 0;
+    double sum = 0;
+    size_t in_window = 0;
+    while (ti < c->train_count || ei < c->eval_count) {
+        int take_train = ti < c->train_count && (ei >= c->eval_count || c->train[ti].step <= c->eval[ei].step);
+        if (take_train) {
+            const sft_train_point *p = &c->train[ti++];
+            if (p->has & SFT_HAS_LOSS) {
+                sum += p->loss;
+                in_window++;
+                loss_sum += p->loss;
+                loss_count++;
+            }
+            int window_ends = p->step % o->logging_steps == 0 || ti == c->train_count;
+            if (!window_ends || !in_window) continue;
+            entry_member m[5];
+            size_t n = 0;
+            if (p->has & SFT_HAS_EPOCH) m[n++] = (entry_member){"epoch", 0, p->epoch, 0};
+            if (p->has & SFT_HAS_GRAD_NORM) m[n++] = (entry_member){"grad_norm", 0, p->grad_norm, 0};
+            if (p->has & SFT_HAS_LR) m[n++] = (entry_member){"learning_rate", 0, p->lr, 0};
+            m[n++] = (entry_member){"loss", 0, sum / (double)in_window, 0};
+            m[n++] = (entry_member){"step", 1, 0, p->step};
+            write_entry(f, m, n, 0);
+            sum = 0;
+            in_window = 0;
+        } else {
+            const sft_eval_point *e = &c->eval[ei++];
+            entry_member m[3];
+            size_t n = 0;
+            if (e->has & SFT_HAS_EPOCH) m[n++] = (entry_member){"epoch", 0, e->epoch, 0};
+            m[n++] = (entry_member){"eval_loss", 0, e->val_loss, 0};
+            m[n++] = (entry_member){"step", 1, 0, e->step};
+            write_entry(f, m, n, 0);
+        }
+    }
+    /* The run totals (HF's last entry). */
+    entry_member m[6];
+    size_t n = 0;
+    m[n++] = (entry_member){"epoch", 0, epoch, 0};
+    m[n++] = (entry_member){"step", 1, 0, global_step};
+    m[n++] = (entry_member){"total_flos", 0, 0.0, 0};
+    m[n++] = (entry_member){"train_loss", 0, loss_count ? loss_sum / (double)loss_count : NAN, 0};
+    if (last_train && (last_train->has & SFT_HAS_ELAPSED) && last_train->elapsed_s > 0) {
+        /* HF rounds these: runtime to 4 decimals, speed to 3. */
+        m[n++] = (entry_member){"train_runtime", 0, round(last_train->elapsed_s * 1e4) / 1e4, 0};
+        m[n++] = (entry_member){"train_steps_per_second", 0,
+                                round((double)global_step / last_train->elapsed_s * 1e3) / 1e3, 0};
+    }
+    write_entry(f, m, n, 1);
+
+    int64_t max_steps = c->planned_steps > 0 ? c->planned_steps : global_step;
+    fprintf(f,
+            "  ],\n  \"logging_steps\": %lld,\n  \"max_steps\": %lld,\n  \"num_input_tokens_seen\": 0,\n"
+            "  \"num_train_epochs\": %lld,\n  \"save_steps\": %lld,\n",
+            (long long)o->logging_steps, (long long)max_steps, (long long)ceil(epoch), (long long)o->save_steps);
+    fputs("  \"stateful_callbacks\": {\n    \"TrainerControl\": {\n      \"args\": {\n"
+          "        \"should_epoch_stop\": false,\n        \"should_evaluate\": false,\n"
+          "        \"should_log\": false,\n        \"should_save\": false,\n"
+          "        \"should_training_stop\": false\n      },\n      \"attributes\": {}\n    }\n  },\n",
+          f);
+    fprintf(f,
+            "  \"total_flos\": 0.0,\n  \"train_batch_size\": %lld,\n  \"trial_name\": null,\n"
+            "  \"trial_params\": null\n}\n",
+            (long long)o->train_batch_size);
+    if (fclose(f)) {
+        free(text);
+        return sft_errf(err, "out of memory");
+    }
+    int rc = sft_write_file_atomic(path, text, len, err);
+    free(text);
+    return rc;
+}

@@ -743,14 +743,24 @@ void sft_batch_buf_free(sft_batch_buf *b) {
 }
 
 void sft_loader_describe(const sft_loader *ld, const size_t *items, int n, char *out, size_t cap) {
-    size_t used = 0;
+    size_t used = 0, total = 0, written = 0;
     if (cap) out[0] = 0;
+    for (int i = 0; i < n; i++) total += ld->item_start[items[i] + 1] - ld->item_start[items[i]];
+    /* Room kept for " (+N more)" when not every record fits: the reader
+     * must know the list is not the whole batch. */
+    const size_t more_room = 24;
     for (int i = 0; i < n; i++)
         for (size_t k = ld->item_start[items[i]]; k < ld->item_start[items[i] + 1]; k++) {
             char where[1100];
             sft_dataset_where(ld->ds, ld->item_examples[k], where, sizeof where);
             size_t w = strlen(where) + (used ? 1 : 0);
-            if (used + w + 1 > cap) return;
+            size_t reserve = written + 1 < total ? more_room : 0;
+            if (used + w + reserve + 1 > cap) {
+                if (used + more_room <= cap)
+                    snprintf(out + used, cap - used, "%s(+%zu more)", used ? " " : "", total - written);
+                return;
+            }
             used += (size_t)snprintf(out + used, cap - used, "%s%s", used ? " " : "", where);
+            written++;
         }
 }

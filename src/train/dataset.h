@@ -185,7 +185,8 @@ typedef struct sft_batch_buf {
 int sft_loader_batch(const sft_loader *ld, const size_t *items, int n, sft_batch_buf *out, sft_err *err);
 void sft_batch_buf_free(sft_batch_buf *b);
 
-/* "FILE:LINE FILE:LINE ..." of the items' examples, truncated to cap. */
+/* "FILE:LINE FILE:LINE ..." of the items' examples; when they do not all fit
+ * in cap, the list ends with "(+N more)". */
 void sft_loader_describe(const sft_loader *ld, const size_t *items, int n, char *out, size_t cap);
 
 #endif

@@ -111,6 +111,9 @@ typedef struct trainer {
     double last_val_loss;
     double session_start, session_step_time;
     int64_t session_steps;
+    /* Test hook (SFT_TEST_NAN_AT_STEP=N): step N's loss is made NaN, so the
+     * non-finite path and its finding can be exercised on a real run; 0: off. */
+    int64_t test_nan_at_step;
 } trainer;
 
 static void say(trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -607,6 +610,7 @@ static int train_step(trainer *t, size_t *items, sft_batch_buf *buf, char *recor
         loss += part;
         real_tokens += buf->real_tokens;
     }
+    if (t->test_nan_at_step == t->state.step + 1) loss = NAN;
     double grad_norm = sft_clip_grad_norm(t->model->trainable, cfg->max_grad_norm);
     double coef = cfg->max_grad_norm > 0 ? cfg->max_grad_norm / (grad_norm + 1e-6) : 1.0;
     int clipped = coef < 1.0;
@@ -726,6 +730,8 @@ int sft_train_run(const sft_run_config *cfg, const sft_train_options *opts, sft_
     trainer t = {.cfg = cfg, .opts = opts, .res = result, .log = opts->log};
     t.last_eval_step = t.last_save_step = -1;
     t.last_val_loss = NAN;
+    const char *nan_at = getenv("SFT_TEST_NAN_AT_STEP");
+    if (nan_at) t.test_nan_at_step = strtoll(nan_at, NULL, 10);
     double start = now_s();
     int rc = -1, signals = 0;
     if (setup(&t, err)) goto done;
