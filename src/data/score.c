@@ -290,10 +290,20 @@ static void prep_scratch_free(prep_scratch *x) {
     free(x->msgs);
 }
 
-/* The template's text between the prompt (messages before the answer,
- * rendered alone) and the answer's span in the full rendering: the response
- * header ("<|im_start|>assistant\n"); "" when the prompt does not render as a
- * prefix of the whole. */
+/* The last occurrence of needle in hay[0, len), or NULL. */
+static const char *last_occurrence(const char *hay, size_t len, const char *needle, size_t n) {
+    if (!n || n > len) return NULL;
+    for (size_t at = len - n + 1; at-- > 0;)
+        if (hay[at] == needle[0] && !memcmp(hay + at, needle, n)) return hay + at;
+    return NULL;
+}
+
+/* The response header: the template's text between the end of the prompt's
+ * last message and the answer's span in the full rendering, e.g.
+ * "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n" (Llama 3),
+ * "\n\n### Response:\n" (Alpaca, Cherry LLM's own "### Response:"). The
+ * message is found as its text trimmed of white space (templates strip it);
+ * when it cannot be found, the text after the prompt rendered alone; else "". */
 static int response_header(const sft_scorer *sc, prep_scratch *x, const sft_record *rec, long answer,
                            const char **header, size_t *header_len, sft_err *err) {
     const sft_chat_render *full = &x->enc.chat.render;
@@ -301,6 +311,19 @@ static int response_header(const sft_scorer *sc, prep_scratch *x, const sft_reco
     *header_len = 0;
     if (!full->span_count) return 0;
     size_t span_start = full->spans[full->span_count - 1].start;
+    const sft_message *q = &rec->messages[answer - 1];
+    const char *c = q->content;
+    size_t n = q->content_len;
+    while (n && (*c == ' ' || *c == '\n' || *c == '\t' || *c == '\r'))
+        c++, n--;
+    while (n && (c[n - 1] == ' ' || c[n - 1] == '\n' || c[n - 1] == '\t' || c[n - 1] == '\r'))
+        n--;
+    const char *found = last_occurrence(full->text, span_start, c, n);
+    if (found) {
+        *header = found + n;
+        *header_len = span_start - (size_t)(found + n - full->text);
+        return 0;
+    }
     if ((size_t)answer > x->msg_cap) {
         sft_chat_message *m = realloc(x->msgs, (size_t)answer * sizeof *m);
         if (!m) return sft_errf(err, "out of memory");

@@ -23,10 +23,13 @@
  *              of the answer tokens given the instruction divided by their mean
  *              loss without it. As in Cherry LLM's code, the answer keeps its
  *              response header when alone ("### Response:" + output there; here
- *              the template's text between the prompt and the answer, e.g.
- *              "<|im_start|>assistant\n") and both losses are over the same
- *              answer tokens. A is the last assistant turn (its tokens as the
- *              training mask marks them), Q everything before it; records
+ *              BOS when the model's sequences start with one, then the
+ *              template's text between the last prompt message and the answer,
+ *              e.g. "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"),
+ *              and both losses are over the same answer tokens (taken from the
+ *              full encoding, so tokenization cannot differ). A is the last
+ *              assistant turn (its tokens as the training mask marks them: the
+ *              text and its end-of-turn token), Q everything before it; records
  *              without a turn before the answer (and text records) get none.
  * The forward passes are batched: records are packed (train/dataset.h's
  * loader) into rows of max_len tokens, batch_size rows a forward, on all
