@@ -49,6 +49,9 @@ void sft_diagnose_config_default(sft_diagnose_config *cfg) {
          * keeps very noisy curves from tripping it. */
         .divergence_rise = 0.2,
         .divergence_min_rise = 0.1,
+        /* A loss that climbs to twice where it started (the multiple LLM
+         * Foundry's spike rule uses) before it ever fell. */
+        .divergence_start_ratio = 2.0,
         /* Validation losses are token-weighted means over a fixed set, so a
          * 2% rise held over 2 evaluations is not noise (HF's
          * EarlyStoppingCallback stops on any non-improvement after
@@ -89,6 +92,7 @@ static const sft_diagnose_param params[] = {
     PARAM_INT(spike_patience, "loss_spike: critical after more than this many points in a row (default 4, LLM Foundry)"),
     PARAM_DBL(divergence_rise, "divergence: relative rise of the smoothed loss above its minimum (default 0.2)"),
     PARAM_DBL(divergence_min_rise, "divergence: minimum rise in nats (default 0.1)"),
+    PARAM_DBL(divergence_start_ratio, "divergence: a sustained level this x the first logged loss (default 2)"),
     PARAM_DBL(overfit_rise, "overfitting: validation rise above its best, as a fraction (default 0.02)"),
     PARAM_INT(overfit_patience, "overfitting: evaluations after the best one (default 2)"),
     PARAM_DBL(underfit_min_improvement, "underfitting: relative improvement below which a curve is flat (default 0.1)"),
@@ -549,6 +553,50 @@ static int rule_non_finite(const sft_curve *c, finding_list *out, sft_err *err) 
     return 0;
 }
 
+/* A loss that climbs from the very first steps never has a lower block to
+ * rise from (with a coarse logging interval the climb fits inside the first
+ * block, whose median is already high). The reference is then the first
+ * logged loss, or the median of the first three when lower: two blocks in a
+ * row (or the newest) at divergence_start_ratio times it is a divergence at
+ * any noise level a healthy run has, since no healthy run sits at twice its
+ * initial loss. */
+static int rule_divergence_from_start(const blocks *b, const series *s, const sft_diagnose_config *cfg,
+                                      finding_list *out, int *found, sft_err *err) {
+    size_t nb = b->block_count;
+    double start = b->log_loss[0] < b->start ? b->log_loss[0] : b->start;
+    double min_log_rise = log(cfg->divergence_start_ratio);
+    for (size_t j = 0; j < nb; j++) {
+        if (b->level[j] - start < min_log_rise) continue;
+        size_t end = j;
+        while (end + 1 < nb && b->level[end + 1] - start >= min_log_rise) end++;
+        if (end == j && j + 1 < nb) continue;
+        double peak = b->level[j];
+        for (size_t k = j; k <= end; k++)
+            if (b->level[k] > peak) peak = b->level[k];
+        int64_t end_step = end + 1 == nb ? s->step[s->n - 1] : block_last_step(b, s, end);
+        sft_finding *f = list_add(out, "divergence", SFT_SEVERITY_CRITICAL, block_first_step(b, s, j), end_step, err);
+        if (!f) return -1;
+        double start_loss = exp(start), peak_loss = exp(peak);
+        evidence_set(f, "start_loss", start_loss);
+        evidence_set(f, "min_loss", start_loss);
+        evidence_set(f, "min_step", (double)s->step[0]);
+        evidence_set(f, "loss", peak_loss);
+        evidence_set(f, "rise", peak_loss / start_loss - 1);
+        evidence_set(f, "points", (double)((end - j + 1) * b->block_size));
+        snprintf(f->message, sizeof f->message,
+                 "The smoothed training loss climbed from where it started, %.4g at step %lld, to %.4g between steps "
+                 "%lld and %lld (%.1fx): training is diverging from its first steps.",
+                 start_loss, (long long)s->step[0], peak_loss, (long long)f->step, (long long)f->end_step,
+                 peak_loss / start_loss);
+        snprintf(f->advice, sizeof f->advice,
+                 "The learning rate is far too high for this model: lower it 10x or more, use a warmup, keep "
+                 "gradient clipping on; if a lower rate does the same, check the data, tokenizer and template.");
+        *found = 1;
+        return 0;
+    }
+    return 0;
+}
+
 static int rule_divergence(const blocks *b, const series *s, const sft_diagnose_config *cfg, finding_list *out,
                            int *found, sft_err *err) {
     *found = 0;
@@ -599,7 +647,7 @@ static int rule_divergence(const blocks *b, const series *s, const sft_diagnose_
         *found = 1;
         return 0;
     }
-    return 0;
+    return rule_divergence_from_start(b, s, cfg, out, found, err);
 }
 
 static int rule_plateau(const blocks *b, const series *s, const sft_diagnose_config *cfg, finding_list *out,

@@ -42,6 +42,7 @@ typedef struct sft_diagnose_config {
     /* divergence: a sustained rise of the training loss. */
     double divergence_rise;     /* relative rise of the smoothed loss above its minimum (0.2) */
     double divergence_min_rise; /* and at least this many nats (0.1) */
+    double divergence_start_ratio; /* or a level this x the first logged loss (2: LLM Foundry's multiple) */
     /* overfitting: validation up while training does not go up. */
     double overfit_rise;  /* last validation loss above the best by this fraction (0.02) */
     int overfit_patience; /* evaluations after the best one (2) */
