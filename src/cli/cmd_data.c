@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "data/pipeline.h"
 #include "data/score.h"
+#include "data/synth.h"
 #include "io/file.h"
 #include "io/suggest.h"
 #include "model/ops.h"
@@ -374,15 +375,48 @@ static int cmd_split(int argc, char **argv, sft_err *err) {
 }
 
 /* ----------------------------------------------------------------- generate */
+/* Flags of the model-based steps (data/synth.h). */
+#define SYNTH_ARGS(o, max_new)                                                                               \
+    {"model", SFT_ARG_STRING, &(o).model_dir, "HF model dir that generates (local inference)", NULL},         \
+        {"adapter", SFT_ARG_STRING, &(o).adapter_dir, "PEFT adapter dir, merged into --model", NULL},         \
+        {"template", SFT_ARG_STRING, &(o).template_name, "chat template (default auto: the model's)", NULL},  \
+        {"max-new-tokens", SFT_ARG_INT, &(max_new), "tokens per generation (default 256)", NULL},            \
+        {"temperature", SFT_ARG_DOUBLE, &(o).temperature, "sampling temperature (default 0.7; 0 = greedy)",   \
+         NULL},                                                                                              \
+        {"top-p", SFT_ARG_DOUBLE, &(o).top_p, "nucleus sampling mass (default 0.9)", NULL},                  \
+    {                                                                                                        \
+        "top-k", SFT_ARG_INT, &(o).top_k_flag, "sample from the k most likely tokens (default 0: off)", NULL \
+    }
+
+static void print_synth_summary(const sft_synth_summary *s) {
+    for (int r = 0; sft_synth_reason_name(r); r++)
+        if (s->per_reason[r]) printf("  eliminated %-16s %zu\n", sft_synth_reason_name(r), s->per_reason[r]);
+    if (s->unfinished) printf("  answers cut at --max-new-tokens: %zu\n", s->unfinished);
+    print_skipped(s->skipped);
+}
+
 static int cmd_generate(int argc, char **argv, sft_err *err) {
     common_flags c = {0};
     sft_generate_options o;
     sft_generate_options_default(&o);
-    long seed = (long)o.seed;
-    const char *to = NULL;
-    int list = 0;
+    long seed = (long)o.seed, count = -1;
+    const char *to = NULL, *instructions = NULL;
+    int list = 0, self_instruct = 0;
+    struct {
+        const char *model_dir, *adapter_dir, *template_name;
+        double temperature, top_p;
+        long top_k_flag;
+    } so = {0};
+    sft_synth_options synth;
+    sft_synth_options_default(&synth);
+    so.temperature = synth.temperature;
+    so.top_p = synth.top_p;
+    long max_new = synth.max_new_tokens;
+    sft_self_instruct_options si;
+    sft_self_instruct_options_default(&si);
+    long prompt_instructions = si.prompt_instructions, prompt_generated = si.prompt_generated, max_attempts = 0;
     sft_arg table[] = {
-        {"count", SFT_ARG_INT, &o.count, "records to write (default 1000)", NULL},
+        {"count", SFT_ARG_INT, &count, "records to write (default 1000; with --self-instruct 100)", NULL},
         {"seed", SFT_ARG_INT, &seed, "seed (default 1)", NULL},
         {"tasks", SFT_ARG_STRING, &o.tasks, "comma list of task families (default all; see --list)", NULL},
         {"to", SFT_ARG_STRING, &to, "record format: messages (default), alpaca, sharegpt, prompt-completion",
@@ -390,11 +424,23 @@ static int cmd_generate(int argc, char **argv, sft_err *err) {
         {"max-number", SFT_ARG_INT, &o.max_number, "largest operand (default 99)", NULL},
         {"list", SFT_ARG_BOOL, &list, "list the task families and exit", NULL},
         {"unique", SFT_ARG_BOOL, &o.unique, "no two records with the same prompt", NULL},
-        {"output", SFT_ARG_STRING, &c.output, "output file (also -o)", NULL},
-        {"quiet", SFT_ARG_BOOL, &c.quiet,
-         "accepted for symmetry with the other steps (generate prints one line)", NULL},
+        SYNTH_ARGS(so, max_new),
+        {"instructions", SFT_ARG_STRING, &instructions, "with --model: answer these prompts, one a line", NULL},
+        {"self-instruct", SFT_ARG_BOOL, &self_instruct,
+         "with --model: new instructions from the INPUT records as seeds (Self-Instruct)", NULL},
+        {"prompt-instructions", SFT_ARG_INT, &prompt_instructions,
+         "instructions shown per self-instruct prompt (default 8)", NULL},
+        {"prompt-generated", SFT_ARG_INT, &prompt_generated,
+         "of which generated ones, once there are some (default 2)", NULL},
+        {"similarity", SFT_ARG_DOUBLE, &si.similarity,
+         "reject new instructions with word-set Jaccard >= X to the pool (default 0.7)", NULL},
+        {"max-attempts", SFT_ARG_INT, &max_attempts, "self-instruct model calls before giving up (default 20 x count)",
+         NULL},
+        COMMON_ARGS(c),
         {NULL, 0, NULL, NULL, NULL}};
-    const char *usage = "sft data generate -o OUTPUT [--count N] [--seed N] [--tasks a,b] [--to FORMAT]";
+    const char *usage = "sft data generate -o OUTPUT [--count N] [--seed N] [--tasks a,b] [--to FORMAT]\n"
+                        "       sft data generate --model DIR [INPUT... | --instructions FILE] -o OUTPUT\n"
+                        "       sft data generate --model DIR --self-instruct SEEDS... -o OUTPUT [--count N]";
     int rc = parse(argc, argv, table, &c, usage, 0, err);
     if (rc) return rc;
     if (list) {
@@ -402,8 +448,44 @@ static int cmd_generate(int argc, char **argv, sft_err *err) {
             printf("%-14s %s\n", sft_generate_task_names[i], sft_generate_task_descriptions[i]);
         return 1;
     }
-    if (c.input_count) return sft_errf(err, "generate takes no input file (got '%s')", c.inputs[0]);
-    if (to && sft_data_format_parse(to, &o.format, err)) return sft_err_prefix(err, "--to");
+    sft_data_format format = SFT_FORMAT_MESSAGES;
+    if (to && sft_data_format_parse(to, &format, err)) return sft_err_prefix(err, "--to");
+    if (so.model_dir) {
+        if (o.tasks || o.unique || o.max_number != 99)
+            return sft_errf(err, "--tasks, --unique and --max-number are for the built-in tasks, not --model");
+        synth.model_dir = so.model_dir;
+        synth.adapter_dir = so.adapter_dir;
+        synth.template_name = so.template_name;
+        synth.temperature = so.temperature;
+        synth.top_p = so.top_p;
+        synth.top_k = (int)so.top_k_flag;
+        synth.max_new_tokens = (int)max_new;
+        synth.seed = (uint64_t)seed;
+        sft_data_io io;
+        if (make_io(&c, &io, err)) return -1;
+        sft_synth_summary s;
+        if (self_instruct) {
+            if (instructions) return sft_errf(err, "--self-instruct takes seed records, not --instructions");
+            si.count = count < 0 ? si.count : count;
+            si.prompt_instructions = (int)prompt_instructions;
+            si.prompt_generated = (int)prompt_generated;
+            si.max_attempts = max_attempts;
+            si.format = format;
+            if (sft_data_self_instruct(&io, &si, &synth, &s, err)) return -1;
+            printf("seeds %zu, new records %zu of %ld asked (%zu model calls, %zu candidates eliminated): %s\n",
+                   s.records, s.created, si.count, s.attempts, s.rejected, io.output);
+        } else {
+            if (count >= 0) return sft_errf(err, "--count is for the built-in tasks or --self-instruct");
+            if (sft_data_answer(&io, instructions, format, &synth, &s, err)) return -1;
+            printf("records %zu, answered %zu, unchanged %zu: %s\n", s.records, s.created, s.unchanged, io.output);
+        }
+        print_synth_summary(&s);
+        return 0;
+    }
+    if (self_instruct || instructions) return sft_errf(err, "--self-instruct and --instructions need --model DIR");
+    if (c.input_count) return sft_errf(err, "generate takes no input file without --model (got '%s')", c.inputs[0]);
+    o.count = count < 0 ? o.count : count;
+    o.format = format;
     o.seed = (uint64_t)seed;
     if (sft_data_generate(&o, c.output, err)) return -1;
     printf("generated %ld records (%s, seed %ld): %s\n", o.count, sft_data_format_name(o.format), seed,
@@ -417,8 +499,23 @@ static int cmd_augment(int argc, char **argv, sft_err *err) {
     sft_augment_options o;
     sft_augment_options_default(&o);
     long seed = (long)o.seed, variants = o.variants;
-    int no_original = 0, no_prefix = 0, no_constraints = 0, no_system = 0;
+    int no_original = 0, no_prefix = 0, no_constraints = 0, no_system = 0, evolve = 0;
+    const char *methods = NULL;
+    struct {
+        const char *model_dir, *adapter_dir, *template_name;
+        double temperature, top_p;
+        long top_k_flag;
+    } so = {0};
+    sft_synth_options synth;
+    sft_synth_options_default(&synth);
+    so.temperature = synth.temperature;
+    so.top_p = synth.top_p;
+    long max_new = synth.max_new_tokens;
     sft_arg table[] = {
+        {"evolve", SFT_ARG_BOOL, &evolve, "Evol-Instruct rewrites through --model instead of templates", NULL},
+        {"evolve-methods", SFT_ARG_STRING, &methods,
+         "comma list of constraints, deepen, concretize, reasoning, breadth (default all)", NULL},
+        SYNTH_ARGS(so, max_new),
         {"variants", SFT_ARG_INT, &variants, "new records per record (default 1)", NULL},
         {"seed", SFT_ARG_INT, &seed, "seed (default 1)", NULL},
         {"no-original", SFT_ARG_BOOL, &no_original, "write only the new records", NULL},
@@ -429,11 +526,52 @@ static int cmd_augment(int argc, char **argv, sft_err *err) {
          "system prompts, one a line, instead of the built-in ones", NULL},
         COMMON_ARGS(c),
         {NULL, 0, NULL, NULL, NULL}};
-    const char *usage = "sft data augment INPUT... -o OUTPUT [--variants N] [--seed N]";
+    const char *usage = "sft data augment INPUT... -o OUTPUT [--variants N] [--seed N] [--evolve --model DIR]";
     int rc = parse(argc, argv, table, &c, usage, 1, err);
     if (rc) return rc;
     sft_data_io io;
     if (make_io(&c, &io, err)) return -1;
+    if (evolve || so.model_dir) {
+        if (!evolve || !so.model_dir) return sft_errf(err, "--evolve and --model DIR go together");
+        if (no_prefix || no_constraints || no_system || o.system_file)
+            return sft_errf(err, "--no-prefix/--no-constraints/--no-system/--system-prompts are template rewrites, "
+                                 "not --evolve");
+        sft_evolve_options eo;
+        sft_evolve_options_default(&eo);
+        eo.variants = (int)variants;
+        eo.keep_original = !no_original;
+        if (methods) {
+            eo.methods = 0;
+            char list[256];
+            snprintf(list, sizeof list, "%s", methods);
+            for (char *save = NULL, *m = strtok_r(list, ",", &save); m; m = strtok_r(NULL, ",", &save)) {
+                int k = 0;
+                while (sft_evol_method_name(k) && strcmp(sft_evol_method_name(k), m))
+                    k++;
+                if (!sft_evol_method_name(k))
+                    return sft_errf(err, "--evolve-methods: unknown method '%s' (constraints, deepen, concretize, "
+                                         "reasoning, breadth)",
+                                    m);
+                eo.methods |= 1u << k;
+            }
+        }
+        synth.model_dir = so.model_dir;
+        synth.adapter_dir = so.adapter_dir;
+        synth.template_name = so.template_name;
+        synth.temperature = so.temperature;
+        synth.top_p = so.top_p;
+        synth.top_k = (int)so.top_k_flag;
+        synth.max_new_tokens = (int)max_new;
+        synth.seed = (uint64_t)seed;
+        sft_synth_summary ss;
+        if (sft_data_evolve(&io, &eo, &synth, &ss, err)) return -1;
+        printf("records %zu, evolved records %zu, eliminated %zu, written %zu", ss.records, ss.created, ss.rejected,
+               ss.written);
+        if (ss.unchanged) printf(" (%zu not single-turn: not evolved)", ss.unchanged);
+        printf("\n");
+        print_synth_summary(&ss);
+        return 0;
+    }
     o.seed = (uint64_t)seed;
     o.variants = (int)variants;
     o.keep_original = !no_original;
@@ -514,8 +652,8 @@ static const subcommand subcommands[] = {
     {"decontaminate", cmd_decontaminate, "drop records sharing an n-gram with evaluation data"},
     {"split", cmd_split, "seeded train/val/test split, near duplicates on one side"},
     {"convert", cmd_convert, "between alpaca, sharegpt, messages and prompt-completion"},
-    {"generate", cmd_generate, "synthetic tasks with verifiable answers"},
-    {"augment", cmd_augment, "template rewrites: prefixes, truthful constraints, system prompts"},
+    {"generate", cmd_generate, "synthetic tasks with verifiable answers; with --model, answers and self-instruct"},
+    {"augment", cmd_augment, "template rewrites; with --evolve --model, Evol-Instruct"},
     {"score", cmd_score, "quality scores: heuristic; with --model, perplexity and IFD"},
 };
 #define SUBCOMMAND_COUNT (sizeof subcommands / sizeof subcommands[0])
