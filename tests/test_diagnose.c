@@ -469,6 +469,93 @@ static void diagnose_file(const char *path, sft_diagnosis *d) {
     sft_curve_free(&c);
 }
 
+/* A learning rate far too high can drive the loss up from the very first
+ * steps: no lower level comes before the climb, and with a coarse logging
+ * interval the climb fits inside the first block of points. Found as a
+ * divergence (back above the start) at every scale, length, noise level and
+ * interval, even when a decaying learning rate brings the loss back later. */
+TEST(loss_climbing_from_the_first_steps_is_divergence) {
+    sft_diagnose_config cfg;
+    sft_diagnose_config_default(&cfg);
+    const int intervals[] = {1, 5, 20};
+    int failures = 0;
+    for (int v = 0; v < 4; v++)
+        for (int ii = 0; ii < 3; ii++)
+            for (int noise_level = 0; noise_level < 3; noise_level++) {
+                rng r = {500 + (uint64_t)(v * 100 + ii * 10 + noise_level)};
+                double start = 1.0 + 3.3 * v, end = 0.5 + 0.3 * v, noise = 0.01 + 0.045 * noise_level;
+                size_t points = (size_t)(40 + 320 * v);
+                int interval = intervals[ii];
+                sft_curve c;
+                sft_curve_init(&c);
+                sft_err err;
+                for (size_t k = 0; k < points; k++) {
+                    double sum = 0, t = 0;
+                    for (int j = 0; j < interval; j++) {
+                        /* the loss of step 1 is the initial model's, before any update */
+                        size_t step = k * (size_t)interval + (size_t)j;
+                        t = (double)step / (double)(points * (size_t)interval);
+                        double loss = t < 0.3 ? start * (1 + 3 * (t < 0.05 ? t / 0.05 : 1))
+                                              : end + (4 * start - end) * exp(-(t - 0.3) / 0.1);
+                        sum += loss * (1 + noise * rng_normal(&r));
+                    }
+                    sft_train_point p = {.step = (int64_t)((k + 1) * (size_t)interval), .has = SFT_HAS_LOSS,
+                                         .loss = sum / interval};
+                    sft_curve_add_train(&c, &p, &err);
+                }
+                sft_diagnosis d;
+                sft_diagnosis_init(&d);
+                CHECK_INT(sft_diagnose(&c, &cfg, &d, &err), 0);
+                int ok = has_kind(&d, "divergence") && !strcmp(d.verdict, "failing");
+                if (!ok) {
+                    fprintf(stderr, "  start %.3g, %zu points, interval %d, noise %.2f: verdict %s\n", start, points,
+                            interval, noise, d.verdict);
+                    failures++;
+                }
+                sft_diagnosis_free(&d);
+                sft_curve_free(&c);
+            }
+    CHECK_INT(failures, 0);
+}
+
+/* Clipping that fires on most steps while the norm sits at the threshold
+ * trims the updates by a few percent (info); a norm twice the threshold means
+ * the clip sizes every update (warning). */
+TEST(frequent_clipping_warns_only_when_the_clip_cuts_deep) {
+    sft_diagnose_config cfg;
+    sft_diagnose_config_default(&cfg);
+    const double levels[] = {1.05, 2.0};
+    for (int i = 0; i < 2; i++) {
+        rng r = {77};
+        sft_curve c;
+        sft_curve_init(&c);
+        sft_err err;
+        for (int k = 0; k < 400; k++) {
+            double t = (k + 1) / 400.0, norm = levels[i] * exp(0.1 * rng_normal(&r));
+            sft_train_point p = {.step = k + 1,
+                                 .has = SFT_HAS_LOSS | SFT_HAS_GRAD_NORM | SFT_HAS_GRAD_NORM_CLIPPED | SFT_HAS_CLIPPED,
+                                 .loss = (0.8 + 3 * exp(-t / 0.08)) * (1 + 0.03 * rng_normal(&r)),
+                                 .grad_norm = norm, .clipped = norm > 1.0,
+                                 .grad_norm_clipped = norm > 1.0 ? 1.0 : norm};
+            sft_curve_add_train(&c, &p, &err);
+        }
+        sft_diagnosis d;
+        sft_diagnosis_init(&d);
+        CHECK_INT(sft_diagnose(&c, &cfg, &d, &err), 0);
+        const sft_finding *f = NULL;
+        for (size_t k = 0; k < d.finding_count; k++)
+            if (!strcmp(d.findings[k].kind, "frequent_clipping")) f = &d.findings[k];
+        CHECK(f != NULL);
+        if (f) {
+            CHECK_INT(f->severity, i == 0 ? SFT_SEVERITY_INFO : SFT_SEVERITY_WARNING);
+            /* the threshold is read from the clipped norms (metrics.jsonl has no max_grad_norm) */
+            CHECK_NEAR(sft_finding_evidence(f, "median_norm_ratio"), levels[i], 0.05 * levels[i]);
+        }
+        sft_diagnosis_free(&d);
+        sft_curve_free(&c);
+    }
+}
+
 TEST(hf_trainer_healthy_run_is_healthy_from_state_and_tfevents) {
     const char *paths[] = {"tests/fixtures/hf_trainer/sample_healthy.trainer_state.json",
                            "tests/fixtures/hf_trainer/sample_healthy.events.out.tfevents.1795849259.vm.417.0"};
