@@ -346,6 +346,17 @@ TEST(an_interrupted_sweep_resumes_without_rerunning_finished_trials) {
     sft_sweep_result_free(&r);
     sft_sweep_config_free(&other);
 
+    /* Nor are other training settings. */
+    base_sweep(&other, "resume");
+    set(&other.base, "max_steps", "14");
+    set(&other.base, "save_every", "4");
+    set(&other.base, "resume", "true");
+    CHECK_INT(sft_sweep_set_values(&other, "lr", "0.003,0.01,0.03", "--lr", &err), 0);
+    CHECK_INT(sft_sweep_run(&other, NULL, &r, &err), -1);
+    CHECK_ERR_HAS(err.msg, "max_steps differs from the sweep");
+    sft_sweep_result_free(&r);
+    sft_sweep_config_free(&other);
+
     set(&c.base, "resume", "true");
     CHECK_INT(sft_sweep_run(&c, NULL, &r, &err), 0);
     CHECK_INT(r.interrupted, 0);

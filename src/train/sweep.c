@@ -1524,6 +1524,38 @@ static int write_report(sweep_run *s, const char *out_html, sft_err *err) {
     return sft_report_compare_write_opts(runs, n, &ro, r->report_path, err);
 }
 
+/* A resumed sweep must train its trials as it began them: every training
+ * key of its sweep.yaml must be the same (threads, out and resume aside). */
+static int same_base_as_before(const sft_sweep_config *c, const char *dir, sft_err *err) {
+    char path[4200];
+    if (sft_path_join(path, sizeof path, dir, "sweep.yaml", err)) return -1;
+    if (!sft_file_exists(path)) return 0; /* written at the start; a sweep killed before it has no trial yet */
+    sft_sweep_config before;
+    sft_sweep_config_init(&before);
+    int rc = sft_sweep_load_yaml(&before, path, err);
+    if (!rc) {
+        sft_run_config now;
+        rc = sft_run_config_copy(&now, &c->base, err);
+        if (!rc) {
+            now.threads = before.base.threads;
+            free(now.out), free(now.resume);
+            now.out = before.base.out ? strdup(before.base.out) : NULL;
+            now.resume = NULL;
+            free(before.base.resume);
+            before.base.resume = NULL;
+            const char *key = sft_run_config_first_difference(&before.base, &now);
+            if (key)
+                rc = sft_errf(err,
+                              "--resume: %s differs from the sweep in %s (%s); continue it with the same settings: "
+                              "sft sweep --out %s --resume reads them",
+                              key, dir, path, dir);
+            sft_run_config_free(&now);
+        }
+    }
+    sft_sweep_config_free(&before);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- sweep */
 
 int sft_sweep_run(const sft_sweep_config *c, const sft_sweep_options *o, sft_sweep_result *r, sft_err *err) {
@@ -1607,7 +1639,7 @@ int sft_sweep_run(const sft_sweep_config *c, const sft_sweep_options *o, sft_swe
         goto done;
     }
     if (resume) {
-        if (load_state(&s, err)) goto done;
+        if (load_state(&s, err) || same_base_as_before(c, s.dir, err)) goto done;
         r->resumed = 1;
     }
     char *yaml = sft_sweep_config_to_yaml(c, err);
