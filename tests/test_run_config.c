@@ -390,8 +390,15 @@ static const char *sample_value(const sft_run_key *key) {
         return "x.jsonl";
     case SFT_KEY_INT:
         return "7";
-    case SFT_KEY_NUMBER:
-        return "0.5";
+    case SFT_KEY_NUMBER: {
+        /* 0.5 is some keys' default (clip_fraction): then another value */
+        sft_run_config defaults;
+        sft_run_config_init(&defaults);
+        char value[64];
+        sft_run_config_format_value(&defaults, key, value, sizeof value);
+        sft_run_config_free(&defaults);
+        return strcmp(value, "0.5") ? "0.5" : "0.625";
+    }
     case SFT_KEY_BOOL:
         return "true";
     case SFT_KEY_CHOICE:
@@ -581,4 +588,36 @@ TEST(a_command_flag_replaces_the_key_of_the_same_name) {
     CHECK_INT(cfg.batch_size, 4);
     CHECK(isnan(cfg.lr)); /* untouched: still the automatic default */
     sft_run_config_free(&cfg);
+}
+
+/* Every diagnosis threshold of the monitor's table is a training key (one
+ * list of names: diagnose.h's), set by YAML and flag alike, range-checked,
+ * and written to run.yaml. */
+TEST(diagnosis_thresholds_are_training_keys) {
+    size_t param_count, key_count;
+    const sft_diagnose_param *params = sft_diagnose_params(&param_count);
+    sft_run_keys(&key_count);
+    CHECK(param_count >= 20);
+    for (size_t i = 0; i < param_count; i++) {
+        const sft_run_key *key = sft_run_key_find(params[i].name);
+        CHECK(key != NULL);
+        if (key) CHECK_INT(key->type, params[i].is_int ? SFT_KEY_INT : SFT_KEY_NUMBER);
+    }
+    sft_run_config cfg;
+    sft_err err;
+    CHECK_INT(load_text(&cfg, "spike_sigma: 4.5\nclip_window: 20\n", &err), 0);
+    CHECK_NEAR(cfg.diagnose.spike_sigma, 4.5, 0);
+    CHECK_INT(cfg.diagnose.clip_window, 20);
+    CHECK_NEAR(cfg.diagnose.divergence_rise, 0.2, 0); /* the others keep their defaults */
+    char *yaml = sft_run_config_to_yaml(&cfg, &err);
+    CHECK(yaml && strstr(yaml, "\nspike_sigma: 4.5\n") && strstr(yaml, "\nclip_window: 20\n"));
+    free(yaml);
+    sft_run_config_free(&cfg);
+    const char *args[] = {"--grad-spike-ratio", "20", NULL};
+    CHECK_INT(parse_flags(&cfg, args, &err), 0);
+    CHECK_NEAR(cfg.diagnose.grad_spike_ratio, 20, 0);
+    sft_run_config_free(&cfg);
+    CHECK_ERR_HAS(yaml_error("clip_window: 0\n"), "clip_window must be >= 1");
+    CHECK_ERR_HAS(yaml_error("spike_sigma: -1\n"), "spike_sigma must be > 0");
+    CHECK_ERR_HAS(yaml_error("spike_sigmaa: 3\n"), "did you mean 'spike_sigma'");
 }

@@ -601,3 +601,36 @@ TEST(val_data_file_and_resume_with_other_data_is_refused) {
     CHECK_ERR_HAS(err.msg, "items per epoch");
     sft_run_config_free(&c);
 }
+
+/* The diagnosis thresholds are training keys (clip_min_excess: here) and
+ * reach the live diagnosis: the same run, clipped on every step far below
+ * its norm, is warned about with the defaults and not with a threshold that
+ * asks for a 10^6 x excess. */
+TEST(diagnosis_thresholds_from_the_run_config_reach_the_live_diagnosis) {
+    const char *excess[] = {NULL, "1000000"};
+    char verdicts[2][16];
+    for (int i = 0; i < 2; i++) {
+        sft_run_config c;
+        base_config(&c, i ? "thresholds-set" : "thresholds-default");
+        set(&c, "max_steps", "12");
+        set(&c, "max_grad_norm", "0.001");
+        if (excess[i]) set(&c, "clip_min_excess", excess[i]);
+        sft_train_result res;
+        sft_err err;
+        CHECK(!finish_and_run(&c, NULL, &res, &err));
+        snprintf(verdicts[i], sizeof verdicts[i], "%s", res.verdict);
+        int clipping = 0;
+        for (int k = 0; k < res.finding_count; k++) clipping |= !strcmp(res.finding_kinds[k], "frequent_clipping");
+        CHECK(clipping);
+        /* run.yaml keeps the threshold, so the run can be repeated as it was */
+        char path[512], *text = NULL;
+        size_t len;
+        snprintf(path, sizeof path, "%s/run.yaml", c.out);
+        CHECK(!sft_read_file(path, &text, &len, &err));
+        CHECK(text && strstr(text, i ? "clip_min_excess: 1000000\n" : "clip_min_excess: 1.5\n"));
+        free(text);
+        sft_run_config_free(&c);
+    }
+    CHECK_STR(verdicts[0], "warning");
+    CHECK_STR(verdicts[1], "healthy");
+}

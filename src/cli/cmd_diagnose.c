@@ -61,12 +61,19 @@ int sft_cmd_diagnose(int argc, char **argv) {
                            "(default 1)",
                            NULL};
     const size_t first_param_flag = n;
+    char helps[MAX_FLAGS][256];
     for (size_t i = 0; i < param_count && n + 1 < MAX_FLAGS; i++, n++) {
         snprintf(names[n], sizeof names[n], "%s", params[i].name);
         for (char *c = names[n]; *c; c++)
             if (*c == '_') *c = '-';
+        const char *field = (const char *)&cfg + params[i].offset;
+        if (params[i].is_int)
+            snprintf(helps[n], sizeof helps[n], "%s (default: %lld)", params[i].help,
+                     (long long)*(const int64_t *)field);
+        else
+            snprintf(helps[n], sizeof helps[n], "%s (default: %g)", params[i].help, *(const double *)field);
         flags[n] = (sft_arg){names[n], params[i].is_int ? SFT_ARG_INT : SFT_ARG_DOUBLE,
-                             params[i].is_int ? (void *)&int_values[n] : (void *)&dbl_values[n], params[i].help,
+                             params[i].is_int ? (void *)&int_values[n] : (void *)&dbl_values[n], helps[n],
                              &was_set[n]};
     }
     flags[n] = (sft_arg){NULL, 0, NULL, NULL, NULL};

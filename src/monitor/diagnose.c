@@ -83,31 +83,31 @@ void sft_diagnose_config_default(sft_diagnose_config *cfg) {
 #define PARAM_INT(name, help) {#name, offsetof(sft_diagnose_config, name), 1, help}
 #define PARAM_DBL(name, help) {#name, offsetof(sft_diagnose_config, name), 0, help}
 static const sft_diagnose_param params[] = {
-    PARAM_INT(spike_window, "loss_spike: trailing points (default 128, OLMo-core skip-step interval)"),
-    PARAM_INT(spike_min_history, "loss_spike: points needed before judging (default 10)"),
-    PARAM_DBL(spike_sigma, "loss_spike: robust z-score threshold (default 6, OLMo-core sigma_factor)"),
-    PARAM_DBL(spike_min_ratio, "loss_spike: minimum loss / recent level (default 1.2)"),
-    PARAM_DBL(spike_min_rise, "loss_spike: minimum rise above the recent level in nats (default 0.1)"),
-    PARAM_DBL(spike_critical_ratio, "loss_spike: critical multiple of the window mean (default 2, LLM Foundry)"),
-    PARAM_INT(spike_patience, "loss_spike: critical after more than this many points in a row (default 4, LLM Foundry)"),
-    PARAM_DBL(divergence_rise, "divergence: relative rise of the smoothed loss above its minimum (default 0.2)"),
-    PARAM_DBL(divergence_min_rise, "divergence: minimum rise in nats (default 0.1)"),
-    PARAM_DBL(divergence_start_ratio, "divergence: a sustained level this x the first logged loss (default 2)"),
-    PARAM_DBL(overfit_rise, "overfitting: validation rise above its best, as a fraction (default 0.02)"),
-    PARAM_INT(overfit_patience, "overfitting: evaluations after the best one (default 2)"),
-    PARAM_DBL(underfit_min_improvement, "underfitting: relative improvement below which a curve is flat (default 0.1)"),
-    PARAM_DBL(underfit_slow_improvement, "underfitting: below this improvement a curve with no knee is undertrained (default 0.5)"),
-    PARAM_DBL(underfit_late_rate, "underfitting: late slope / mean slope meaning no knee (default 0.6)"),
-    PARAM_DBL(plateau_tolerance, "plateau: relative change that counts as flat (default 0.02)"),
-    PARAM_DBL(plateau_min_fraction, "plateau: minimum fraction of the run (default 0.25)"),
-    PARAM_INT(grad_window, "exploding_gradients: trailing points for the median norm (default 128)"),
-    PARAM_DBL(grad_spike_ratio, "exploding_gradients: norm / trailing median (default 10)"),
-    PARAM_DBL(grad_critical_ratio, "exploding_gradients: critical norm / trailing median (default 100)"),
-    PARAM_INT(grad_growth_window, "exploding_gradients: points over which growth is measured (default 32)"),
-    PARAM_DBL(grad_growth, "exploding_gradients: growth of the median norm across that window (default 8)"),
-    PARAM_INT(clip_window, "frequent_clipping: trailing steps (default 50)"),
-    PARAM_DBL(clip_fraction, "frequent_clipping: clipped fraction that counts as frequent (default 0.5)"),
-    PARAM_DBL(clip_min_excess, "frequent_clipping: a warning needs the median recent norm at least this x the threshold (default 1.5)"),
+    PARAM_INT(spike_window, "loss_spike: trailing points (OLMo-core skip-step interval)"),
+    PARAM_INT(spike_min_history, "loss_spike: points needed before judging"),
+    PARAM_DBL(spike_sigma, "loss_spike: robust z-score threshold (OLMo-core sigma_factor)"),
+    PARAM_DBL(spike_min_ratio, "loss_spike: minimum loss / recent level (a visible jump, not only many sigmas)"),
+    PARAM_DBL(spike_min_rise, "loss_spike: minimum rise above the recent level in nats"),
+    PARAM_DBL(spike_critical_ratio, "loss_spike: critical multiple of the window mean (LLM Foundry)"),
+    PARAM_INT(spike_patience, "loss_spike: critical after more than this many points in a row (LLM Foundry)"),
+    PARAM_DBL(divergence_rise, "divergence: relative rise of the smoothed loss above its minimum"),
+    PARAM_DBL(divergence_min_rise, "divergence: minimum rise in nats"),
+    PARAM_DBL(divergence_start_ratio, "divergence: a sustained level this x the first logged loss"),
+    PARAM_DBL(overfit_rise, "overfitting: validation rise above its best, as a fraction"),
+    PARAM_INT(overfit_patience, "overfitting: evaluations after the best one"),
+    PARAM_DBL(underfit_min_improvement, "underfitting: relative improvement below which a curve is flat"),
+    PARAM_DBL(underfit_slow_improvement, "underfitting: below this improvement a curve with no knee is undertrained"),
+    PARAM_DBL(underfit_late_rate, "underfitting: late slope / mean slope meaning no knee"),
+    PARAM_DBL(plateau_tolerance, "plateau: relative change that counts as flat"),
+    PARAM_DBL(plateau_min_fraction, "plateau: minimum fraction of the run"),
+    PARAM_INT(grad_window, "exploding_gradients: trailing points for the median norm"),
+    PARAM_DBL(grad_spike_ratio, "exploding_gradients: norm / trailing median"),
+    PARAM_DBL(grad_critical_ratio, "exploding_gradients: critical norm / trailing median"),
+    PARAM_INT(grad_growth_window, "exploding_gradients: points over which growth is measured"),
+    PARAM_DBL(grad_growth, "exploding_gradients: growth of the median norm across that window"),
+    PARAM_INT(clip_window, "frequent_clipping: trailing steps"),
+    PARAM_DBL(clip_fraction, "frequent_clipping: clipped fraction that counts as frequent"),
+    PARAM_DBL(clip_min_excess, "frequent_clipping: a warning needs the median recent norm at least this x the threshold"),
 };
 
 const sft_diagnose_param *sft_diagnose_params(size_t *count) {
@@ -121,10 +121,10 @@ int sft_diagnose_config_set(sft_diagnose_config *cfg, const char *key, double va
         if (strcmp(params[i].name, key)) continue;
         char *field = (char *)cfg + params[i].offset;
         if (params[i].is_int) {
-            if (!(value >= 1 && value <= 1e6) || value != floor(value))
-                return sft_errf(err, "diagnosis threshold '%s' must be an integer from 1 to 1000000, got %g", key,
-                                value);
-            *(int *)field = (int)value;
+            if (!(value >= 1 && value <= SFT_DIAGNOSE_INT_MAX) || value != floor(value))
+                return sft_errf(err, "diagnosis threshold '%s' must be an integer from 1 to %d, got %g", key,
+                                SFT_DIAGNOSE_INT_MAX, value);
+            *(int64_t *)field = (int64_t)value;
         } else {
             if (!(value > 0) || !isfinite(value))
                 return sft_errf(err, "diagnosis threshold '%s' must be a positive number, got %g", key, value);
@@ -299,7 +299,7 @@ static void spike_message(sft_finding *f, const sft_diagnose_config *cfg) {
                       points, (long long)f->end_step);
     if (f->severity == SFT_SEVERITY_CRITICAL && n > 0 && (size_t)n < sizeof f->message)
         n += snprintf(f->message + n, sizeof f->message - n,
-                      ", more than %d in a row at over %.3gx the window mean", cfg->spike_patience,
+                      ", more than %lld in a row at over %.3gx the window mean", (long long)cfg->spike_patience,
                       cfg->spike_critical_ratio);
     if (n > 0 && (size_t)n < sizeof f->message) snprintf(f->message + n, sizeof f->message - n, ".");
     snprintf(f->advice, sizeof f->advice,

@@ -32,20 +32,20 @@
 
 typedef struct sft_diagnose_config {
     /* loss_spike: a loss far above the recent level. */
-    int spike_window;            /* trailing points judged against (128: OLMo-core skip-step) */
-    int spike_min_history;       /* points needed before judging (10) */
+    int64_t spike_window;            /* trailing points judged against (128: OLMo-core skip-step) */
+    int64_t spike_min_history;       /* points needed before judging (10) */
     double spike_sigma;          /* robust z-score threshold (6: OLMo-core sigma_factor) */
     double spike_min_ratio;      /* and loss >= this x the recent level (1.2) */
     double spike_min_rise;       /* and at least this many nats above it (0.1) */
     double spike_critical_ratio; /* critical when >= this x the window mean ... (2: LLM Foundry) */
-    int spike_patience;          /* ... for more than this many points in a row (4: LLM Foundry) */
+    int64_t spike_patience;          /* ... for more than this many points in a row (4: LLM Foundry) */
     /* divergence: a sustained rise of the training loss. */
     double divergence_rise;     /* relative rise of the smoothed loss above its minimum (0.2) */
     double divergence_min_rise; /* and at least this many nats (0.1) */
     double divergence_start_ratio; /* or a level this x the first logged loss (2: LLM Foundry's multiple) */
     /* overfitting: validation up while training does not go up. */
     double overfit_rise;  /* last validation loss above the best by this fraction (0.02) */
-    int overfit_patience; /* evaluations after the best one (2) */
+    int64_t overfit_patience; /* evaluations after the best one (2) */
     /* underfitting: both curves flat at their starting level, or still falling steadily. */
     double underfit_min_improvement;  /* relative improvement below which a curve is flat (0.1) */
     double underfit_slow_improvement; /* below this, a curve with no knee is undertrained (0.5) */
@@ -54,13 +54,13 @@ typedef struct sft_diagnose_config {
     double plateau_tolerance;    /* no improvement beyond this fraction ... (0.02) */
     double plateau_min_fraction; /* ... over at least this fraction of the run (0.25) */
     /* exploding_gradients. */
-    int grad_window;            /* trailing points for the median (128) */
+    int64_t grad_window;            /* trailing points for the median (128) */
     double grad_spike_ratio;    /* norm >= this x trailing median (10) */
     double grad_critical_ratio; /* critical at this ratio (100) */
-    int grad_growth_window;     /* points over which growth is measured (32) */
+    int64_t grad_growth_window;     /* points over which growth is measured (32) */
     double grad_growth;         /* median of the last quarter / first quarter (8) */
     /* frequent_clipping. */
-    int clip_window;      /* trailing optimizer steps (50) */
+    int64_t clip_window;      /* trailing optimizer steps (50) */
     double clip_fraction; /* clipped fraction that counts as frequent (0.5) */
     double clip_min_excess; /* and the median recent norm at least this x the threshold (1.5) */
 } sft_diagnose_config;
@@ -68,12 +68,16 @@ typedef struct sft_diagnose_config {
 void sft_diagnose_config_default(sft_diagnose_config *cfg);
 
 /* The thresholds by name (flags --spike-sigma, YAML keys spike_sigma), for
- * the CLI and the run configuration. `is_int` members are int, others double. */
+ * the CLI and the run configuration: this table is the one list of their
+ * names (`sft train` and `sft diagnose` take their flags from it).
+ * `is_int` members are int64_t from 1 to SFT_DIAGNOSE_INT_MAX, others
+ * double > 0. */
+#define SFT_DIAGNOSE_INT_MAX 1000000
 typedef struct {
     const char *name; /* the YAML key; the flag is the same with '-' for '_' */
     size_t offset;    /* into sft_diagnose_config */
     int is_int;
-    const char *help; /* meaning, default and source */
+    const char *help; /* meaning and source (the default is printed from sft_diagnose_config_default) */
 } sft_diagnose_param;
 
 const sft_diagnose_param *sft_diagnose_params(size_t *count);

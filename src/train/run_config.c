@@ -4,6 +4,7 @@
 #include "train/run_config.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,7 @@ static const char *const save_dtype_choices[] = {"auto", "float32", "bfloat16", 
 #define DEFAULT_LR_FULL 2e-5
 #define DEFAULT_LR_LORA 2e-4
 
-static const sft_run_key keys[] = {
+static const sft_run_key base_keys[] = {
     /* model and data */
     {"model", SFT_KEY_STRING, OFF(model), "DIR", NULL, ANY, 0,
      "Hugging Face model dir (config.json, model.safetensors, tokenizer.json)", "required", "model and data"},
@@ -119,8 +120,37 @@ static const sft_run_key keys[] = {
     {"save_dtype", SFT_KEY_CHOICE, OFF(save_dtype), NULL, save_dtype_choices, ANY, 0,
      "dtype of exported weights (auto: the model's own)", NULL, "run"},
 };
-#define KEY_COUNT (sizeof keys / sizeof keys[0])
-_Static_assert(KEY_COUNT <= SFT_RUN_KEY_MAX, "raise SFT_RUN_KEY_MAX");
+#define BASE_KEY_COUNT (sizeof base_keys / sizeof base_keys[0])
+
+/* The whole table: the keys above, then one per diagnosis threshold, taken
+ * from the monitor's own list (sft_diagnose_params) so that a threshold added
+ * there is a flag and a YAML key of `sft train` without a second list of
+ * names. Built once, before first use. */
+#define DIAGNOSIS_GROUP "diagnosis thresholds (the live diagnosis; docs/diagnosis.md)"
+static sft_run_key keys[SFT_RUN_KEY_MAX];
+static size_t key_count;
+static pthread_once_t keys_built = PTHREAD_ONCE_INIT;
+
+static void build_keys(void) {
+    memcpy(keys, base_keys, sizeof base_keys);
+    key_count = BASE_KEY_COUNT;
+    size_t param_count;
+    const sft_diagnose_param *params = sft_diagnose_params(&param_count);
+    for (size_t i = 0; i < param_count && key_count < SFT_RUN_KEY_MAX; i++) {
+        const sft_diagnose_param *p = &params[i];
+        size_t offset = offsetof(sft_run_config, diagnose) + p->offset;
+        keys[key_count++] = p->is_int ? (sft_run_key){p->name, SFT_KEY_INT, offset, "N", NULL, 1,
+                                                      SFT_DIAGNOSE_INT_MAX, 0, 0, 0, p->help, NULL, DIAGNOSIS_GROUP}
+                                      : (sft_run_key){p->name, SFT_KEY_NUMBER, offset, "X", NULL, 0, INFINITY,
+                                                      1, 0, 0, p->help, NULL, DIAGNOSIS_GROUP};
+    }
+}
+
+static size_t table_size(void) {
+    pthread_once(&keys_built, build_keys);
+    return key_count;
+}
+#define KEY_COUNT (table_size())
 
 const sft_run_key *sft_run_keys(size_t *count) {
     *count = KEY_COUNT;
@@ -199,6 +229,7 @@ void sft_run_config_init(sft_run_config *cfg) {
     cfg->lora_alpha = 16;
     cfg->lora_dropout = 0.05;
     cfg->save_dtype = SFT_RUN_SAVE_AUTO;
+    sft_diagnose_config_default(&cfg->diagnose);
 }
 
 void sft_run_config_free(sft_run_config *cfg) {
@@ -457,7 +488,7 @@ int sft_run_config_apply_mapping(sft_run_config *cfg, const sft_yaml_node *root,
     if (root->kind != SFT_YAML_MAPPING)
         return sft_errf(err, "%s:%d:%d: expected a mapping of training keys (key: value lines), got a %s", file,
                         root->line, root->column, sft_yaml_kind_name(root->kind));
-    const char *names[KEY_COUNT];
+    const char *names[SFT_RUN_KEY_MAX];
     for (size_t i = 0; i < KEY_COUNT; i++) names[i] = keys[i].name;
     for (size_t i = 0; i < root->count; i++) {
         const sft_yaml_node *k = root->keys[i];
@@ -567,12 +598,14 @@ int sft_run_config_equal(const sft_run_config *a, const sft_run_config *b) {
     return sft_run_config_first_difference(a, b) == NULL;
 }
 
-/* The shortest decimal that reads back as the same double. */
+/* The shortest decimal that reads back as the same double; whole numbers
+ * below 1e15 without an exponent (10, not 1e+01). */
 static void format_number(double v, char *out, size_t cap) {
     for (int precision = 1; precision <= 17; precision++) {
         snprintf(out, cap, "%.*g", precision, v);
-        if (strtod(out, NULL) == v) return;
+        if (strtod(out, NULL) == v) break;
     }
+    if (strstr(out, "e+") && v == floor(v) && fabs(v) < 1e15) snprintf(out, cap, "%.0f", v);
 }
 
 void sft_run_config_format_value(const sft_run_config *cfg, const sft_run_key *key, char *out, size_t cap) {

@@ -1,7 +1,9 @@
 /* run_config.h: the configuration of one training run (`sft train`).
  *
  * One table (sft_run_keys) describes every training key: its YAML name, type,
- * range, default and help line. The YAML loader (-c run.yaml), the flag
+ * range, default and help line (the diagnosis thresholds join it from the
+ * monitor's own table, sft_diagnose_params, so their names live in one
+ * place). The YAML loader (-c run.yaml), the flag
  * parser (src/cli/run_flags.h: `--max-grad-norm` is `max_grad_norm:`), the
  * `--help` text and the writer of the resolved run.yaml all walk that one
  * table, so the four can never disagree about a key.
@@ -25,6 +27,7 @@
 
 #include "io/err.h"
 #include "io/yaml.h"
+#include "monitor/diagnose.h"
 
 /* Closed sets of values; the order matches the choice lists in the table. */
 typedef enum {
@@ -54,7 +57,7 @@ typedef struct sft_str_list {
 } sft_str_list;
 
 /* The most keys the table may hold (sizes the per-key origin array). */
-#define SFT_RUN_KEY_MAX 64
+#define SFT_RUN_KEY_MAX 96
 
 /* Where a key's value came from. */
 typedef enum { SFT_RUN_FROM_DEFAULT, SFT_RUN_FROM_FILE, SFT_RUN_FROM_FLAG } sft_run_origin;
@@ -111,6 +114,9 @@ typedef struct sft_run_config {
     char *out;
     char *resume; /* NULL: fresh run; SFT_RUN_RESUME_LATEST or a run/checkpoint dir */
     int save_dtype; /* sft_run_save_dtype */
+    /* the thresholds of the live diagnosis (monitor/diagnose.h); each is a
+     * key of its own (spike_sigma, clip_window, ...) */
+    sft_diagnose_config diagnose;
 
     unsigned char origin[SFT_RUN_KEY_MAX]; /* sft_run_origin per table index */
 } sft_run_config;

@@ -574,6 +574,7 @@ static int open_run_dir(trainer *t, sft_err *err) {
     sft_monitor_options_default(&mo);
     mo.max_grad_norm = cfg->max_grad_norm;
     mo.planned_steps = t->total_steps;
+    mo.diagnose = cfg->diagnose;
     t->monitor = sft_monitor_open(cfg->out, &mo, err);
     return t->monitor ? 0 : -1;
 }
