@@ -481,6 +481,28 @@ static const char *strip_list_marker(const char *line) {
     return p;
 }
 
+/* Self-Instruct's filters of a new instruction (before the near-duplicate
+ * check): 3 to 150 words, starts with a letter, not a task for images,
+ * files, plots and the like. -1 when it passes, -2 on error. */
+static int candidate_rejected(const char *text, sft_text_scratch *x, sft_err *err) {
+    size_t words = word_count(text, x, err);
+    if (words == (size_t)-1) return -2;
+    if (words == 0) return REASON_EMPTY;
+    if (words < 3) return REASON_TOO_SHORT;
+    if (words > 150) return REASON_TOO_LONG;
+    if (!isalpha((unsigned char)text[0])) return REASON_EMPTY; /* punctuation or a non-Latin start */
+    for (const char *const *w = non_text_words; *w; w++)
+        if (contains_word(x, *w)) return REASON_NOT_TEXT;
+    return -1;
+}
+
+int sft_self_instruct_rejects(const char *candidate, sft_err *err) {
+    sft_text_scratch x = {0};
+    int r = candidate_rejected(candidate, &x, err);
+    sft_text_scratch_free(&x);
+    return r;
+}
+
 int sft_data_self_instruct(const sft_data_io *io, const sft_self_instruct_options *si, const sft_synth_options *o,
                            sft_synth_summary *s, sft_err *err) {
     memset(s, 0, sizeof *s);
@@ -587,23 +609,12 @@ int sft_data_self_instruct(const sft_data_io *io, const sft_self_instruct_option
                 len--;
             char *text = strndup(cand, len);
             if (!text) goto oom;
-            int reason = -1;
-            size_t words = word_count(text, &x, err);
-            if (words == (size_t)-1) {
+            int reason = candidate_rejected(text, &x, err);
+            if (reason == -2) {
                 free(text);
                 free(reply);
                 goto done;
             }
-            if (!len || words == 0)
-                reason = REASON_EMPTY;
-            else if (words < 3)
-                reason = REASON_TOO_SHORT;
-            else if (words > 150)
-                reason = REASON_TOO_LONG;
-            else if (ispunct((unsigned char)text[0]) || !isalpha((unsigned char)text[0]))
-                reason = REASON_EMPTY; /* starts with punctuation or a non-letter: not an instruction */
-            for (const char *const *w = non_text_words; *w && reason < 0; w++)
-                if (contains_word(&x, *w)) reason = REASON_NOT_TEXT;
             long leader = -1;
             double jaccard = 0;
             if (reason < 0) {
@@ -774,6 +785,16 @@ static int evolution_failed(evolve_ctx *c, const char *original, const char *evo
     if (word_set(original, &c->x, &c->a, err) || word_set(evolved, &c->x, &c->b, err)) return -2;
     if (sft_jaccard_sorted(c->a.items, c->a.count, c->b.items, c->b.count) >= 0.9) return REASON_COPY;
     return -1;
+}
+
+int sft_evol_eliminates(const char *original, const char *evolved, const char *answer, sft_err *err) {
+    evolve_ctx c = {0};
+    int r = evolution_failed(&c, original, evolved, err);
+    if (r == -1 && answer) r = answer_failed(answer, &c.x, err);
+    sft_text_scratch_free(&c.x);
+    sft_u64s_free(&c.a);
+    sft_u64s_free(&c.b);
+    return r;
 }
 
 static int evolve_one(sft_record *rec, void *p, sft_err *err) {

@@ -64,6 +64,10 @@ typedef struct sft_self_instruct_options {
     sft_data_format format;   /* output format, default messages */
 } sft_self_instruct_options;
 void sft_self_instruct_options_default(sft_self_instruct_options *o);
+/* Self-Instruct's filters of one parsed instruction, before the
+ * near-duplicate check: a reason (sft_synth_reason_name), -1 when it passes,
+ * -2 on error. */
+int sft_self_instruct_rejects(const char *candidate, sft_err *err);
 /* io's records are the seeds (their first user message is the instruction). */
 int sft_data_self_instruct(const sft_data_io *io, const sft_self_instruct_options *si, const sft_synth_options *o,
                            sft_synth_summary *s, sft_err *err);
@@ -80,6 +84,14 @@ enum {
 const char *sft_evol_method_name(int method);
 /* The full prompt the model gets for an instruction (malloc'ed). */
 char *sft_evol_prompt(int method, const char *instruction);
+
+/* Evol-Instruct's elimination (WizardLM section 3.3): a reason, -1 when the
+ * evolution survives, -2 on error. answer may be NULL (instruction checks
+ * only). Checks: empty or under 3 words; a copy of the original (word-set
+ * Jaccard >= 0.9) or the evolving prompt's own words ("given prompt",
+ * "#Rewritten Prompt#", ...); an answer with "sorry" in under 80 words, or
+ * with nothing but punctuation and stop words. */
+int sft_evol_eliminates(const char *original, const char *evolved, const char *answer, sft_err *err);
 
 typedef struct sft_evolve_options {
     int variants;      /* evolutions per record, default 1 */
