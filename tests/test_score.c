@@ -227,9 +227,14 @@ static const planted heuristic_cases[] = {
     {"{\"instruction\": \"Explain binary.\", \"output\": \"Binary numbers use only the digits zero and one, and "
      "every position stands for a power of two, so that the number five is written as\"}",
      SFT_HEUR_CUT_OFF},
-    {"{\"instruction\": \"Summarise: the quick brown fox jumps over the lazy dog\", \"output\": \"the quick brown "
-     "fox jumps over the lazy dog\"}",
+    {"{\"instruction\": \"Summarise: the quick brown fox jumps over the lazy dog while the farmer sleeps in "
+     "the warm barn\", \"output\": \"The quick brown fox jumps over the lazy dog while the farmer sleeps in the "
+     "warm barn.\"}",
      SFT_HEUR_COPIES_PROMPT},
+    {"{\"instruction\": \"Repeat after me: good night\", \"output\": \"repeat after me:  Good night\"}",
+     SFT_HEUR_COPIES_PROMPT},
+    /* a reversed list shares trigrams with its prompt by chance: too short to judge */
+    {"{\"instruction\": \"Reverse the order of: 6 2 6 6 2\", \"output\": \"2 6 6 2 6\"}", -1},
     {"{\"instruction\": \"Say hi.\", \"output\": \"hi\\u0001\\u0002\\u0003\"}", SFT_HEUR_NONPRINTABLE},
 };
 

@@ -154,8 +154,10 @@ static void lower(sft_record_scores *s, int check, double factor) {
 }
 
 /* The share of the answer's word 3-grams that occur in the prompt turns (the
- * system and user turns before it); answers under 3 trigrams count as copies
- * only when they equal the last user turn (normalised). */
+ * system and user turns before it). Answers under 10 trigrams (as the
+ * repetition measure, too short to judge: a reversed list of five numbers
+ * shares trigrams with its prompt by chance) count as copies only when they
+ * equal the last user turn (normalised). */
 static int prompt_copy_share(sft_scorer *sc, int t, const sft_record *rec, long answer, double *share,
                              sft_err *err) {
     sft_text_scratch *sx = &sc->scratch[t];
@@ -176,7 +178,7 @@ static int prompt_copy_share(sft_scorer *sc, int t, const sft_record *rec, long 
     sft_u64s_sort_unique(prompt);
     const sft_message *a = &rec->messages[answer];
     if (sft_text_normalized_words(a->content, a->content_len, sx, err)) return -1;
-    if (sx->words.count < 5) {
+    if (sx->words.count < 12) {
         if (last_user < 0 || !sx->words.count) return 0;
         /* Keep the answer's normalised text, then compare with the user turn's. */
         size_t len = sx->normalized.len;

@@ -11,7 +11,8 @@
  *   repetition    Gopher's repeated word 3-gram share r             1 - (r - 0.1) / 0.4 above 0.1
  *   cut_off       the last answer ends mid sentence                 0.5
  *   copies_prompt share c of the answer's word 3-grams found in the
- *                 prompt (short answers: equal to the last user turn)  1 - (c - 0.5) / 0.5 above 0.5
+ *                 prompt (answers under 12 words: c = 1 when equal to
+ *                 the last user turn, else 0)           1 - (c - 0.5) / 0.5 above 0.5
  *
  * Model scores (--model DIR, any local HF model, a PEFT adapter merged in):
  *   loss, ppl  the mean -log p of the supervised tokens of the record rendered
