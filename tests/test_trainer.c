@@ -634,3 +634,60 @@ TEST(diagnosis_thresholds_from_the_run_config_reach_the_live_diagnosis) {
     CHECK_STR(verdicts[0], "warning");
     CHECK_STR(verdicts[1], "healthy");
 }
+
+/* samples.jsonl: at each evaluation, greedy answers to the same few
+ * validation prompts (report.h's format), shown by report.html; none with
+ * samples_per_eval 0. */
+TEST(evaluations_write_sample_generations_for_the_report) {
+    for (int enabled = 1; enabled >= 0; enabled--) {
+        sft_run_config c;
+        base_config(&c, enabled ? "samples" : "samples-off");
+        set(&c, "val_split", "0.25");
+        set(&c, "eval_every", "3");
+        set(&c, "samples_per_eval", enabled ? "2" : "0");
+        set(&c, "sample_max_new_tokens", "5");
+        sft_train_result res;
+        sft_err err;
+        CHECK(!finish_and_run(&c, NULL, &res, &err));
+        char path[512], *text = NULL;
+        size_t len;
+        snprintf(path, sizeof path, "%s/samples.jsonl", c.out);
+        if (!enabled) {
+            CHECK(!sft_file_exists(path));
+            sft_run_config_free(&c);
+            continue;
+        }
+        CHECK(!sft_read_file(path, &text, &len, &err));
+        int lines = 0, at_step[2] = {0, 0};
+        char first_prompts[2][64] = {"", ""};
+        for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+            json_t *j = sft_json_loadb(line, strlen(line), path, &err);
+            CHECK(j != NULL);
+            if (!j) continue;
+            int64_t step;
+            CHECK(!sft_json_get_int(j, "step", &step, path, &err));
+            const char *prompt = json_string_value(json_object_get(j, "prompt"));
+            const char *reference = json_string_value(json_object_get(j, "reference"));
+            CHECK(json_is_string(json_object_get(j, "output")));
+            /* the records are {"user": "add I J", "assistant": "I+J"} */
+            int a, b, sum;
+            CHECK(prompt && sscanf(prompt, "add %d %d", &a, &b) == 2);
+            CHECK(reference && sscanf(reference, "%d", &sum) == 1 && sum == a + b);
+            CHECK(step == 3 || step == 6);
+            int k = step == 3 ? 0 : 1;
+            /* the same prompts at every evaluation, in the same order */
+            if (k == 0 && at_step[0] < 2) snprintf(first_prompts[at_step[0]], 64, "%s", prompt ? prompt : "");
+            if (k == 1 && at_step[1] < 2) CHECK_STR(prompt, first_prompts[at_step[1]]);
+            at_step[k]++;
+            json_decref(j);
+        }
+        CHECK_INT(lines, 4);
+        CHECK(strcmp(first_prompts[0], first_prompts[1]) != 0);
+        free(text);
+        snprintf(path, sizeof path, "%s/report.html", c.out);
+        CHECK(!sft_read_file(path, &text, &len, &err));
+        CHECK(text && strstr(text, "Sample generations") && strstr(text, first_prompts[0]));
+        free(text);
+        sft_run_config_free(&c);
+    }
+}

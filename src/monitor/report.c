@@ -290,13 +290,16 @@ static const char *sample_text(json_t *j, const char *const *keys) {
 }
 
 /* samples.jsonl (report.h): each sample as prompt / output / reference,
- * under its step; at most SAMPLES_SHOWN, the rest counted. */
+ * under its step; the latest SAMPLES_SHOWN (the trainer appends a few at
+ * every evaluation: the newest say most), the earlier ones counted. */
 #define SAMPLES_SHOWN 60
 static void write_samples(FILE *f, const char *text, size_t len) {
     static const char *const prompt_keys[] = {"prompt", NULL};
     static const char *const output_keys[] = {"output", "response", "completion", NULL};
     static const char *const reference_keys[] = {"reference", NULL};
-    size_t shown = 0, more = 0, line = 0;
+    size_t earlier = 0, line = 0, lines = 0;
+    for (size_t at = 0; at < len; at++) lines += text[at] == '\n' || (at + 1 == len);
+    size_t first_line = lines > SAMPLES_SHOWN ? lines - SAMPLES_SHOWN + 1 : 1;
     fputs("<h2>Sample generations</h2>\n", f);
     for (size_t at = 0; at < len;) {
         size_t end = at;
@@ -318,8 +321,8 @@ static void write_samples(FILE *f, const char *text, size_t len) {
             json_decref(j);
             continue;
         }
-        if (shown == SAMPLES_SHOWN) {
-            more++;
+        if (line < first_line) {
+            earlier++;
             json_decref(j);
             continue;
         }
@@ -339,9 +342,8 @@ static void write_samples(FILE *f, const char *text, size_t len) {
         }
         fputs("</table></div>\n", f);
         json_decref(j);
-        shown++;
     }
-    if (more) fprintf(f, "<p class=\"meta\">%zu more samples in samples.jsonl</p>\n", more);
+    if (earlier) fprintf(f, "<p class=\"meta\">%zu earlier samples in samples.jsonl, not shown</p>\n", earlier);
 }
 
 static const char *css =

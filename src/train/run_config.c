@@ -101,6 +101,12 @@ static const sft_run_key base_keys[] = {
     {"early_stopping_threshold", SFT_KEY_NUMBER, OFF(early_stopping_threshold), "X", NULL, 0, INFINITY, 0, 0,
      0, "the least decrease of the validation loss that counts as an improvement", NULL,
      "evaluation and checkpoints"},
+    {"samples_per_eval", SFT_KEY_INT, OFF(samples_per_eval), "N", NULL, 0, 1000, 0, 0, 0,
+     "at each evaluation, greedy answers to N fixed validation prompts go to samples.jsonl and the report (0: "
+     "none)",
+     NULL, "evaluation and checkpoints"},
+    {"sample_max_new_tokens", SFT_KEY_INT, OFF(sample_max_new_tokens), "N", NULL, 1, 4096, 0, 0, 0,
+     "the most tokens of each sample answer", NULL, "evaluation and checkpoints"},
     /* LoRA */
     {"lora_r", SFT_KEY_INT, OFF(lora_r), "N", NULL, 0, 65536, 0, 0, 0,
      "LoRA rank; 0 trains all weights (full fine-tuning)", NULL, "LoRA"},
@@ -224,6 +230,10 @@ void sft_run_config_init(sft_run_config *cfg) {
     cfg->eval_every = 100;
     cfg->save_every = 500;
     cfg->keep_checkpoints = 3;
+    /* A handful of short greedy answers: a glance at what the model says,
+     * costing a small fraction of an evaluation. */
+    cfg->samples_per_eval = 3;
+    cfg->sample_max_new_tokens = 48;
     /* PEFT-style defaults; alpha 16 with the common ranks 8..16 keeps the
      * scale alpha/r between 1 and 2. */
     cfg->lora_alpha = 16;

@@ -104,6 +104,8 @@ typedef struct sft_run_config {
     int64_t keep_checkpoints; /* 0: keep all */
     int64_t early_stopping_patience; /* 0: off */
     double early_stopping_threshold;
+    int64_t samples_per_eval;       /* validation prompts answered at each evaluation (0: none) */
+    int64_t sample_max_new_tokens;  /* length limit of those answers */
     /* LoRA (lora_r 0: full fine-tuning) */
     int64_t lora_r;
     double lora_alpha;

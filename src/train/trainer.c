@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/config.h"
 #include "io/file.h"
 #include "io/json.h"
 #include "model/lora.h"
@@ -23,6 +24,7 @@
 #include "train/export.h"
 #include "train/manifest.h"
 #include "train/optim.h"
+#include "train/samples.h"
 #include "train/signals.h"
 
 static double now_s(void) {
@@ -103,6 +105,7 @@ typedef struct trainer {
     sft_trainer_state state;
     sft_ckpt_view *views;
     sft_monitor *monitor;
+    sft_samples samples; /* validation prompts answered at each evaluation */
     char resume_ckpt[4096];
 
     int64_t total_steps;
@@ -248,6 +251,12 @@ static int evaluate(trainer *t, sft_err *err) {
     t->res->final_val_loss = loss;
     sft_eval_record r = {.step = t->state.step, .epoch = t->state.epoch, .val_loss = loss, .val_tokens = tokens};
     if (sft_monitor_eval(t->monitor, &r, err)) return -1;
+    if (t->samples.count) {
+        char path[4200];
+        if (sft_path_join(path, sizeof path, t->cfg->out, "samples.jsonl", err) ||
+            sft_samples_write(&t->samples, t->model, t->state.step, path, err))
+            return -1;
+    }
     if (t->live) sft_live_eval(t->live, &r);
     print_new_findings(t);
     int improved_best = isfinite(loss) && (!isfinite(t->state.best_val_loss) || loss < t->state.best_val_loss);
@@ -319,6 +328,32 @@ static int read_adapter_config(trainer *t, sft_err *err) {
 
 static sft_data_format data_format(int run_format) {
     return (sft_data_format)run_format; /* the run config lists the formats in records.h's order */
+}
+
+/* The validation prompts of samples.jsonl, with the eos ids generation
+ * stops at: generation_config.json's and the tokenizer's eos token (a chat
+ * model's end-of-turn), as `sft generate` uses them. */
+static int setup_samples(trainer *t, sft_err *err) {
+    const sft_run_config *cfg = t->cfg;
+    if (!t->have_val || cfg->samples_per_eval <= 0 || !t->tmpl) return 0;
+    sft_generation_config gen;
+    if (sft_generation_config_load(cfg->model, &t->model->cfg, &gen, err)) return -1;
+    int32_t eos_ids[SFT_MAX_EOS + 1];
+    int eos_count = 0;
+    for (int i = 0; i < gen.eos_count; i++) eos_ids[eos_count++] = gen.eos_token_ids[i];
+    const char *eos = sft_tokenizer_eos_token(t->tok);
+    int32_t eos_id = eos ? sft_tokenizer_token_to_id(t->tok, eos) : -1;
+    int known = 0;
+    for (int i = 0; i < eos_count; i++) known |= eos_ids[i] == eos_id;
+    if (eos_id >= 0 && !known) eos_ids[eos_count++] = eos_id;
+    /* The prompt and its answer must fit the model's positions (GPT-2). */
+    int64_t max_prompt = cfg->max_len;
+    int64_t positions = t->model->cfg.max_position_embeddings;
+    if (positions > 0 && positions - cfg->sample_max_new_tokens < max_prompt)
+        max_prompt = positions - cfg->sample_max_new_tokens;
+    if (max_prompt < 1) return 0;
+    return sft_samples_init(&t->samples, &t->val, &t->enc, (int)cfg->samples_per_eval,
+                            (int)cfg->sample_max_new_tokens, (int)max_prompt, eos_ids, eos_count, err);
 }
 
 /* Everything read and checked; nothing written. */
@@ -465,6 +500,7 @@ static int setup(trainer *t, sft_err *err) {
     t->schedule = (sft_lr_schedule){.kind = kind, .base_lr = cfg->lr, .warmup_steps = warmup,
                                     .total_steps = t->total_steps, .min_lr_ratio = cfg->min_lr_ratio};
     if (build_views(t, err)) return -1;
+    if (setup_samples(t, err)) return -1;
     sft_trainer_state_init(&t->state, (uint64_t)cfg->seed);
     t->state.max_steps = t->total_steps;
 
@@ -566,8 +602,10 @@ static int open_run_dir(trainer *t, sft_err *err) {
     json_decref(extra);
     if (rc) return -1;
     if (t->res->resumed) {
-        /* Metrics past the checkpoint belong to the interrupted tail. */
+        /* Metrics and samples past the checkpoint belong to the interrupted tail. */
         if (sft_path_join(path, sizeof path, cfg->out, "metrics.jsonl", err) || trim_metrics(path, t->state.step, err))
+            return -1;
+        if (sft_path_join(path, sizeof path, cfg->out, "samples.jsonl", err) || trim_metrics(path, t->state.step, err))
             return -1;
     }
     sft_monitor_options mo;
@@ -783,6 +821,7 @@ done:
     }
     result->wall_s = now_s() - start;
     sft_trainer_state_free(&t.state);
+    sft_samples_free(&t.samples);
     free(t.views);
     sft_adamw_free(&t.opt);
     sft_loader_free(&t.loader);
