@@ -17,7 +17,8 @@
 
 #define USAGE                                                                                                        \
     "sft sweep [-c sweep.yaml] --model DIR --data FILE --val-split X --out SWEEP --lr a,b,c | --lr-range LO:HI:N | " \
-    "--sweep KEY=V1,V2 [train flags]"
+    "--sweep KEY=V1,V2 [train flags]\n"                                                                           \
+    "       sft sweep --out SWEEP --resume   (continue an interrupted sweep with its own sweep.yaml)"
 
 static char *join_args(int argc, char **argv) {
     size_t len = 8;
