@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # data.sh: `sft data` end to end through the binary: generate, convert round
-# trips, stats (text, JSON, HTML), filter, dedup, decontaminate, split, augment;
+# trips, stats (text, JSON, HTML), filter, dedup, decontaminate, split, augment,
+# score and model-based generation on the fixture models;
 # bad lines named FILE:LINE with a non-zero exit and no output file left behind.
 # Run by `make test` from the repository root with SFT=path to the binary.
 set -u
@@ -113,7 +114,25 @@ printf '{"messages": [{"role": "user", "content": "hi"}]}\n' > "$tmp/noanswer.js
 check "a record without an assistant turn is named" \
   '$SFT data convert "$tmp/noanswer.jsonl" --to sharegpt -o "$tmp/na.jsonl" 2>&1 | grep -q "noanswer.jsonl:1: record has no assistant turn"'
 check "unknown flags get the nearest name" '$SFT data dedup "$tmp/gen.jsonl" -o "$tmp/x.jsonl" --treshold 0.5 2>&1 | grep -q "did you mean --threshold"'
-check "score says it needs the engine" '! $SFT data score "$tmp/gen.jsonl" 2>/dev/null'
+
+# score: sft_scores on every record, every field kept; with a model ppl and IFD; filter on them
+M=tests/fixtures/hf/models
+$SFT data score "$tmp/clean.jsonl" -o "$tmp/scored.jsonl" --quiet >/dev/null
+check "score adds sft_scores to every record" \
+  '[ "$(grep -c "\"id\":\"a[0-9]\".*\"sft_scores\":{\"heuristic\":" "$tmp/scored.jsonl")" = "$(wc -l < "$tmp/clean.jsonl")" ]'
+$SFT data score "$tmp/clean.jsonl" -o "$tmp/scored_m.jsonl" --model $M/gpt2-tiny --max-len 64 --quiet >/dev/null
+check "score --model adds ppl and IFD" 'grep -q "\"ppl\":[0-9]" "$tmp/scored_m.jsonl" && grep -q "\"ifd\":[0-9]" "$tmp/scored_m.jsonl"'
+check "filter --max-ifd reads the scores" '$SFT data filter "$tmp/scored_m.jsonl" -o "$tmp/x.jsonl" --max-ifd 0.0001 --quiet | grep -q "high_ifd"'
+check "filter --max-ifd without scores or model says what to do" \
+  '$SFT data filter "$tmp/clean.jsonl" -o "$tmp/x.jsonl" --max-ifd 1 2>&1 | grep -q "clean.jsonl:1: .*sft data score --model"'
+check "a tokenizer that does not fit the model is refused" \
+  '$SFT data score "$tmp/clean.jsonl" -o "$tmp/x.jsonl" --model $M/gpt2-tiny --tokenizer $M/llama3-tiny 2>&1 | grep -q "does not fit the model"'
+printf 'Name a colour.\nCount to three.\n' > "$tmp/prompts.txt"
+$SFT data generate --model $M/gpt2-tiny --instructions "$tmp/prompts.txt" -o "$tmp/ans1.jsonl" --max-new-tokens 5 --seed 3 --quiet >/dev/null
+$SFT data generate --model $M/gpt2-tiny --instructions "$tmp/prompts.txt" -o "$tmp/ans2.jsonl" --max-new-tokens 5 --seed 3 --quiet >/dev/null
+check "generate --model answers each prompt, seeded" \
+  '[ "$(wc -l < "$tmp/ans1.jsonl")" = 2 ] && cmp -s "$tmp/ans1.jsonl" "$tmp/ans2.jsonl" && grep -q "\"method\":\"answer\"" "$tmp/ans1.jsonl"'
+check "augment --evolve needs a model" '! $SFT data augment --evolve "$tmp/clean.jsonl" -o "$tmp/x.jsonl" 2>/dev/null'
 
 if [ $fails -ne 0 ]; then echo "data.sh: $fails failed"; exit 1; fi
 echo "data.sh: all passed"
