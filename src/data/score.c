@@ -593,7 +593,7 @@ int sft_scorer_run(sft_scorer *sc, const sft_record *const *recs, size_t n, int 
                    sft_record_scores *out, sft_err *err) {
     long failed = -1;
     sft_err first_err = {{0}};
-#pragma omp parallel
+#pragma omp parallel num_threads(sc->threads)
     {
         int t = omp_get_thread_num();
         sft_err local = {{0}};

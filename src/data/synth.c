@@ -83,7 +83,14 @@ static int generator_open(generator *g, const sft_synth_options *o, sft_err *err
     if (o->temperature < 0 || o->top_p <= 0 || o->top_p > 1 || o->top_k < 0)
         return sft_errf(err, "--temperature must be >= 0 (0: greedy), --top-p in (0, 1], --top-k >= 0");
     const char *name = o->template_name && strcmp(o->template_name, "auto") ? o->template_name : NULL;
-    return sft_session_open(&g->session, o->model_dir, o->adapter_dir, name, 0, err);
+    if (sft_session_open(&g->session, o->model_dir, o->adapter_dir, name, 0, err)) return -1;
+    /* The model's own template when it has one it can render; a model
+     * without one continues raw text. */
+    if (!g->session.tmpl) {
+        sft_err none;
+        g->session.tmpl = sft_chat_template_for_tokenizer(g->session.tok, NULL, &none);
+    }
+    return 0;
 }
 
 /* The model's reply to one user message (chat template), or the continuation
