@@ -9,8 +9,8 @@
 #include "data/score.h"
 #include "io/file.h"
 #include "io/json.h"
-#include "model/session.h"
 #include "model/ops.h"
+#include "model/session.h"
 #include "test.h"
 #include "train/dataset.h"
 
@@ -77,7 +77,8 @@ static double forward_mean_loss(sft_model *m, const int32_t *ids, const int32_t 
     sft_err err;
     double loss = NAN;
     sft_batch b = {1, n, ids, targets, pos, seq, supervised};
-    if (sft_model_plan(m, 1, n, &err) || sft_model_forward(m, &b, &loss, &err)) fprintf(stderr, "%s\n", err.msg);
+    if (sft_model_plan(m, 1, n, &err) || sft_model_forward(m, &b, &loss, &err))
+        fprintf(stderr, "%s\n", err.msg);
     free(pos);
     free(seq);
     return loss;
@@ -85,8 +86,8 @@ static double forward_mean_loss(sft_model *m, const int32_t *ids, const int32_t 
 
 /* ppl and IFD by hand for a single-turn record of a chat model: header is the
  * template's text between the user message and the answer. */
-static void hand_scores(sft_session *session, const char *model_dir, const sft_record *rec, const char *header,
-                        double *ppl, double *ifd) {
+static void hand_scores(sft_session *session, const char *model_dir, const sft_record *rec,
+                        const char *header, double *ppl, double *ifd) {
     sft_session s = *session;
     sft_err err;
     s.model->training = 0;
@@ -233,7 +234,8 @@ typedef struct {
 
 static const planted heuristic_cases[] = {
     {"{\"instruction\": \"What is 17 + 25?\", \"output\": \"42\"}", -1},
-    {"{\"instruction\": \"Explain rain.\", \"output\": \"Rain forms when water vapour in the air cools, condenses "
+    {"{\"instruction\": \"Explain rain.\", \"output\": \"Rain forms when water vapour in the air cools, "
+     "condenses "
      "into droplets around tiny particles, and the droplets grow heavy enough to fall.\"}",
      -1},
     {"{\"instruction\": \"Is it Paris or Rome?\", \"output\": \"Paris\"}", -1},
@@ -241,14 +243,17 @@ static const planted heuristic_cases[] = {
     {"{\"instruction\": \"Draw a line.\", \"output\": \"----------\"}", SFT_HEUR_NO_WORDS},
     {"{\"instruction\": \"Your opinion?\", \"output\": \"As an AI language model, I do not have opinions.\"}",
      SFT_HEUR_REFUSAL},
-    {"{\"instruction\": \"Tell a story.\", \"output\": \"the cat sat on the mat the cat sat on the mat the cat "
+    {"{\"instruction\": \"Tell a story.\", \"output\": \"the cat sat on the mat the cat sat on the mat the "
+     "cat "
      "sat on the mat the cat sat on the mat.\"}",
      SFT_HEUR_REPETITION},
-    {"{\"instruction\": \"Explain binary.\", \"output\": \"Binary numbers use only the digits zero and one, and "
+    {"{\"instruction\": \"Explain binary.\", \"output\": \"Binary numbers use only the digits zero and one, "
+     "and "
      "every position stands for a power of two, so that the number five is written as\"}",
      SFT_HEUR_CUT_OFF},
     {"{\"instruction\": \"Summarise: the quick brown fox jumps over the lazy dog while the farmer sleeps in "
-     "the warm barn\", \"output\": \"The quick brown fox jumps over the lazy dog while the farmer sleeps in the "
+     "the warm barn\", \"output\": \"The quick brown fox jumps over the lazy dog while the farmer sleeps in "
+     "the "
      "warm barn.\"}",
      SFT_HEUR_COPIES_PROMPT},
     {"{\"instruction\": \"Repeat after me: good night\", \"output\": \"repeat after me:  Good night\"}",
@@ -276,8 +281,8 @@ TEST(heuristic_checks_fire_on_their_planted_records_only) {
             if (s.flags || s.heuristic != 1.0) fprintf(stderr, "  clean case %zu: flags %x\n", i, s.flags);
             CHECK(s.flags == 0 && s.heuristic == 1.0);
         } else {
-            if (s.flags != (1u << want)) fprintf(stderr, "  case %zu: flags %x, want %s\n", i, s.flags,
-                                                  sft_heuristic_name(want));
+            if (s.flags != (1u << want))
+                fprintf(stderr, "  case %zu: flags %x, want %s\n", i, s.flags, sft_heuristic_name(want));
             CHECK(s.flags == (1u << want));
             CHECK(s.heuristic < 1.0);
         }
@@ -288,12 +293,12 @@ TEST(heuristic_checks_fire_on_their_planted_records_only) {
 
 TEST(score_keeps_every_field_and_filter_uses_the_scores) {
     const char *in = tmp_path("in.jsonl"), *out = tmp_path("out.jsonl"), *kept = tmp_path("kept.jsonl");
-    write_text(in,
-               "{\"id\": 7, \"meta\": {\"src\": \"x\", \"n\": [1, 2.5]}, \"messages\": [{\"role\": \"user\", "
-               "\"content\": \"Hi \\u00e9\"}, {\"role\": \"assistant\", \"content\": \"Hello there, friend.\", "
-               "\"weight\": 1}], \"sft_scores\": {\"heuristic\": 0.01}}\n"
-               "{\"id\": 8, \"messages\": [{\"role\": \"user\", \"content\": \"Opinion?\"}, {\"role\": "
-               "\"assistant\", \"content\": \"As an AI language model, I cannot say.\"}]}\n");
+    write_text(
+        in, "{\"id\": 7, \"meta\": {\"src\": \"x\", \"n\": [1, 2.5]}, \"messages\": [{\"role\": \"user\", "
+            "\"content\": \"Hi \\u00e9\"}, {\"role\": \"assistant\", \"content\": \"Hello there, friend.\", "
+            "\"weight\": 1}], \"sft_scores\": {\"heuristic\": 0.01}}\n"
+            "{\"id\": 8, \"messages\": [{\"role\": \"user\", \"content\": \"Opinion?\"}, {\"role\": "
+            "\"assistant\", \"content\": \"As an AI language model, I cannot say.\"}]}\n");
     const char *inputs[] = {in};
     sft_data_io io = {inputs, 1, SFT_FORMAT_AUTO, 0, out, NULL, 0};
     sft_score_options o;
@@ -316,7 +321,8 @@ TEST(score_keeps_every_field_and_filter_uses_the_scores) {
     *line2 = 0;
     b = sft_json_loadb(text, strlen(text), "out", &err);
     const char *orig_text =
-        "{\"id\": 7, \"meta\": {\"src\": \"x\", \"n\": [1, 2.5]}, \"messages\": [{\"role\": \"user\", \"content\": "
+        "{\"id\": 7, \"meta\": {\"src\": \"x\", \"n\": [1, 2.5]}, \"messages\": [{\"role\": \"user\", "
+        "\"content\": "
         "\"Hi \\u00e9\"}, {\"role\": \"assistant\", \"content\": \"Hello there, friend.\", \"weight\": 1}]}";
     json_t *orig = sft_json_loadb(orig_text, strlen(orig_text), "orig", &err);
     CHECK(b != NULL && orig != NULL);

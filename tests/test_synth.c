@@ -122,10 +122,11 @@ TEST(answers_fill_only_unanswered_records_and_keep_their_fields) {
     const char *answered = "{\"id\": 3, \"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": "
                            "\"assistant\", \"content\": \"Hello\"}]}";
     char text[1024];
-    snprintf(text, sizeof text,
-             "{\"id\": 1, \"tag\": [1, 2], \"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, "
-             "{\"role\": \"user\", \"content\": \"Say hi\"}]}\n%s\n",
-             answered);
+    snprintf(
+        text, sizeof text,
+        "{\"id\": 1, \"tag\": [1, 2], \"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, "
+        "{\"role\": \"user\", \"content\": \"Say hi\"}]}\n%s\n",
+        answered);
     write_text(in, text);
     const char *inputs[] = {in};
     sft_data_io io = {inputs, 1, SFT_FORMAT_AUTO, 0, out, NULL, 0};
@@ -234,8 +235,9 @@ TEST(evol_prompts_hold_the_method_and_the_instruction) {
 TEST(evolutions_are_eliminated_as_in_the_paper) {
     sft_err err;
     const char *orig = "List three uses of a paperclip.";
-    CHECK(sft_evol_eliminates(orig, "List three unusual uses of a paperclip in an office, with a reason for each.",
-                              "First, as a cable tidy; second, as a bookmark; third, to reset a router.", &err) == -1);
+    CHECK(sft_evol_eliminates(
+              orig, "List three unusual uses of a paperclip in an office, with a reason for each.",
+              "First, as a cable tidy; second, as a bookmark; third, to reset a router.", &err) == -1);
     CHECK_STR(sft_synth_reason_name(sft_evol_eliminates(orig, "", NULL, &err)), "empty");
     CHECK_STR(sft_synth_reason_name(sft_evol_eliminates(orig, "Paperclips?", NULL, &err)), "too_short");
     CHECK_STR(sft_synth_reason_name(sft_evol_eliminates(orig, "list three uses of a  Paperclip", NULL, &err)),
@@ -243,8 +245,8 @@ TEST(evolutions_are_eliminated_as_in_the_paper) {
     CHECK_STR(sft_synth_reason_name(
                   sft_evol_eliminates(orig, "#Rewritten Prompt#: list three uses of a stapler", NULL, &err)),
               "copies_prompt");
-    CHECK_STR(sft_synth_reason_name(
-                  sft_evol_eliminates(orig, "List five uses of a stapler at school.", "Sorry, I cannot.", &err)),
+    CHECK_STR(sft_synth_reason_name(sft_evol_eliminates(orig, "List five uses of a stapler at school.",
+                                                        "Sorry, I cannot.", &err)),
               "refused_answer");
     CHECK_STR(sft_synth_reason_name(sft_evol_eliminates(orig, "List five uses of a stapler at school.",
                                                         "... the, and; of the!", &err)),

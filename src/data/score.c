@@ -14,9 +14,9 @@
 #include "model/session.h"
 #include "train/dataset.h"
 
-static const char *heuristic_names[SFT_HEUR_COUNT] = {"no_answer",    "empty_turn", "no_words",
-                                                      "long_turn",    "nonprintable", "refusal",
-                                                      "repetition",   "cut_off",    "copies_prompt"};
+static const char *heuristic_names[SFT_HEUR_COUNT] = {"no_answer",  "empty_turn",   "no_words",
+                                                      "long_turn",  "nonprintable", "refusal",
+                                                      "repetition", "cut_off",      "copies_prompt"};
 
 const char *sft_heuristic_name(int check) {
     return check >= 0 && check < SFT_HEUR_COUNT ? heuristic_names[check] : "?";
@@ -171,7 +171,8 @@ static int prompt_copy_share(sft_scorer *sc, int t, const sft_record *rec, long 
         if (m->role == SFT_ROLE_USER) last_user = i;
         if (sft_text_normalized_words(m->content, m->content_len, sx, err)) return -1;
         if (sx->words.count < 3) continue;
-        if (sft_text_ngram_hashes(sx->normalized.data, &sx->words, 3, grams)) return sft_errf(err, "out of memory");
+        if (sft_text_ngram_hashes(sx->normalized.data, &sx->words, 3, grams))
+            return sft_errf(err, "out of memory");
         for (size_t k = 0; k < grams->count; k++)
             if (sft_u64s_push(prompt, grams->items[k])) return sft_errf(err, "out of memory");
     }
@@ -191,7 +192,8 @@ static int prompt_copy_share(sft_scorer *sc, int t, const sft_record *rec, long 
         free(answer_text);
         return rc;
     }
-    if (sft_text_ngram_hashes(sx->normalized.data, &sx->words, 3, grams)) return sft_errf(err, "out of memory");
+    if (sft_text_ngram_hashes(sx->normalized.data, &sx->words, 3, grams))
+        return sft_errf(err, "out of memory");
     size_t found = 0;
     for (size_t k = 0; k < grams->count; k++) {
         size_t lo = 0, hi = prompt->count;
@@ -333,10 +335,11 @@ static int response_header(const sft_scorer *sc, prep_scratch *x, const sft_reco
         x->msg_cap = (size_t)answer;
     }
     for (long i = 0; i < answer; i++)
-        x->msgs[i] = (sft_chat_message){rec->messages[i].role, rec->messages[i].content,
-                                        rec->messages[i].content_len};
+        x->msgs[i] =
+            (sft_chat_message){rec->messages[i].role, rec->messages[i].content, rec->messages[i].content_len};
     sft_err ignored;
-    if (sft_chat_render_messages(sc->session.tmpl, x->msgs, (size_t)answer, 0, &x->prefix, &ignored)) return 0;
+    if (sft_chat_render_messages(sc->session.tmpl, x->msgs, (size_t)answer, 0, &x->prefix, &ignored))
+        return 0;
     if (x->prefix.len > span_start || memcmp(x->prefix.text, full->text, x->prefix.len)) return 0;
     *header = full->text + x->prefix.len;
     *header_len = span_start - x->prefix.len;
@@ -419,7 +422,8 @@ static int prepare(const sft_scorer *sc, prep_scratch *x, const sft_record *rec,
         p->alone_ids[k++] = x->header.ids[i];
     memcpy(p->alone_ids + k, p->ids + from - first, (first + answer_tokens) * sizeof(int32_t));
     for (size_t i = 0; i < p->alone_n; i++)
-        p->alone_targets[i] = i + 1 >= context + first && i + 1 < p->alone_n ? p->alone_ids[i + 1] : SFT_IGNORE_INDEX;
+        p->alone_targets[i] =
+            i + 1 >= context + first && i + 1 < p->alone_n ? p->alone_ids[i + 1] : SFT_IGNORE_INDEX;
     p->ifd = 1;
     p->answer_from = from;
     p->answer_to = to;
@@ -474,7 +478,8 @@ static int token_losses(sft_scorer *sc, const sft_dataset *ds, double *losses, s
         for (int i = 0; i < n; i++)
             items[i] = start + (size_t)i;
         double batch_loss;
-        if (sft_loader_batch(&ld, items, n, &buf, err) || sft_model_forward(m, &buf.batch, &batch_loss, err)) {
+        if (sft_loader_batch(&ld, items, n, &buf, err) ||
+            sft_model_forward(m, &buf.batch, &batch_loss, err)) {
             rc = -1;
             break;
         }

@@ -69,11 +69,11 @@ void sft_score_options_default(sft_score_options *o);
 
 typedef struct sft_record_scores {
     double heuristic;
-    unsigned flags;  /* bit k: check k lowered the score */
-    int has_model;   /* loss and ppl set */
+    unsigned flags; /* bit k: check k lowered the score */
+    int has_model;  /* loss and ppl set */
     double loss, ppl;
-    long tokens;     /* supervised tokens scored */
-    int truncated;   /* longer than max_len */
+    long tokens;   /* supervised tokens scored */
+    int truncated; /* longer than max_len */
     int has_ifd;
     double ifd, answer_loss, answer_loss_alone;
     long answer_tokens;

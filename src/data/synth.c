@@ -48,7 +48,7 @@ enum {
     REASON_EMPTY_ANSWER,
     REASON_COUNT
 };
-static const char *reason_names[REASON_COUNT] = {"empty",          "too_short", "too_long",
+static const char *reason_names[REASON_COUNT] = {"empty",          "too_short",      "too_long",
                                                  "copies_prompt",  "near_duplicate", "not_a_text_task",
                                                  "refused_answer", "empty_answer"};
 
@@ -99,12 +99,13 @@ static int generator_open(generator *g, const sft_synth_options *o, sft_err *err
 static int generator_reply(generator *g, const char *prompt, uint64_t seed, char **text, int *finished,
                            sft_err *err) {
     const sft_synth_options *o = g->opts;
-    sft_sampling sampling = {o->temperature <= 0, o->temperature > 0 ? o->temperature : 1.0, o->top_k, o->top_p,
-                             seed};
+    sft_sampling sampling = {o->temperature <= 0, o->temperature > 0 ? o->temperature : 1.0, o->top_k,
+                             o->top_p, seed};
     int tokens = 0;
     sft_chat_message m = {SFT_ROLE_USER, prompt, strlen(prompt)};
-    int rc = sft_session_generate(&g->session, g->session.tmpl ? &m : NULL, 1, g->session.tmpl ? NULL : prompt,
-                                  o->max_new_tokens, &sampling, text, &tokens, err);
+    int rc =
+        sft_session_generate(&g->session, g->session.tmpl ? &m : NULL, 1, g->session.tmpl ? NULL : prompt,
+                             o->max_new_tokens, &sampling, text, &tokens, err);
     if (rc) return -1;
     *finished = tokens < o->max_new_tokens;
     char *s = *text;
@@ -183,8 +184,8 @@ static int reply_to_messages(generator *g, const sft_message *msgs, size_t n, ui
     for (size_t i = 0; i < n; i++)
         cm[i] = (sft_chat_message){msgs[i].role, msgs[i].content, msgs[i].content_len};
     const sft_synth_options *o = g->opts;
-    sft_sampling sampling = {o->temperature <= 0, o->temperature > 0 ? o->temperature : 1.0, o->top_k, o->top_p,
-                             seed};
+    sft_sampling sampling = {o->temperature <= 0, o->temperature > 0 ? o->temperature : 1.0, o->top_k,
+                             o->top_p, seed};
     int tokens = 0;
     int rc = sft_session_generate(&g->session, cm, n, NULL, o->max_new_tokens, &sampling, text, &tokens, err);
     free(cm);
@@ -219,7 +220,8 @@ static int answer_one(sft_record *rec, void *p, sft_err *err) {
                                              json_is_string(json_object_get(rec->json, "completion")))) {
         /* Alpaca keeps instruction and input apart: only the answer field changes. */
         built = json_copy(rec->json);
-        json_object_set_new(built, rec->format == SFT_FORMAT_ALPACA ? "output" : "completion", json_string(answer));
+        json_object_set_new(built, rec->format == SFT_FORMAT_ALPACA ? "output" : "completion",
+                            json_string(answer));
     } else {
         sft_message *msgs = malloc((n + 1) * sizeof *msgs);
         if (!msgs) {
@@ -268,7 +270,8 @@ static int answer_prompts_file(answer_ctx *c, const char *path, sft_data_format 
                 sft_err_prefix(err, "%s:%zu", path, line_no);
                 break;
             }
-            sft_message msgs[2] = {{SFT_ROLE_USER, line, n, NULL}, {SFT_ROLE_ASSISTANT, answer, strlen(answer), NULL}};
+            sft_message msgs[2] = {{SFT_ROLE_USER, line, n, NULL},
+                                   {SFT_ROLE_ASSISTANT, answer, strlen(answer), NULL}};
             char where[512];
             snprintf(where, sizeof where, "%s:%zu", path, line_no);
             json_t *built = json_object();
@@ -306,11 +309,13 @@ int sft_data_answer(const sft_data_io *io, const char *prompts_file, sft_data_fo
     memset(s, 0, sizeof *s);
     if (!io->output) return sft_errf(err, "generate needs an output file (-o)");
     if (!prompts_file && io->input_count == 0)
-        return sft_errf(err, "generate --model needs input records to answer, --instructions FILE or --self-instruct");
+        return sft_errf(
+            err, "generate --model needs input records to answer, --instructions FILE or --self-instruct");
     if (prompts_file && io->input_count)
         return sft_errf(err, "give either input records or --instructions FILE, not both");
     if (format == SFT_FORMAT_AUTO) format = SFT_FORMAT_MESSAGES;
-    if (format == SFT_FORMAT_TEXT) return sft_errf(err, "--to text: generated records need a prompt and an answer");
+    if (format == SFT_FORMAT_TEXT)
+        return sft_errf(err, "--to text: generated records need a prompt and an answer");
     generator g;
     if (generator_open(&g, o, err)) return -1;
     answer_ctx c = {&g, NULL, s, 0};
@@ -336,9 +341,9 @@ int sft_data_answer(const sft_data_io *io, const char *prompts_file, sft_data_fo
 /* ------------------------------------------------------ candidate filtering */
 
 /* Words that mark a task a text model cannot do (Self-Instruct's filter). */
-static const char *const non_text_words[] = {"image", "images", "graph",   "graphs",  "picture", "pictures",
-                                             "file",  "files",  "map",     "maps",    "draw",    "plot",
-                                             "go to", "video",  "audio",   "flowchart", "diagram", NULL};
+static const char *const non_text_words[] = {"image", "images", "graph", "graphs",    "picture", "pictures",
+                                             "file",  "files",  "map",   "maps",      "draw",    "plot",
+                                             "go to", "video",  "audio", "flowchart", "diagram", NULL};
 
 /* Words of a text through the dedup normalisation (NFKC, case folded). */
 static size_t word_count(const char *s, sft_text_scratch *x, sft_err *err) {
@@ -367,8 +372,8 @@ static int word_set(const char *s, sft_text_scratch *x, sft_u64s *set, sft_err *
 
 /* Answers the paper's elimination calls failed: "sorry" in a short answer
  * (under 80 words), or nothing but punctuation and stop words. */
-static const char *const stop_words[] = {"a",  "an", "the", "and", "or",  "of",  "to", "in", "is", "it",
-                                         "i",  "you", "this", "that", "be", "are", "on", "for", "with", NULL};
+static const char *const stop_words[] = {"a", "an",  "the",  "and",  "or", "of",  "to", "in",  "is",   "it",
+                                         "i", "you", "this", "that", "be", "are", "on", "for", "with", NULL};
 
 /* -1: the answer is fine; -2: error; else the reason. */
 static int answer_failed(const char *answer, sft_text_scratch *x, sft_err *err) {
@@ -510,8 +515,8 @@ int sft_self_instruct_rejects(const char *candidate, sft_err *err) {
     return r;
 }
 
-int sft_data_self_instruct(const sft_data_io *io, const sft_self_instruct_options *si, const sft_synth_options *o,
-                           sft_synth_summary *s, sft_err *err) {
+int sft_data_self_instruct(const sft_data_io *io, const sft_self_instruct_options *si,
+                           const sft_synth_options *o, sft_synth_summary *s, sft_err *err) {
     memset(s, 0, sizeof *s);
     if (!io->output) return sft_errf(err, "generate needs an output file (-o)");
     if (io->input_count == 0) return sft_errf(err, "--self-instruct needs seed records (INPUT...)");
@@ -520,7 +525,8 @@ int sft_data_self_instruct(const sft_data_io *io, const sft_self_instruct_option
         return sft_errf(err, "--count >= 1, --prompt-instructions >= 1, 0 <= --prompt-generated < "
                              "--prompt-instructions, --similarity in (0, 1]");
     sft_data_format format = si->format == SFT_FORMAT_AUTO ? SFT_FORMAT_MESSAGES : si->format;
-    if (format == SFT_FORMAT_TEXT) return sft_errf(err, "--to text: generated records need a prompt and an answer");
+    if (format == SFT_FORMAT_TEXT)
+        return sft_errf(err, "--to text: generated records need a prompt and an answer");
     instruction_list seeds = {0}, made = {0};
     sft_each_summary each;
     if (sft_data_each(io, 1, collect_seed, &seeds, &each, err)) {
@@ -567,7 +573,8 @@ int sft_data_self_instruct(const sft_data_io *io, const sft_self_instruct_option
     for (long attempt = 0; (long)made.count < si->count && attempt < max_attempts; attempt++) {
         s->attempts++;
         /* k instructions: from the generated pool (up to prompt_generated) and the seeds. */
-        size_t from_made = made.count < (size_t)si->prompt_generated ? made.count : (size_t)si->prompt_generated;
+        size_t from_made =
+            made.count < (size_t)si->prompt_generated ? made.count : (size_t)si->prompt_generated;
         size_t from_seeds = k_max - from_made < seeds.count ? k_max - from_made : seeds.count;
         prompt.len = 0;
         if (sft_buf_append(&prompt, "Come up with a series of tasks:\n\n", 33)) goto oom;
@@ -669,7 +676,8 @@ int sft_data_self_instruct(const sft_data_io *io, const sft_self_instruct_option
             json_object_update(record, members);
             json_decref(members);
             json_t *tag = generation_tag(&g, "self-instruct", seed, answer_finished);
-            json_object_set_new(tag, "answer_seed", json_integer((json_int_t)(answer_seed & 0x7FFFFFFFFFFFFFFFULL)));
+            json_object_set_new(tag, "answer_seed",
+                                json_integer((json_int_t)(answer_seed & 0x7FFFFFFFFFFFFFFFULL)));
             json_object_set_new(record, "generation", tag);
             /* the instructions the prompt showed: seeds by FILE:LINE, generated ones by id */
             json_t *origin = json_object();
@@ -715,7 +723,8 @@ static const char *const evol_names[SFT_EVOL_COUNT] = {"constraints", "deepen", 
                                                        "breadth"};
 static const char *const evol_methods[SFT_EVOL_BREADTH] = {
     "Please add one more constraints/requirements into #The Given Prompt#'",
-    "If #The Given Prompt# contains inquiries about certain issues, the depth and breadth of the inquiry can be "
+    "If #The Given Prompt# contains inquiries about certain issues, the depth and breadth of the inquiry can "
+    "be "
     "increased.",
     "Please replace general concepts with more specific concepts.",
     "If #The Given Prompt# can be solved with just a few simple thinking processes, you can rewrite it to "
@@ -730,7 +739,8 @@ static const char *const evol_depth_head =
     "please do not omit the input in #The Given Prompt#.\n"
     "You SHOULD complicate the given prompt using the following method:\n";
 static const char *const evol_depth_tail =
-    "\nYou should try your best not to make the #Rewritten Prompt# become verbose, #Rewritten Prompt# can only "
+    "\nYou should try your best not to make the #Rewritten Prompt# become verbose, #Rewritten Prompt# can "
+    "only "
     "add 10 to 20 words into #The Given Prompt#.\n"
     "'#The Given Prompt#', '#Rewritten Prompt#', 'given prompt' and 'rewritten prompt' are not allowed to "
     "appear in #Rewritten Prompt#\n"
@@ -756,8 +766,8 @@ char *sft_evol_prompt(int method, const char *instruction) {
     if (method == SFT_EVOL_BREADTH)
         n = asprintf(&out, "%s%s\n#Created Prompt#:\n", evol_breadth_head, instruction);
     else
-        n = asprintf(&out, "%s%s%s%s\n#Rewritten Prompt#:\n", evol_depth_head, evol_methods[method], evol_depth_tail,
-                     instruction);
+        n = asprintf(&out, "%s%s%s%s\n#Rewritten Prompt#:\n", evol_depth_head, evol_methods[method],
+                     evol_depth_tail, instruction);
     return n < 0 ? NULL : out;
 }
 
@@ -876,7 +886,8 @@ static int evolve_one(sft_record *rec, void *p, sft_err *err) {
                 else
                     snprintf(new_id, sizeof new_id, "%s:%zu-evol%d", rec->path, rec->line, v + 1);
                 json_object_set_new(record, "id", json_string(new_id));
-                json_t *members = sft_record_build(NULL, SFT_FORMAT_MESSAGES, msgs, n, rec->format, where, err);
+                json_t *members =
+                    sft_record_build(NULL, SFT_FORMAT_MESSAGES, msgs, n, rec->format, where, err);
                 free(msgs);
                 if (!members) {
                     rc = -1;

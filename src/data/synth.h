@@ -56,12 +56,12 @@ int sft_data_answer(const sft_data_io *io, const char *prompts_file, sft_data_fo
                     const sft_synth_options *o, sft_synth_summary *s, sft_err *err);
 
 typedef struct sft_self_instruct_options {
-    long count;               /* new records, default 100 */
-    int prompt_instructions;  /* instructions shown per prompt, default 8 (the paper's) */
-    int prompt_generated;     /* of which from the generated pool once it has some, default 2 */
-    double similarity;        /* reject a new instruction with word-set Jaccard >= this to the pool, 0.7 */
-    long max_attempts;        /* model calls before giving up, default 20 * count */
-    sft_data_format format;   /* output format, default messages */
+    long count;              /* new records, default 100 */
+    int prompt_instructions; /* instructions shown per prompt, default 8 (the paper's) */
+    int prompt_generated;    /* of which from the generated pool once it has some, default 2 */
+    double similarity;       /* reject a new instruction with word-set Jaccard >= this to the pool, 0.7 */
+    long max_attempts;       /* model calls before giving up, default 20 * count */
+    sft_data_format format;  /* output format, default messages */
 } sft_self_instruct_options;
 void sft_self_instruct_options_default(sft_self_instruct_options *o);
 /* Self-Instruct's filters of one parsed instruction, before the
@@ -69,8 +69,8 @@ void sft_self_instruct_options_default(sft_self_instruct_options *o);
  * -2 on error. */
 int sft_self_instruct_rejects(const char *candidate, sft_err *err);
 /* io's records are the seeds (their first user message is the instruction). */
-int sft_data_self_instruct(const sft_data_io *io, const sft_self_instruct_options *si, const sft_synth_options *o,
-                           sft_synth_summary *s, sft_err *err);
+int sft_data_self_instruct(const sft_data_io *io, const sft_self_instruct_options *si,
+                           const sft_synth_options *o, sft_synth_summary *s, sft_err *err);
 
 /* Evol-Instruct methods. */
 enum {
