@@ -13,6 +13,7 @@
 #include "model/session.h"
 #include "test.h"
 #include "train/dataset.h"
+#include "train/trainer.h"
 
 #define LLAMA3 "tests/fixtures/hf/models/llama3-tiny"
 #define GPT2 "tests/fixtures/hf/models/gpt2-tiny"
@@ -368,4 +369,78 @@ TEST(a_tokenizer_that_does_not_fit_the_model_is_refused) {
     CHECK(sft_scorer_open(&o, &err) == NULL);
     CHECK_ERR_HAS(err.msg, "does not fit the model");
     CHECK_ERR_HAS(err.msg, "llama3-tiny");
+}
+
+/* The training masking, exactly: the token-weighted mean of the records'
+ * losses equals the validation loss the trainer computes on the same file. */
+TEST(loss_equals_the_trainers_validation_loss) {
+    const char *path = tmp_path("val.jsonl");
+    char text[2048] = "";
+    for (int i = 0; i < 3; i++) {
+        strcat(text, chat_records[i]);
+        strcat(text, "\n");
+    }
+    write_text(path, text);
+    sft_session s;
+    sft_err err;
+    CHECK(sft_session_open(&s, LLAMA3, NULL, NULL, 1, &err) == 0);
+    sft_encoder enc;
+    CHECK(sft_encoder_init(&enc, s.tok, s.tmpl, LLAMA3, &err) == 0);
+    sft_dataset ds = {0};
+    sft_dataset_options dopt = {.format = SFT_FORMAT_AUTO, .max_len = 64, .cache_dir = ""};
+    CHECK(sft_dataset_load(&ds, &path, 1, &enc, &dopt, &err) == 0);
+    CHECK(sft_model_plan(s.model, 3, 64, &err) == 0);
+    double val_loss;
+    int64_t val_tokens;
+    CHECK(sft_eval_dataset(s.model, &ds, 3, 0, &val_loss, &val_tokens, &err) == 0);
+    sft_dataset_free(&ds);
+    sft_session_close(&s);
+
+    sft_record recs[3];
+    const sft_record *ptrs[3];
+    for (int i = 0; i < 3; i++) {
+        CHECK(parse_record(&recs[i], chat_records[i], SFT_FORMAT_MESSAGES) == 0);
+        ptrs[i] = &recs[i];
+    }
+    sft_scorer *sc = open_scorer(LLAMA3, 64, 2);
+    sft_record_scores scores[3];
+    CHECK(sc && sft_scorer_run(sc, ptrs, 3, 1, scores, &err) == 0);
+    double sum = 0;
+    long tokens = 0;
+    for (int i = 0; i < 3; i++) {
+        sum += scores[i].loss * (double)scores[i].tokens;
+        tokens += scores[i].tokens;
+        sft_record_free(&recs[i]);
+    }
+    CHECK_INT(tokens, val_tokens);
+    CHECK_NEAR(sum / (double)tokens, val_loss, 1e-5);
+    sft_scorer_free(sc);
+}
+
+TEST(an_adapter_is_merged_and_named) {
+    sft_record rec;
+    CHECK(parse_record(&rec, chat_records[0], SFT_FORMAT_MESSAGES) == 0);
+    const sft_record *p = &rec;
+    sft_score_options o;
+    sft_score_options_default(&o);
+    o.model_dir = "tests/fixtures/hf/models/llama2-tiny";
+    o.max_len = 64;
+    sft_err err;
+    sft_scorer *base = sft_scorer_open(&o, &err);
+    o.adapter_dir = "tests/fixtures/hf/models/llama2-tiny-lora";
+    sft_scorer *adapted = sft_scorer_open(&o, &err);
+    CHECK(base && adapted);
+    if (base && adapted) {
+        sft_record_scores a, b;
+        CHECK(sft_scorer_run(base, &p, 1, 1, &a, &err) == 0);
+        CHECK(sft_scorer_run(adapted, &p, 1, 1, &b, &err) == 0);
+        /* the fixture adapter is trained: it moves the loss */
+        CHECK(fabs(a.loss - b.loss) > 1e-4);
+        json_t *j = sft_record_scores_json(adapted, &b);
+        CHECK_STR(json_string_value(json_object_get(j, "adapter")), o.adapter_dir);
+        json_decref(j);
+    }
+    sft_scorer_free(base);
+    sft_scorer_free(adapted);
+    sft_record_free(&rec);
 }
