@@ -147,8 +147,9 @@ static double clamp01(double x) {
     return x < 0 ? 0 : x > 1 ? 1 : x;
 }
 
+/* Each check lowers the score once, however many turns it fires on. */
 static void lower(sft_record_scores *s, int check, double factor) {
-    if (factor >= 1) return;
+    if (factor >= 1 || (s->flags & (1u << check))) return;
     s->heuristic *= factor;
     s->flags |= 1u << check;
 }
