@@ -929,6 +929,10 @@ static int rule_frequent_clipping(const sft_curve *c, const sft_diagnose_config 
         snprintf(f->advice, sizeof f->advice,
                  "Nothing needs to change while the loss falls; if it stalls, a somewhat higher --max-grad-norm lets "
                  "the schedule size the updates again.");
+    else if (!holds)
+        snprintf(f->advice, sizeof f->advice,
+                 "Nothing needs to change: clipping in the warmup and the fast early fall is common. If it comes back "
+                 "late in training, lower the learning rate or check the data for very long or broken records.");
     else
         snprintf(f->advice, sizeof f->advice,
                  "Lower the learning rate or lengthen the warmup, and check the data for very long or broken records; "
