@@ -9,7 +9,8 @@
 # B=4 T=256; llama-100m: a Llama-shaped ~100M model, B=4 T=256) and mode (full, lora) it
 # alternates the systems A, B, A, B (--rounds times): sft's training step through the
 # library (bench_step), PyTorch fp32 and PyTorch bf16 autocast (torch_step.py, Debian's
-# python3-torch at its best setting: OMP_WAIT_POLICY=PASSIVE, set_num_threads = threads);
+# python3-torch at its best setting: OMP_WAIT_POLICY=PASSIVE, set_num_threads = threads,
+# OpenBLAS's own AVX-512 kernels as sft uses them);
 # then `sft train` end to end once (train_step.py). It measures the ceilings on the same
 # machine before and after: OpenBLAS sgemm and torch.matmul in bf16 at the step's matrix shapes.
 # Every measurement is a RESULT line in the results file; bench/summarize.py prints the table.
@@ -65,6 +66,7 @@ LOG="$RESULTS.log"
 : >"$LOG"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sft-bench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
+trap 'exit 130' INT TERM # so that the EXIT trap cleans up
 
 {
     echo "# sft training-step benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"

@@ -16,7 +16,9 @@ targets by default; the base weights frozen.
 
 Run with Debian's /usr/bin/python3 (python3-torch 1.13), at PyTorch's best
 setting on this machine: OMP_WAIT_POLICY=PASSIVE (set here before torch is
-imported unless the caller set it) and torch.set_num_threads(THREADS).
+imported unless the caller set it), torch.set_num_threads(THREADS), and
+OpenBLAS's own kernels for its fp32 products (an OPENBLAS_CORETYPE without
+the CPU's AVX-512 is dropped, as the sft binary does for itself).
 
   torch_step.py step SHAPE [--mode full|lora] [--dtype fp32|bf16] [--steps N] [--warmup N] [--threads N]
   torch_step.py matmul SHAPE [--threads N] [--reps N]      # torch.matmul rate at the step's shapes, fp32 and bf16
@@ -34,7 +36,31 @@ import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import torch  # noqa: E402  (after OMP_WAIT_POLICY, which libgomp reads at load)
+
+def drop_slow_openblas_coretype():
+    """Debian's torch does its fp32 products through OpenBLAS, which reads
+    OPENBLAS_CORETYPE when it loads. A core type without AVX-512 forced on a
+    CPU that has it halves the sgemm rate (bench/NOTES.md); PyTorch's best
+    setting is OpenBLAS's own choice, as the sft binary makes it for itself.
+    Kept with --keep-openblas-coretype. Returns the core type in force."""
+    forced = os.environ.get("OPENBLAS_CORETYPE", "")
+    if not forced or "--keep-openblas-coretype" in sys.argv:
+        return forced or "auto"
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return forced
+    avx512 = all(x in flags for x in ("avx512f", "avx512vl", "avx512bw", "avx512dq"))
+    if avx512 and forced.lower() not in ("skylakex", "cooperlake", "sapphirerapids"):
+        del os.environ["OPENBLAS_CORETYPE"]
+        return "auto"
+    return forced
+
+
+OPENBLAS_CORETYPE = drop_slow_openblas_coretype()
+
+import torch  # noqa: E402  (after OMP_WAIT_POLICY and OPENBLAS_CORETYPE, read when the libraries load)
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
@@ -238,6 +264,7 @@ def run_step(args):
             cpu_times.append(cpu)
     median = statistics.median(times)
     print(f"RESULT system=torch-{args.dtype} shape={args.shape} mode={args.mode} threads={torch.get_num_threads()} "
+          f"openblas_coretype={OPENBLAS_CORETYPE} "
           f"B={B} T={T} ms={median * 1e3:.1f} min_ms={min(times) * 1e3:.1f} "
           f"cpu_ms={statistics.median(cpu_times) * 1e3:.1f} tokens_s={B * T / median:.1f} "
           f"rss_mib={rss_mib():.0f} params={total_params} matmul_params={matmul_param_count(model)} "
@@ -284,6 +311,7 @@ def run_matmul(args):
             total_s += best * count
             print(f"torch.matmul {name} {M}x{K}x{N}: {2.0 * M * K * N / best / 1e9:.1f} GFLOP/s", file=sys.stderr)
         print(f"RESULT kind=matmul lib=torch dtype={name} shape={args.shape} threads={torch.get_num_threads()} "
+              f"openblas_coretype={OPENBLAS_CORETYPE} "
               f"gflops={total_flops / total_s / 1e9:.1f}", flush=True)
 
 
@@ -297,6 +325,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--reps", type=int, default=3, help="matmul: repetitions per shape (best kept)")
+    ap.add_argument("--keep-openblas-coretype", action="store_true",
+                    help="keep an OPENBLAS_CORETYPE that lacks the CPU's AVX-512 (default: drop it, as sft does)")
     ap.add_argument("--foreach", action=argparse.BooleanOptionalAction, default=None,
                     help="AdamW's multi-tensor path (default: PyTorch's own choice)")
     args = ap.parse_args()
