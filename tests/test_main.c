@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "model/ops.h"
 #include "test.h"
 
 #define MAX_TESTS 1024
@@ -22,6 +23,9 @@ void sft_test_register(const char *name, sft_test_fn fn) {
 }
 
 int main(int argc, char **argv) {
+    /* Waiting OpenMP threads sleep in tests as in the sft binary
+     * (model/ops.h): the test re-executes itself once with the policy set. */
+    sft_thread_pool_setup(argv);
     int ran = 0, failed_tests = 0;
     for (int i = 0; i < test_count; i++) {
         if (argc > 1 && !strstr(tests[i].name, argv[1])) continue;

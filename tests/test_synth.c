@@ -15,25 +15,6 @@
 /* Llama 3's positions are not capped like GPT-2's 64: room for the Evol-Instruct prompts */
 #define LLAMA3 "tests/fixtures/hf/models/llama3-tiny"
 
-/* Waiting OpenMP threads sleep, as in the sft binary (model/ops.h): on the
- * shared 2-core machine spinning makes generation several times slower.
- * libgomp reads the policy when it loads, so the test re-executes itself
- * once with it set. */
-__attribute__((constructor)) static void passive_openmp_wait(void) {
-    if (getenv("OMP_WAIT_POLICY")) return;
-    static char args[8192];
-    static char *argv[64];
-    FILE *f = fopen("/proc/self/cmdline", "rb");
-    if (!f) return;
-    size_t n = fread(args, 1, sizeof args - 1, f);
-    fclose(f);
-    int argc = 0;
-    for (size_t i = 0; i < n && argc < 63; i += strlen(args + i) + 1)
-        argv[argc++] = args + i;
-    argv[argc] = NULL;
-    if (argc) sft_thread_pool_setup(argv);
-}
-
 static char tmpdir[256];
 
 static const char *tmp_path(const char *name) {
