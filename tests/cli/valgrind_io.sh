@@ -8,6 +8,10 @@ if ! command -v valgrind >/dev/null 2>&1; then
   echo "valgrind_io: valgrind not installed, skipped"
   exit 0
 fi
+# The binaries re-execute themselves to set OpenMP's wait policy and the
+# OpenBLAS core type (model/ops.h); under valgrind that exec would escape
+# the tool, so both are settled here and nothing is re-executed.
+export OMP_WAIT_POLICY=passive SFT_OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-}"
 for name in test_safetensors test_config; do
   bin="$BUILD/tests/$name"
   [ -x "$bin" ] || { echo "valgrind_io: $bin missing (run make test)" >&2; exit 1; }

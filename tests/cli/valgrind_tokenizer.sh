@@ -14,6 +14,10 @@ if grep -qa __asan_init "$bin"; then
   echo "valgrind_tokenizer: $bin is an ASan build, skipped"
   exit 0
 fi
+# The binaries re-execute themselves to set OpenMP's wait policy and the
+# OpenBLAS core type (model/ops.h); under valgrind that exec would escape
+# the tool, so both are settled here and nothing is re-executed.
+export OMP_WAIT_POLICY=passive SFT_OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-}"
 valgrind --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible \
   --error-exitcode=1 -q "$bin" >/dev/null
 echo "valgrind_tokenizer: clean"
