@@ -10,6 +10,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------- threads */
@@ -23,14 +24,47 @@ void sft_set_threads(int n) {
     openblas_set_num_threads(1); /* BLAS runs inside the OpenMP threads (sft_matmul_*) */
 }
 
+/* OpenBLAS's kernels for AVX-512 cores; a core type not in this list, forced
+ * on a CPU that has AVX-512, runs the products at half speed (ops.h). */
+static int coretype_has_avx512(const char *name) {
+    static const char *const avx512_cores[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
+    for (size_t i = 0; i < sizeof avx512_cores / sizeof avx512_cores[0]; i++)
+        if (!strcasecmp(name, avx512_cores[i])) return 1;
+    return 0;
+}
+
+static int cpu_has_avx512(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+#else
+    return 0;
+#endif
+}
+
 void sft_thread_pool_setup(char **argv) {
-    if (getenv("OMP_WAIT_POLICY")) return;
+    int reexec = 0;
+    if (!getenv("OMP_WAIT_POLICY")) {
+        if (setenv("OMP_WAIT_POLICY", "passive", 1)) return;
+        reexec = 1;
+    }
+    const char *wanted = getenv("SFT_OPENBLAS_CORETYPE"), *forced = getenv("OPENBLAS_CORETYPE");
+    if (wanted) { /* the user's explicit choice; empty: OpenBLAS's own */
+        if (strcmp(forced ? forced : "", wanted)) {
+            if (*wanted ? setenv("OPENBLAS_CORETYPE", wanted, 1) : unsetenv("OPENBLAS_CORETYPE")) return;
+            reexec = 1;
+        }
+    } else if (forced && *forced && !coretype_has_avx512(forced) && cpu_has_avx512()) {
+        if (unsetenv("OPENBLAS_CORETYPE")) return;
+        reexec = 1;
+    }
+    if (!reexec) return;
     /* the binary's own path (valgrind reports the client's here, not its own) */
     char self[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0 || n >= (ssize_t)sizeof self - 1) return;
     self[n] = 0;
-    if (setenv("OMP_WAIT_POLICY", "passive", 1)) return;
     execv(self, argv); /* returns only on failure: then run as we are */
 }
 
@@ -359,47 +393,125 @@ void sft_matmul_backward(float *dinp, float *dweight, float *dbias, const float 
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi) */
 
-void sft_gelu_forward(float *out, const float *inp, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
+/* exp(x) for float x, written so that loops over it vectorise (libm's expf
+ * and tanhf are calls, which keep a loop scalar: 10 ns per GELU element).
+ * Cody-Waite reduction x = n ln2 + r with |r| <= ln2/2, Cephes' degree-6
+ * polynomial for exp(r) (about 1 ulp), and 2^n built in the exponent bits.
+ * The input is clamped so that 2^n stays a normal number: exp(-87) is 1.6e-38,
+ * below anything that matters next to the 1 it is added to in a sigmoid or a
+ * softmax sum; exp(88) is 1.6e38. No rounding function is called: adding and
+ * subtracting 1.5 * 2^23 rounds to the nearest integer (no -ffast-math here,
+ * so the compiler keeps the two operations). */
+static inline float fast_expf(float x) {
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float z = r * r;
+    float poly = 1.9875691500e-4f;
+    poly = poly * r + 1.3981999507e-3f;
+    poly = poly * r + 8.3334519073e-3f;
+    poly = poly * r + 4.1665795894e-2f;
+    poly = poly * r + 1.6666665459e-1f;
+    poly = poly * r + 5.0000001201e-1f;
+    float e = poly * z + r + 1.0f;
+    union {
+        int32_t i;
+        float f;
+    } scale = {.i = ((int32_t)n + 127) << 23};
+    return e * scale.f;
+}
+
+/* One thread's slice of an elementwise kernel: compiled for AVX-512, AVX2 and
+ * the baseline, the best one picked at load time (GCC's target_clones), so
+ * the default build stays portable. The clones compute the same IEEE
+ * operations in the same order (no contraction into FMA in ISO C mode), so
+ * the results are the same bits whichever clone runs. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define SFT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SFT_CLONES
+#endif
+
+/* The threads split [0, n) into contiguous slices of whole 16-float blocks. */
+#define SFT_ELEMENTWISE(range_fn, n, ...)                                                          \
+    do {                                                                                           \
+        _Pragma("omp parallel") {                                                                  \
+            size_t blocks_ = ((n) + 15) / 16, parts_ = (size_t)omp_get_num_threads();              \
+            size_t part_ = (size_t)omp_get_thread_num();                                          \
+            size_t lo_ = blocks_ * part_ / parts_ * 16, hi_ = blocks_ * (part_ + 1) / parts_ * 16; \
+            if (hi_ > (n)) hi_ = (n);                                                              \
+            if (lo_ < hi_) range_fn(__VA_ARGS__, lo_, hi_);                                        \
+        }                                                                                          \
+    } while (0)
+
+/* GELU, tanh form: 0.5 x (1 + tanh(a)) with a = sqrt(2/pi) (x + 0.044715 x^3).
+ * 0.5 (1 + tanh(a)) is the logistic sigmoid of 2a, computed as 1 / (1 + e^-2a):
+ * no cancellation for large negative x, where 1 + tanh(a) would lose every
+ * digit. The derivative of tanh is then 1 - t^2 = 4 s (1 - s). */
+SFT_CLONES static void gelu_forward_range(float *out, const float *inp, size_t lo, size_t hi) {
+#pragma omp simd
+    for (size_t i = lo; i < hi; i++) {
         float x = inp[i];
-        float cube = 0.044715f * x * x * x;
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + cube)));
+        float a = GELU_SCALE * (x + 0.044715f * x * x * x);
+        out[i] = x / (1.0f + fast_expf(-2.0f * a));
     }
 }
 
-void sft_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
+void sft_gelu_forward(float *out, const float *inp, size_t n) {
+    SFT_ELEMENTWISE(gelu_forward_range, n, out, inp);
+}
+
+SFT_CLONES static void gelu_backward_range(float *dinp, const float *inp, const float *dout, size_t lo,
+                                           size_t hi) {
+#pragma omp simd
+    for (size_t i = lo; i < hi; i++) {
         float x = inp[i];
-        float cube = 0.044715f * x * x * x;
-        float arg = GELU_SCALE * (x + cube);
-        float t = tanhf(arg);
-        float sech2 = 1.0f - t * t;
-        float grad = 0.5f * (1.0f + t) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        float a = GELU_SCALE * (x + 0.044715f * x * x * x);
+        float s = 1.0f / (1.0f + fast_expf(-2.0f * a));
+        float grad = s + 2.0f * x * s * (1.0f - s) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
         dinp[i] += grad * dout[i];
     }
 }
 
-void sft_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
+void sft_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+    SFT_ELEMENTWISE(gelu_backward_range, n, dinp, inp, dout);
+}
+
+SFT_CLONES static void swiglu_forward_range(float *out, const float *gate, const float *up, size_t lo,
+                                            size_t hi) {
+#pragma omp simd
+    for (size_t i = lo; i < hi; i++) {
         float g = gate[i];
-        float silu = g / (1.0f + expf(-g));
-        out[i] = silu * up[i];
+        out[i] = g / (1.0f + fast_expf(-g)) * up[i];
+    }
+}
+
+void sft_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
+    SFT_ELEMENTWISE(swiglu_forward_range, n, out, gate, up);
+}
+
+SFT_CLONES static void swiglu_backward_range(float *dgate, float *dup, const float *dout, const float *gate,
+                                             const float *up, size_t lo, size_t hi) {
+    if (dup) {
+#pragma omp simd
+        for (size_t i = lo; i < hi; i++) {
+            float g = gate[i];
+            dup[i] += g / (1.0f + fast_expf(-g)) * dout[i];
+        }
+    }
+    if (dgate) {
+#pragma omp simd
+        for (size_t i = lo; i < hi; i++) {
+            float g = gate[i];
+            float sig = 1.0f / (1.0f + fast_expf(-g));
+            dgate[i] += up[i] * dout[i] * sig * (1.0f + g * (1.0f - sig));
+        }
     }
 }
 
 void sft_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
                          size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float g = gate[i];
-        float sig = 1.0f / (1.0f + expf(-g));
-        float silu = g * sig;
-        if (dup) dup[i] += silu * dout[i];
-        if (dgate) dgate[i] += up[i] * dout[i] * sig * (1.0f + g * (1.0f - sig));
-    }
+    SFT_ELEMENTWISE(swiglu_backward_range, n, dgate, dup, dout, gate, up);
 }
 
 /* ------------------------------------------------------------------- rope */
