@@ -617,7 +617,7 @@ void sft_dropout_backward(float *dx, size_t n, float p, uint64_t seed) {
  * the row may see (j <= i, same record, inside the window), 0 elsewhere, with
  * s_j = q_i . k_j / sqrt(HD). The forward keeps only (max, 1/sum) per row;
  * the backward calls this again with them and gets the same bits. */
-static void attention_row(float *p, float *row_max, float *row_inv_sum, int use_stats, const float *qi,
+static inline void attention_row(float *p, float *row_max, float *row_inv_sum, int use_stats, const float *qi,
                           const float *k, int k_stride, size_t kv_offset, const int32_t *seq, size_t row0,
                           int i, int window, int HD, float scale) {
     int32_t si = seq[row0 + i];
@@ -639,8 +639,9 @@ static void attention_row(float *p, float *row_max, float *row_inv_sum, int use_
     }
     if (use_stats) maxv = *row_max;
     double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
     for (int j = 0; j <= i; j++) {
-        float e = p[j] == -INFINITY ? 0.0f : expf(p[j] - maxv);
+        float e = p[j] == -INFINITY ? 0.0f : fast_expf(p[j] - maxv);
         p[j] = e;
         sum += e;
     }
@@ -651,118 +652,142 @@ static void attention_row(float *p, float *row_max, float *row_inv_sum, int use_
     *row_inv_sum = inv;
 }
 
+/* One query row of one head: the row's probabilities, then out = P V. */
+SFT_CLONES static void attention_forward_row(float *out, float *stats, const float *q, int q_stride,
+                                             const float *k, int k_stride, const float *v, int v_stride,
+                                             const int32_t *seq, int b, int h, int i, int T, int NH, int group,
+                                             int HD, int window, float dropout, uint64_t seed) {
+    const float scale = 1.0f / sqrtf((float)HD);
+    const float keep_scale = dropout > 0 ? 1.0f / (1.0f - dropout) : 1.0f;
+    float p[i + 1]; /* one row of probabilities, on the thread's stack */
+    int kvh = h / group;
+    size_t ti = (size_t)b * T + i, stat = ((size_t)b * NH + h) * T + i;
+    const float *qi = q + ti * q_stride + (size_t)h * HD;
+    attention_row(p, &stats[2 * stat], &stats[2 * stat + 1], 0, qi, k, k_stride, (size_t)kvh * HD, seq,
+                  (size_t)b * T, i, window, HD, scale);
+    float *o = out + ti * (size_t)NH * HD + (size_t)h * HD;
+    for (int d = 0; d < HD; d++)
+        o[d] = 0.0f;
+    for (int j = 0; j <= i; j++) {
+        float pj = p[j];
+        if (pj == 0.0f) continue;
+        /* attention dropout acts on the probabilities that multiply V */
+        if (dropout > 0) pj = sft_dropout_keep(seed, stat * T + j, dropout) ? pj * keep_scale : 0.0f;
+        const float *vj = v + ((size_t)b * T + j) * v_stride + (size_t)kvh * HD;
+#pragma omp simd
+        for (int d = 0; d < HD; d++)
+            o[d] += pj * vj[d];
+    }
+}
+
 void sft_attention_forward(float *out, float *stats, const float *q, int q_stride, const float *k,
                            int k_stride, const float *v, int v_stride, const int32_t *seq, int B, int T,
                            int NH, int NKV, int HD, int window, float dropout, uint64_t seed) {
-    const float scale = 1.0f / sqrtf((float)HD);
-    const float keep_scale = dropout > 0 ? 1.0f / (1.0f - dropout) : 1.0f;
     const int group = NH / NKV;
 #pragma omp parallel for collapse(3) schedule(static)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            for (int i = 0; i < T; i++) {
-                float p[i + 1]; /* one row of probabilities, on the thread's stack */
-                int kvh = h / group;
-                size_t ti = (size_t)b * T + i, stat = ((size_t)b * NH + h) * T + i;
-                const float *qi = q + ti * q_stride + (size_t)h * HD;
-                attention_row(p, &stats[2 * stat], &stats[2 * stat + 1], 0, qi, k, k_stride, (size_t)kvh * HD,
-                              seq, (size_t)b * T, i, window, HD, scale);
-                float *o = out + ti * (size_t)NH * HD + (size_t)h * HD;
-                for (int d = 0; d < HD; d++)
-                    o[d] = 0.0f;
-                for (int j = 0; j <= i; j++) {
-                    float pj = p[j];
-                    if (pj == 0.0f) continue;
-                    /* attention dropout acts on the probabilities that multiply V */
-                    if (dropout > 0)
-                        pj = sft_dropout_keep(seed, stat * T + j, dropout) ? pj * keep_scale : 0.0f;
-                    const float *vj = v + ((size_t)b * T + j) * v_stride + (size_t)kvh * HD;
-#pragma omp simd
-                    for (int d = 0; d < HD; d++)
-                        o[d] += pj * vj[d];
-                }
-            }
-        }
-    }
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int i = 0; i < T; i++)
+                attention_forward_row(out, stats, q, q_stride, k, k_stride, v, v_stride, seq, b, h, i, T, NH,
+                                      group, HD, window, dropout, seed);
 }
 
 /* Parallel over (batch row, KV head): the query heads that share a KV head
  * accumulate into the same dk/dv rows, so they run in one thread, in order. */
-void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *stats,
-                            const float *q, int q_stride, const float *k, int k_stride, const float *v,
-                            int v_stride, const int32_t *seq, int B, int T, int NH, int NKV, int HD,
-                            int window, float dropout, uint64_t seed) {
+SFT_CLONES static void attention_backward_group(float *dq, float *dk, float *dv, const float *dout,
+                                                const float *stats, const float *q, int q_stride,
+                                                const float *k, int k_stride, const float *v, int v_stride,
+                                                const int32_t *seq, int b, int kvh, int T, int NH, int group,
+                                                int HD, int window, float dropout, uint64_t seed) {
     const float scale = 1.0f / sqrtf((float)HD);
     const float keep_scale = dropout > 0 ? 1.0f / (1.0f - dropout) : 1.0f;
-    const int group = NH / NKV;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++) {
-        for (int kvh = 0; kvh < NKV; kvh++) {
-            for (int h = kvh * group; h < (kvh + 1) * group; h++) {
-                for (int i = 0; i < T; i++) {
-                    float p[i + 1], dp[i + 1]; /* the row's probabilities and d(loss)/d(dropped p) */
-                    size_t ti = (size_t)b * T + i, stat = ((size_t)b * NH + h) * T + i;
-                    const float *doi = dout + ti * (size_t)NH * HD + (size_t)h * HD;
-                    const float *qi = q + ti * q_stride + (size_t)h * HD;
-                    float *dqi = dq + ti * q_stride + (size_t)h * HD;
-                    float row_max = stats[2 * stat], row_inv = stats[2 * stat + 1];
-                    attention_row(p, &row_max, &row_inv, 1, qi, k, k_stride, (size_t)kvh * HD, seq,
-                                  (size_t)b * T, i, window, HD, scale);
-                    /* dP_j = m_j (dout_i . v_j) with m_j the dropout factor (1 without);
-                     * dS_j = P_ij (dP_j - sum_j P_ij dP_j) */
-                    double weighted = 0.0;
-                    for (int j = 0; j <= i; j++) {
-                        dp[j] = 0.0f;
-                        if (p[j] == 0.0f) continue;
-                        const float *vj = v + ((size_t)b * T + j) * v_stride + (size_t)kvh * HD;
-                        float dot = 0.0f;
+    for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+        for (int i = 0; i < T; i++) {
+            float p[i + 1], dp[i + 1]; /* the row's probabilities and d(loss)/d(dropped p) */
+            size_t ti = (size_t)b * T + i, stat = ((size_t)b * NH + h) * T + i;
+            const float *doi = dout + ti * (size_t)NH * HD + (size_t)h * HD;
+            const float *qi = q + ti * q_stride + (size_t)h * HD;
+            float *dqi = dq + ti * q_stride + (size_t)h * HD;
+            float row_max = stats[2 * stat], row_inv = stats[2 * stat + 1];
+            attention_row(p, &row_max, &row_inv, 1, qi, k, k_stride, (size_t)kvh * HD, seq,
+                          (size_t)b * T, i, window, HD, scale);
+            /* dP_j = m_j (dout_i . v_j) with m_j the dropout factor (1 without);
+             * dS_j = P_ij (dP_j - sum_j P_ij dP_j) */
+            double weighted = 0.0;
+            for (int j = 0; j <= i; j++) {
+                dp[j] = 0.0f;
+                if (p[j] == 0.0f) continue;
+                const float *vj = v + ((size_t)b * T + j) * v_stride + (size_t)kvh * HD;
+                float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-                        for (int d = 0; d < HD; d++)
-                            dot += doi[d] * vj[d];
-                        if (dropout > 0)
-                            dot = sft_dropout_keep(seed, stat * T + j, dropout) ? dot * keep_scale : 0.0f;
-                        dp[j] = dot;
-                        weighted += (double)p[j] * dot;
-                    }
-                    float wsum = (float)weighted;
-                    for (int j = 0; j <= i; j++) {
-                        float pj = p[j];
-                        if (pj == 0.0f) continue;
-                        size_t tj = (size_t)b * T + j;
-                        const float *kj = k + tj * k_stride + (size_t)kvh * HD;
-                        float *dkj = dk + tj * k_stride + (size_t)kvh * HD;
-                        float *dvj = dv + tj * v_stride + (size_t)kvh * HD;
-                        float pv = pj; /* the probability that multiplied v_j in the forward */
-                        if (dropout > 0)
-                            pv = sft_dropout_keep(seed, stat * T + j, dropout) ? pj * keep_scale : 0.0f;
-                        float ds = pj * (dp[j] - wsum) * scale;
+                for (int d = 0; d < HD; d++)
+                    dot += doi[d] * vj[d];
+                if (dropout > 0)
+                    dot = sft_dropout_keep(seed, stat * T + j, dropout) ? dot * keep_scale : 0.0f;
+                dp[j] = dot;
+                weighted += (double)p[j] * dot;
+            }
+            float wsum = (float)weighted;
+            for (int j = 0; j <= i; j++) {
+                float pj = p[j];
+                if (pj == 0.0f) continue;
+                size_t tj = (size_t)b * T + j;
+                const float *kj = k + tj * k_stride + (size_t)kvh * HD;
+                float *dkj = dk + tj * k_stride + (size_t)kvh * HD;
+                float *dvj = dv + tj * v_stride + (size_t)kvh * HD;
+                float pv = pj; /* the probability that multiplied v_j in the forward */
+                if (dropout > 0)
+                    pv = sft_dropout_keep(seed, stat * T + j, dropout) ? pj * keep_scale : 0.0f;
+                float ds = pj * (dp[j] - wsum) * scale;
 #pragma omp simd
-                        for (int d = 0; d < HD; d++) {
-                            dqi[d] += ds * kj[d];
-                            dkj[d] += ds * qi[d];
-                            dvj[d] += pv * doi[d];
-                        }
-                    }
+                for (int d = 0; d < HD; d++) {
+                    dqi[d] += ds * kj[d];
+                    dkj[d] += ds * qi[d];
+                    dvj[d] += pv * doi[d];
                 }
             }
         }
     }
 }
 
+void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *stats,
+                            const float *q, int q_stride, const float *k, int k_stride, const float *v,
+                            int v_stride, const int32_t *seq, int B, int T, int NH, int NKV, int HD,
+                            int window, float dropout, uint64_t seed) {
+    const int group = NH / NKV;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int kvh = 0; kvh < NKV; kvh++)
+            attention_backward_group(dq, dk, dv, dout, stats, q, q_stride, k, k_stride, v, v_stride, seq, b, kvh,
+                                     T, NH, group, HD, window, dropout, seed);
+}
+
 /* ---------------------------------------------------------- cross-entropy */
+
+/* log(sum_i exp(z_i)) of one row, with the row's maximum taken out first. */
+SFT_CLONES static float log_sum_exp(const float *z, int V) {
+    float maxv = -INFINITY;
+#pragma omp simd reduction(max : maxv)
+    for (int i = 0; i < V; i++)
+        maxv = z[i] > maxv ? z[i] : maxv;
+    double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < V; i++)
+        sum += fast_expf(z[i] - maxv);
+    return (float)(maxv + log(sum));
+}
+
+/* z <- softmax(z) * scale, in place, from the row's log-sum-exp. */
+SFT_CLONES static void softmax_scaled(float *z, float lse, float scale, int V) {
+#pragma omp simd
+    for (int i = 0; i < V; i++)
+        z[i] = fast_expf(z[i] - lse) * scale;
+}
 
 double sft_cross_entropy_forward(float *lse, const float *logits, const int32_t *targets, int N, int V) {
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *z = logits + (size_t)n * V;
-        float maxv = -INFINITY;
-        for (int i = 0; i < V; i++)
-            if (z[i] > maxv) maxv = z[i];
-        double sum = 0.0;
-        for (int i = 0; i < V; i++)
-            sum += expf(z[i] - maxv);
-        lse[n] = (float)(maxv + log(sum));
-    }
+    for (int n = 0; n < N; n++)
+        lse[n] = log_sum_exp(logits + (size_t)n * V, V);
     /* Serial sum in row order: bitwise the same for every thread count. */
     double total = 0.0;
     for (int n = 0; n < N; n++) {
@@ -781,9 +806,7 @@ void sft_cross_entropy_backward(float *logits, const float *lse, const int32_t *
             memset(z, 0, (size_t)V * sizeof(float));
             continue;
         }
-        float l = lse[n];
-        for (int i = 0; i < V; i++)
-            z[i] = expf(z[i] - l) * scale;
+        softmax_scaled(z, lse[n], scale, V);
         z[targets[n]] -= scale;
     }
 }
