@@ -613,70 +613,98 @@ void sft_dropout_backward(float *dx, size_t n, float p, uint64_t seed) {
 
 /* -------------------------------------------------------------- attention */
 
-/* The probabilities of query row i: p[j] = exp(s_j - max) / sum for the keys
- * the row may see (j <= i, same record, inside the window), 0 elsewhere, with
- * s_j = q_i . k_j / sqrt(HD). The forward keeps only (max, 1/sum) per row;
- * the backward calls this again with them and gets the same bits. */
-static inline void attention_row(float *p, float *row_max, float *row_inv_sum, int use_stats, const float *qi,
-                          const float *k, int k_stride, size_t kv_offset, const int32_t *seq, size_t row0,
-                          int i, int window, int HD, float scale) {
-    int32_t si = seq[row0 + i];
-    int first = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
+/* Attention in blocks of query rows, through products. For a block of query
+ * rows [i0, i1) of one (batch row, head), the scores S = scale Q K^T against
+ * the keys [0, i1) are one sgemm (the causal upper triangle beyond the block
+ * is never computed; inside the diagonal block it is masked), the softmax
+ * runs on the block's rows, and out = P V is a second sgemm. The backward
+ * recomputes S and P from the per-row (max, 1/sum) stats the forward kept and
+ * makes dP = dO V^T, dV += P^T dO, dQ += dS K, dK += dS^T Q as four more
+ * products. Every (batch row, head) is computed the same way whichever thread
+ * runs it, so the result does not depend on the thread count. The block's
+ * scores live on the thread's stack: rows_per_block * T floats (two such for
+ * the backward), at most 256 KiB up to T = 4096. */
+static int attention_block_rows(int T) {
+    int rows = 32768 / T;
+    return rows > 64 ? 64 : rows < 8 ? 8 : rows;
+}
+
+/* Whether query i of a row may see key j (j <= i is the caller's). */
+static inline int attention_visible(const int32_t *seq_row, int i, int j, int window) {
+    return seq_row[j] == seq_row[i] && (window <= 0 || i - j < window);
+}
+
+/* S [rows, keys] = scale * Q[i0 .. i0+rows) K[0 .. keys)^T */
+static void attention_scores(float *S, const float *q_block, int q_stride, const float *k_row, int k_stride,
+                             int rows, int keys, int HD, float scale) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, HD, scale, q_block, q_stride, k_row,
+                k_stride, 0.0f, S, keys);
+}
+
+/* Forward softmax of one score row in place: masked keys (and keys > i) get 0. */
+SFT_CLONES static void attention_softmax_row(float *s, const int32_t *seq_row, int i, int keys, int window,
+                                             float *row_max, float *row_inv_sum) {
     float maxv = -INFINITY;
-    for (int j = 0; j <= i; j++) {
-        size_t tj = row0 + j;
-        if (j < first || seq[tj] != si) {
-            p[j] = -INFINITY;
-            continue;
-        }
-        const float *kj = k + tj * k_stride + kv_offset;
-        float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-        for (int d = 0; d < HD; d++)
-            dot += qi[d] * kj[d];
-        p[j] = dot * scale;
-        if (p[j] > maxv) maxv = p[j];
+    for (int j = 0; j < keys; j++) {
+        if (j > i || !attention_visible(seq_row, i, j, window))
+            s[j] = -INFINITY;
+        else if (s[j] > maxv)
+            maxv = s[j];
     }
-    if (use_stats) maxv = *row_max;
     double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
-    for (int j = 0; j <= i; j++) {
-        float e = p[j] == -INFINITY ? 0.0f : fast_expf(p[j] - maxv);
-        p[j] = e;
+    for (int j = 0; j < keys; j++) {
+        float e = s[j] == -INFINITY ? 0.0f : fast_expf(s[j] - maxv);
+        s[j] = e;
         sum += e;
     }
-    float inv = use_stats ? *row_inv_sum : (float)(1.0 / sum);
-    for (int j = 0; j <= i; j++)
-        p[j] *= inv;
+    float inv = (float)(1.0 / sum);
+#pragma omp simd
+    for (int j = 0; j < keys; j++)
+        s[j] *= inv;
     *row_max = maxv;
     *row_inv_sum = inv;
 }
 
-/* One query row of one head: the row's probabilities, then out = P V. */
-SFT_CLONES static void attention_forward_row(float *out, float *stats, const float *q, int q_stride,
-                                             const float *k, int k_stride, const float *v, int v_stride,
-                                             const int32_t *seq, int b, int h, int i, int T, int NH, int group,
-                                             int HD, int window, float dropout, uint64_t seed) {
+/* The same row again from the stats (backward): the same bits as the forward. */
+SFT_CLONES static void attention_probs_row(float *s, const int32_t *seq_row, int i, int keys, int window,
+                                           float row_max, float row_inv_sum) {
+    for (int j = 0; j < keys; j++)
+        if (j > i || !attention_visible(seq_row, i, j, window)) s[j] = -INFINITY;
+#pragma omp simd
+    for (int j = 0; j < keys; j++)
+        s[j] = s[j] == -INFINITY ? 0.0f : fast_expf(s[j] - row_max);
+#pragma omp simd
+    for (int j = 0; j < keys; j++)
+        s[j] *= row_inv_sum;
+}
+
+static void attention_forward_head(float *out, float *stats, const float *q, int q_stride, const float *k,
+                                   int k_stride, const float *v, int v_stride, const int32_t *seq, int b, int h,
+                                   int T, int NH, int group, int HD, int window, float dropout, uint64_t seed) {
     const float scale = 1.0f / sqrtf((float)HD);
     const float keep_scale = dropout > 0 ? 1.0f / (1.0f - dropout) : 1.0f;
-    float p[i + 1]; /* one row of probabilities, on the thread's stack */
-    int kvh = h / group;
-    size_t ti = (size_t)b * T + i, stat = ((size_t)b * NH + h) * T + i;
-    const float *qi = q + ti * q_stride + (size_t)h * HD;
-    attention_row(p, &stats[2 * stat], &stats[2 * stat + 1], 0, qi, k, k_stride, (size_t)kvh * HD, seq,
-                  (size_t)b * T, i, window, HD, scale);
-    float *o = out + ti * (size_t)NH * HD + (size_t)h * HD;
-    for (int d = 0; d < HD; d++)
-        o[d] = 0.0f;
-    for (int j = 0; j <= i; j++) {
-        float pj = p[j];
-        if (pj == 0.0f) continue;
-        /* attention dropout acts on the probabilities that multiply V */
-        if (dropout > 0) pj = sft_dropout_keep(seed, stat * T + j, dropout) ? pj * keep_scale : 0.0f;
-        const float *vj = v + ((size_t)b * T + j) * v_stride + (size_t)kvh * HD;
-#pragma omp simd
-        for (int d = 0; d < HD; d++)
-            o[d] += pj * vj[d];
+    const int kvh = h / group, block = attention_block_rows(T);
+    const int32_t *seq_row = seq + (size_t)b * T;
+    const float *k_row = k + (size_t)b * T * k_stride + (size_t)kvh * HD;
+    const float *v_row = v + (size_t)b * T * v_stride + (size_t)kvh * HD;
+    float S[block * T];
+    for (int i0 = 0; i0 < T; i0 += block) {
+        int rows = T - i0 < block ? T - i0 : block, keys = i0 + rows;
+        attention_scores(S, q + ((size_t)b * T + i0) * q_stride + (size_t)h * HD, q_stride, k_row, k_stride,
+                         rows, keys, HD, scale);
+        for (int r = 0; r < rows; r++) {
+            int i = i0 + r;
+            size_t stat = ((size_t)b * NH + h) * T + i;
+            float *s = S + (size_t)r * keys;
+            attention_softmax_row(s, seq_row, i, keys, window, &stats[2 * stat], &stats[2 * stat + 1]);
+            /* attention dropout acts on the probabilities that multiply V */
+            if (dropout > 0)
+                for (int j = 0; j <= i; j++)
+                    s[j] = sft_dropout_keep(seed, stat * T + j, dropout) ? s[j] * keep_scale : 0.0f;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HD, keys, 1.0f, S, keys, v_row, v_stride,
+                    0.0f, out + ((size_t)b * T + i0) * NH * HD + (size_t)h * HD, NH * HD);
     }
 }
 
@@ -684,68 +712,74 @@ void sft_attention_forward(float *out, float *stats, const float *q, int q_strid
                            int k_stride, const float *v, int v_stride, const int32_t *seq, int B, int T,
                            int NH, int NKV, int HD, int window, float dropout, uint64_t seed) {
     const int group = NH / NKV;
-#pragma omp parallel for collapse(3) schedule(static)
+    blas_single_threaded();
+#pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
-            for (int i = 0; i < T; i++)
-                attention_forward_row(out, stats, q, q_stride, k, k_stride, v, v_stride, seq, b, h, i, T, NH,
-                                      group, HD, window, dropout, seed);
+            attention_forward_head(out, stats, q, q_stride, k, k_stride, v, v_stride, seq, b, h, T, NH, group,
+                                   HD, window, dropout, seed);
 }
 
-/* Parallel over (batch row, KV head): the query heads that share a KV head
- * accumulate into the same dk/dv rows, so they run in one thread, in order. */
-SFT_CLONES static void attention_backward_group(float *dq, float *dk, float *dv, const float *dout,
-                                                const float *stats, const float *q, int q_stride,
-                                                const float *k, int k_stride, const float *v, int v_stride,
-                                                const int32_t *seq, int b, int kvh, int T, int NH, int group,
-                                                int HD, int window, float dropout, uint64_t seed) {
+/* dS = P (dP - sum_j P dP) * scale for one row, into dp; p becomes the
+ * dropped probabilities that multiplied V (p itself without dropout). */
+SFT_CLONES static void attention_dscores_row(float *p, float *dp, int i, int keys, float scale, float dropout,
+                                             float keep_scale, uint64_t seed, size_t stat, int T) {
+    if (dropout > 0)
+        for (int j = 0; j <= i; j++)
+            dp[j] = sft_dropout_keep(seed, stat * T + j, dropout) ? dp[j] * keep_scale : 0.0f;
+    double weighted = 0.0;
+#pragma omp simd reduction(+ : weighted)
+    for (int j = 0; j < keys; j++)
+        weighted += (double)p[j] * dp[j];
+    float wsum = (float)weighted;
+#pragma omp simd
+    for (int j = 0; j < keys; j++)
+        dp[j] = p[j] * (dp[j] - wsum) * scale;
+    if (dropout > 0)
+        for (int j = 0; j <= i; j++)
+            p[j] = sft_dropout_keep(seed, stat * T + j, dropout) ? p[j] * keep_scale : 0.0f;
+}
+
+/* The query heads that share a KV head accumulate into the same dk/dv rows,
+ * so one call does them all, in order. */
+static void attention_backward_group(float *dq, float *dk, float *dv, const float *dout, const float *stats,
+                                     const float *q, int q_stride, const float *k, int k_stride, const float *v,
+                                     int v_stride, const int32_t *seq, int b, int kvh, int T, int NH, int group,
+                                     int HD, int window, float dropout, uint64_t seed) {
     const float scale = 1.0f / sqrtf((float)HD);
     const float keep_scale = dropout > 0 ? 1.0f / (1.0f - dropout) : 1.0f;
+    const int block = attention_block_rows(T);
+    const int32_t *seq_row = seq + (size_t)b * T;
+    const float *k_row = k + (size_t)b * T * k_stride + (size_t)kvh * HD;
+    const float *v_row = v + (size_t)b * T * v_stride + (size_t)kvh * HD;
+    float *dk_row = dk + (size_t)b * T * k_stride + (size_t)kvh * HD;
+    float *dv_row = dv + (size_t)b * T * v_stride + (size_t)kvh * HD;
+    float P[block * T], dS[block * T];
     for (int h = kvh * group; h < (kvh + 1) * group; h++) {
-        for (int i = 0; i < T; i++) {
-            float p[i + 1], dp[i + 1]; /* the row's probabilities and d(loss)/d(dropped p) */
-            size_t ti = (size_t)b * T + i, stat = ((size_t)b * NH + h) * T + i;
-            const float *doi = dout + ti * (size_t)NH * HD + (size_t)h * HD;
-            const float *qi = q + ti * q_stride + (size_t)h * HD;
-            float *dqi = dq + ti * q_stride + (size_t)h * HD;
-            float row_max = stats[2 * stat], row_inv = stats[2 * stat + 1];
-            attention_row(p, &row_max, &row_inv, 1, qi, k, k_stride, (size_t)kvh * HD, seq,
-                          (size_t)b * T, i, window, HD, scale);
-            /* dP_j = m_j (dout_i . v_j) with m_j the dropout factor (1 without);
-             * dS_j = P_ij (dP_j - sum_j P_ij dP_j) */
-            double weighted = 0.0;
-            for (int j = 0; j <= i; j++) {
-                dp[j] = 0.0f;
-                if (p[j] == 0.0f) continue;
-                const float *vj = v + ((size_t)b * T + j) * v_stride + (size_t)kvh * HD;
-                float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-                for (int d = 0; d < HD; d++)
-                    dot += doi[d] * vj[d];
-                if (dropout > 0)
-                    dot = sft_dropout_keep(seed, stat * T + j, dropout) ? dot * keep_scale : 0.0f;
-                dp[j] = dot;
-                weighted += (double)p[j] * dot;
+        for (int i0 = 0; i0 < T; i0 += block) {
+            int rows = T - i0 < block ? T - i0 : block, keys = i0 + rows;
+            size_t t0 = (size_t)b * T + i0;
+            const float *q_block = q + t0 * q_stride + (size_t)h * HD;
+            const float *do_block = dout + t0 * NH * HD + (size_t)h * HD;
+            attention_scores(P, q_block, q_stride, k_row, k_stride, rows, keys, HD, scale);
+            /* dP = dO V^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, HD, 1.0f, do_block, NH * HD, v_row,
+                        v_stride, 0.0f, dS, keys);
+            for (int r = 0; r < rows; r++) {
+                int i = i0 + r;
+                size_t stat = ((size_t)b * NH + h) * T + i;
+                attention_probs_row(P + (size_t)r * keys, seq_row, i, keys, window, stats[2 * stat],
+                                    stats[2 * stat + 1]);
+                attention_dscores_row(P + (size_t)r * keys, dS + (size_t)r * keys, i, keys, scale, dropout,
+                                      keep_scale, seed, stat, T);
             }
-            float wsum = (float)weighted;
-            for (int j = 0; j <= i; j++) {
-                float pj = p[j];
-                if (pj == 0.0f) continue;
-                size_t tj = (size_t)b * T + j;
-                const float *kj = k + tj * k_stride + (size_t)kvh * HD;
-                float *dkj = dk + tj * k_stride + (size_t)kvh * HD;
-                float *dvj = dv + tj * v_stride + (size_t)kvh * HD;
-                float pv = pj; /* the probability that multiplied v_j in the forward */
-                if (dropout > 0)
-                    pv = sft_dropout_keep(seed, stat * T + j, dropout) ? pj * keep_scale : 0.0f;
-                float ds = pj * (dp[j] - wsum) * scale;
-#pragma omp simd
-                for (int d = 0; d < HD; d++) {
-                    dqi[d] += ds * kj[d];
-                    dkj[d] += ds * qi[d];
-                    dvj[d] += pv * doi[d];
-                }
-            }
+            /* dV[0, keys) += P^T dO; dQ[block] += dS K; dK[0, keys) += dS^T Q */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, keys, HD, rows, 1.0f, P, keys, do_block, NH * HD,
+                        1.0f, dv_row, v_stride);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HD, keys, 1.0f, dS, keys, k_row, k_stride,
+                        1.0f, dq + t0 * q_stride + (size_t)h * HD, q_stride);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, keys, HD, rows, 1.0f, dS, keys, q_block, q_stride,
+                        1.0f, dk_row, k_stride);
         }
     }
 }
@@ -755,6 +789,7 @@ void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
                             int v_stride, const int32_t *seq, int B, int T, int NH, int NKV, int HD,
                             int window, float dropout, uint64_t seed) {
     const int group = NH / NKV;
+    blas_single_threaded();
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int kvh = 0; kvh < NKV; kvh++)
