@@ -108,6 +108,9 @@ def main():
         torch16 = per_system.get("torch-bf16", {}).get("tok_s")
         for system, v in per_system.items():
             g = v["gflops"]
+            if g is not None and sgemm and system != "torch-bf16" and g > sgemm:  # only bf16 may pass fp32 sgemm
+                problems.append(f"{shape} {mode} {system}: {g:.1f} GFLOP/s is above the sgemm ceiling "
+                                f"{sgemm:.1f}: the ceiling was measured while the machine was loaded; rerun")
             table.append([shape, mode, f"{system} ({v['runs']}x)", fmt(v["ms"], ".0f"), fmt(v["best"], ".0f"),
                           fmt(v["tok_s"], ".0f"),
                           fmt(v["cpu"], ".0f"), fmt(v["rss"], ".0f"), fmt(g, ".1f"),
