@@ -397,15 +397,16 @@ void sft_matmul_backward(float *dinp, float *dweight, float *dbias, const float 
  * and tanhf are calls, which keep a loop scalar: 10 ns per GELU element).
  * Cody-Waite reduction x = n ln2 + r with |r| <= ln2/2, Cephes' degree-6
  * polynomial for exp(r) (about 1 ulp), and 2^n built in the exponent bits.
- * The input is clamped so that 2^n stays a normal number: exp(-87) is 1.6e-38,
- * below anything that matters next to the 1 it is added to in a sigmoid or a
- * softmax sum; exp(88) is 1.6e38. No rounding function is called: adding and
- * subtracting 1.5 * 2^23 rounds to the nearest integer (no -ffast-math here,
- * so the compiler keeps the two operations). */
+ * The polynomial runs on the input clamped to [-87, 88], so that 2^n stays a
+ * normal number (and the conversion to int is defined); below -87 the result
+ * is 0 (exp(-87) = 1.6e-38: nothing next to the 1 it is added to in a sigmoid
+ * or a softmax sum), above 88 infinity, and a NaN stays NaN. No rounding
+ * function is called: adding and subtracting 1.5 * 2^23 rounds to the
+ * nearest integer (no -ffast-math here, so the compiler keeps both). */
 static inline float fast_expf(float x) {
-    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float xc = x > -87.0f ? (x < 88.0f ? x : 88.0f) : -87.0f;
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
     float z = r * r;
     float poly = 1.9875691500e-4f;
     poly = poly * r + 1.3981999507e-3f;
@@ -415,10 +416,13 @@ static inline float fast_expf(float x) {
     poly = poly * r + 5.0000001201e-1f;
     float e = poly * z + r + 1.0f;
     union {
-        int32_t i;
+        uint32_t u;
         float f;
-    } scale = {.i = ((int32_t)n + 127) << 23};
-    return e * scale.f;
+    } scale = {.u = (uint32_t)((int32_t)n + 127) << 23};
+    float result = e * scale.f;
+    result = x < -87.0f ? 0.0f : result;
+    result = x > 88.0f ? INFINITY : result;
+    return x != x ? x : result;
 }
 
 /* One thread's slice of an elementwise kernel: compiled for AVX-512, AVX2 and
