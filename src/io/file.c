@@ -237,6 +237,32 @@ int sft_write_file_atomic(const char *path, const void *data, size_t len, sft_er
     return sft_atomic_commit(f, err);
 }
 
+int sft_copy_file(const char *from, const char *to, sft_err *err) {
+    FILE *in = fopen(from, "rb");
+    if (!in) return sft_err_errno(err, from);
+    sft_atomic_file *out = sft_atomic_open(to, err);
+    if (!out) {
+        fclose(in);
+        return -1;
+    }
+    char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) {
+        if (sft_atomic_write(out, buf, n, err)) {
+            fclose(in);
+            sft_atomic_abort(out);
+            return -1;
+        }
+    }
+    int read_failed = ferror(in);
+    fclose(in);
+    if (read_failed) {
+        sft_atomic_abort(out);
+        return sft_errf(err, "%s: read error", from);
+    }
+    return sft_atomic_commit(out, err);
+}
+
 int sft_path_join(char *out, size_t cap, const char *dir, const char *name, sft_err *err) {
     int n = snprintf(out, cap, "%s/%s", dir, name);
     if (n < 0 || (size_t)n >= cap) return sft_errf(err, "path too long: %s/%s", dir, name);

@@ -39,6 +39,9 @@ void sft_atomic_abort(sft_atomic_file *f);
 /* One-shot atomic write of a buffer. */
 int sft_write_file_atomic(const char *path, const void *data, size_t len, sft_err *err);
 
+/* Copies a file to `to`, atomically (streamed, so any size). */
+int sft_copy_file(const char *from, const char *to, sft_err *err);
+
 /* out = dir + "/" + name; an error when it does not fit. */
 int sft_path_join(char *out, size_t cap, const char *dir, const char *name, sft_err *err);
 

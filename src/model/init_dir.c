@@ -19,15 +19,6 @@ static const char *const tokenizer_files[] = {
     "merges.txt",     "tokenizer.model",       "added_tokens.json",
 };
 
-static int copy_file(const char *from, const char *to, sft_err *err) {
-    char *data;
-    size_t len;
-    if (sft_read_file(from, &data, &len, err)) return -1;
-    int rc = sft_write_file_atomic(to, data, len, err);
-    free(data);
-    return rc;
-}
-
 static void remove_tree(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return;
@@ -101,14 +92,14 @@ int sft_model_init_dir(const char *config_path, const char *tokenizer_dir, const
     snprintf(path, sizeof path, "%s/model.safetensors", tmp);
     if (sft_model_save_weights(m, path, dtype, err)) goto done;
     snprintf(path, sizeof path, "%s/config.json", tmp);
-    if (copy_file(config_path, path, err)) goto done;
+    if (sft_copy_file(config_path, path, err)) goto done;
     snprintf(path, sizeof path, "%s/generation_config.json", tmp);
     if (write_generation_config(path, &m->cfg, err)) goto done;
     for (size_t i = 0; i < sizeof tokenizer_files / sizeof tokenizer_files[0]; i++) {
         snprintf(from, sizeof from, "%s/%s", tokenizer_dir, tokenizer_files[i]);
         if (!sft_file_exists(from)) continue;
         snprintf(path, sizeof path, "%s/%s", tmp, tokenizer_files[i]);
-        if (copy_file(from, path, err)) goto done;
+        if (sft_copy_file(from, path, err)) goto done;
     }
     if (rename(tmp, out_dir)) {
         sft_err_errno(err, out_dir);

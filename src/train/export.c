@@ -68,21 +68,12 @@ const char *sft_export_template_text(const sft_tokenizer *tok, const sft_chat_te
 
 /* ------------------------------------------------------------ files */
 
-static int copy_file(const char *from, const char *to, sft_err *err) {
-    char *data;
-    size_t len;
-    if (sft_read_file(from, &data, &len, err)) return -1;
-    int rc = sft_write_file_atomic(to, data, len, err);
-    free(data);
-    return rc;
-}
-
 static int copy_if_present(const char *from_dir, const char *to_dir, const char *name, sft_err *err) {
     char from[4096], to[4096];
     if (sft_path_join(from, sizeof from, from_dir, name, err) || sft_path_join(to, sizeof to, to_dir, name, err))
         return -1;
     if (!sft_file_exists(from)) return 0;
-    return copy_file(from, to, err);
+    return sft_copy_file(from, to, err);
 }
 
 /* Reals that hold integers back to integers: the project's JSON reader reads
@@ -119,7 +110,7 @@ static int write_config(const char *src_dir, const char *dir, int dtype, sft_err
         return -1;
     sft_model_config cfg;
     if (sft_config_load_file(from, &cfg, err)) return -1;
-    if (dtype < 0 || (sft_dtype)dtype == sft_export_config_dtype(&cfg)) return copy_file(from, to, err);
+    if (dtype < 0 || (sft_dtype)dtype == sft_export_config_dtype(&cfg)) return sft_copy_file(from, to, err);
     json_t *root = sft_json_load_file(from, err);
     if (!root) return -1;
     integers_back(root);
@@ -149,7 +140,7 @@ static int write_generation_config(const char *src_dir, const char *dir, sft_err
     if (sft_path_join(from, sizeof from, src_dir, "generation_config.json", err) ||
         sft_path_join(to, sizeof to, dir, "generation_config.json", err))
         return -1;
-    if (sft_file_exists(from)) return copy_file(from, to, err);
+    if (sft_file_exists(from)) return sft_copy_file(from, to, err);
     sft_model_config cfg;
     if (sft_config_load(src_dir, &cfg, err)) return -1;
     char text[512], eos[256] = "null";

@@ -1389,35 +1389,6 @@ static void make_advice(sft_sweep_result *r) {
 
 /* ------------------------------------------------------------- outputs */
 
-static int copy_file(const char *from, const char *to, sft_err *err) {
-    int in = open(from, O_RDONLY | O_CLOEXEC);
-    if (in < 0) return sft_err_errno(err, from);
-    int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (out < 0) {
-        close(in);
-        return sft_err_errno(err, to);
-    }
-    static char buf[1 << 16];
-    int rc = 0;
-    for (;;) {
-        ssize_t n = read(in, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            rc = sft_err_errno(err, from);
-            break;
-        }
-        if (n == 0) break;
-        if (write_all(out, buf, (size_t)n)) {
-            rc = sft_err_errno(err, to);
-            break;
-        }
-    }
-    if (!rc && fsync(out)) rc = sft_err_errno(err, to);
-    close(in);
-    if (close(out) && !rc) rc = sft_err_errno(err, to);
-    return rc;
-}
-
 /* SWEEP/best/ = the chosen trial's best/ (a flat folder of files), put in
  * place atomically (checkpoint.h's folder replacement). */
 static int copy_best(const char *trial_best, const char *sweep_best, sft_err *err) {
@@ -1438,7 +1409,7 @@ static int copy_best(const char *trial_best, const char *sweep_best, sft_err *er
             rc = -1;
             break;
         }
-        if (sft_file_exists(from)) rc = copy_file(from, to, err);
+        if (sft_file_exists(from)) rc = sft_copy_file(from, to, err);
     }
     closedir(d);
     if (rc) {
