@@ -164,8 +164,7 @@ typedef struct {
     long *batch_prior; /* best leader from before the batch, or -1 */
     double *batch_prior_jaccard;
     size_t batch_from; /* leaders numbered from here on were made in this batch */
-    char **paths;      /* stable copies of the input paths the batch points to */
-    size_t path_count;
+    sft_path_pool paths; /* stable copies of the input paths the batch points to */
     sft_dedup_summary *summary;
     /* report only */
     origin *kept_origins;
@@ -304,18 +303,8 @@ static int dedup_flush(dedup_ctx *c, sft_err *err) {
 /* Moves the record into the batch (the reader gets the slot's old buffers). */
 static int dedup_collect(sft_record *rec, void *p, sft_err *err) {
     dedup_ctx *c = p;
-    if (!c->path_count || strcmp(c->paths[c->path_count - 1], rec->path)) {
-        char **paths = realloc(c->paths, (c->path_count + 1) * sizeof *paths);
-        if (!paths) return sft_errf(err, "out of memory");
-        c->paths = paths;
-        if (!(c->paths[c->path_count] = strdup(rec->path))) return sft_errf(err, "out of memory");
-        c->path_count++;
-    }
-    sft_record *slot = &c->batch[c->batch_count++];
-    sft_record old = *slot;
-    *slot = *rec;
-    *rec = old;
-    slot->path = c->paths[c->path_count - 1];
+    if (sft_record_move_into(&c->batch[c->batch_count], rec, &c->paths, err)) return -1;
+    c->batch_count++;
     return c->batch_count == DEDUP_BATCH ? dedup_flush(c, err) : 0;
 }
 
@@ -411,9 +400,7 @@ int sft_data_dedup(const sft_data_io *io, const sft_dedup_options *o, sft_dedup_
         sft_record_free(&c.batch[i]);
     for (size_t i = 0; c.batch_sets && i < DEDUP_BATCH; i++)
         sft_u64s_free(&c.batch_sets[i]);
-    for (size_t i = 0; i < c.path_count; i++)
-        free(c.paths[i]);
-    free(c.paths);
+    sft_path_pool_free(&c.paths);
     free(c.batch);
     free(c.batch_keys);
     free(c.batch_sets);

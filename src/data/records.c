@@ -923,3 +923,26 @@ json_t *sft_record_build(const json_t *original, sft_data_format original_format
     json_decref(members);
     return out;
 }
+
+int sft_record_move_into(sft_record *slot, sft_record *rec, sft_path_pool *pool, sft_err *err) {
+    if (!pool->count || strcmp(pool->paths[pool->count - 1], rec->path)) {
+        char **paths = realloc(pool->paths, (pool->count + 1) * sizeof *paths);
+        if (!paths) return sft_errf(err, "out of memory");
+        pool->paths = paths;
+        if (!(pool->paths[pool->count] = strdup(rec->path))) return sft_errf(err, "out of memory");
+        pool->count++;
+    }
+    sft_record old = *slot;
+    *slot = *rec;
+    *rec = old;
+    slot->path = pool->paths[pool->count - 1];
+    return 0;
+}
+
+void sft_path_pool_free(sft_path_pool *pool) {
+    for (size_t i = 0; i < pool->count; i++)
+        free(pool->paths[i]);
+    free(pool->paths);
+    pool->paths = NULL;
+    pool->count = 0;
+}

@@ -103,6 +103,18 @@ size_t sft_record_count_role(const sft_record *rec, sft_role role);
 /* Index of the last assistant message, or -1. */
 long sft_record_last_assistant(const sft_record *rec);
 
+/* Stable copies of the input paths that records kept past their reader
+ * (batched for dedup or scoring) point to. */
+typedef struct sft_path_pool {
+    char **paths;
+    size_t count;
+} sft_path_pool;
+
+/* Moves *rec into *slot (the reader gets the slot's old buffers back to
+ * reuse) and points slot->path at a copy in `pool` that outlives the reader. */
+int sft_record_move_into(sft_record *slot, sft_record *rec, sft_path_pool *pool, sft_err *err);
+void sft_path_pool_free(sft_path_pool *pool);
+
 /* ---- streaming reader ---- */
 typedef struct sft_reader_options {
     sft_data_format format; /* AUTO detects from the first record */

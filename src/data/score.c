@@ -666,8 +666,7 @@ typedef struct {
     const sft_record **ptrs;
     sft_record_scores *scores;
     size_t count;
-    char **paths;
-    size_t path_count;
+    sft_path_pool paths; /* stable copies of the input paths the chunk points to */
 } score_ctx;
 
 static int score_flush(score_ctx *c, sft_err *err) {
@@ -695,18 +694,8 @@ static int score_flush(score_ctx *c, sft_err *err) {
 /* Moves the record into the chunk (the reader gets the slot's old buffers). */
 static int score_collect(sft_record *rec, void *p, sft_err *err) {
     score_ctx *c = p;
-    if (!c->path_count || strcmp(c->paths[c->path_count - 1], rec->path)) {
-        char **paths = realloc(c->paths, (c->path_count + 1) * sizeof *paths);
-        if (!paths) return sft_errf(err, "out of memory");
-        c->paths = paths;
-        if (!(c->paths[c->path_count] = strdup(rec->path))) return sft_errf(err, "out of memory");
-        c->path_count++;
-    }
     sft_record *slot = &c->chunk[c->count];
-    sft_record old = *slot;
-    *slot = *rec;
-    *rec = old;
-    slot->path = c->paths[c->path_count - 1];
+    if (sft_record_move_into(slot, rec, &c->paths, err)) return -1;
     c->ptrs[c->count] = slot;
     c->count++;
     return c->count == SCORE_CHUNK ? score_flush(c, err) : 0;
@@ -738,9 +727,7 @@ int sft_data_score(const sft_data_io *io, const sft_score_options *o, sft_score_
     }
     for (size_t i = 0; c.chunk && i < SCORE_CHUNK; i++)
         sft_record_free(&c.chunk[i]);
-    for (size_t i = 0; i < c.path_count; i++)
-        free(c.paths[i]);
-    free(c.paths);
+    sft_path_pool_free(&c.paths);
     free(c.chunk);
     free(c.ptrs);
     free(c.scores);
