@@ -375,17 +375,41 @@ static int cmd_split(int argc, char **argv, sft_err *err) {
 }
 
 /* ----------------------------------------------------------------- generate */
-/* Flags of the model-based steps (data/synth.h). */
-#define SYNTH_ARGS(o, max_new)                                                                               \
-    {"model", SFT_ARG_STRING, &(o).model_dir, "HF model dir that generates (local inference)", NULL},         \
-        {"adapter", SFT_ARG_STRING, &(o).adapter_dir, "PEFT adapter dir, merged into --model", NULL},         \
-        {"template", SFT_ARG_STRING, &(o).template_name, "chat template (default auto: the model's)", NULL},  \
-        {"max-new-tokens", SFT_ARG_INT, &(max_new), "tokens per generation (default 256)", NULL},            \
-        {"temperature", SFT_ARG_DOUBLE, &(o).temperature, "sampling temperature (default 0.7; 0 = greedy)",   \
+/* Flags of the model-based steps (data/synth.h), shared by generate and augment. */
+typedef struct {
+    const char *model_dir, *adapter_dir, *template_name;
+    double temperature, top_p;
+    long top_k, max_new_tokens;
+} synth_flags;
+
+static void synth_flags_init(synth_flags *f, const sft_synth_options *defaults) {
+    memset(f, 0, sizeof *f);
+    f->temperature = defaults->temperature;
+    f->top_p = defaults->top_p;
+    f->max_new_tokens = defaults->max_new_tokens;
+}
+
+static void synth_flags_apply(const synth_flags *f, long seed, sft_synth_options *synth) {
+    synth->model_dir = f->model_dir;
+    synth->adapter_dir = f->adapter_dir;
+    synth->template_name = f->template_name;
+    synth->temperature = f->temperature;
+    synth->top_p = f->top_p;
+    synth->top_k = (int)f->top_k;
+    synth->max_new_tokens = (int)f->max_new_tokens;
+    synth->seed = (uint64_t)seed;
+}
+
+#define SYNTH_ARGS(f)                                                                                        \
+    {"model", SFT_ARG_STRING, &(f).model_dir, "HF model dir that generates (local inference)", NULL},         \
+        {"adapter", SFT_ARG_STRING, &(f).adapter_dir, "PEFT adapter dir, merged into --model", NULL},         \
+        {"template", SFT_ARG_STRING, &(f).template_name, "chat template (default auto: the model's)", NULL},  \
+        {"max-new-tokens", SFT_ARG_INT, &(f).max_new_tokens, "tokens per generation (default 256)", NULL},   \
+        {"temperature", SFT_ARG_DOUBLE, &(f).temperature, "sampling temperature (default 0.7; 0 = greedy)",   \
          NULL},                                                                                              \
-        {"top-p", SFT_ARG_DOUBLE, &(o).top_p, "nucleus sampling mass (default 0.9)", NULL},                  \
+        {"top-p", SFT_ARG_DOUBLE, &(f).top_p, "nucleus sampling mass (default 0.9)", NULL},                  \
     {                                                                                                        \
-        "top-k", SFT_ARG_INT, &(o).top_k_flag, "sample from the k most likely tokens (default 0: off)", NULL \
+        "top-k", SFT_ARG_INT, &(f).top_k, "sample from the k most likely tokens (default 0: off)", NULL      \
     }
 
 static void print_synth_summary(const sft_synth_summary *s) {
@@ -402,16 +426,10 @@ static int cmd_generate(int argc, char **argv, sft_err *err) {
     long seed = (long)o.seed, count = -1;
     const char *to = NULL, *instructions = NULL;
     int list = 0, self_instruct = 0;
-    struct {
-        const char *model_dir, *adapter_dir, *template_name;
-        double temperature, top_p;
-        long top_k_flag;
-    } so = {0};
     sft_synth_options synth;
     sft_synth_options_default(&synth);
-    so.temperature = synth.temperature;
-    so.top_p = synth.top_p;
-    long max_new = synth.max_new_tokens;
+    synth_flags so;
+    synth_flags_init(&so, &synth);
     sft_self_instruct_options si;
     sft_self_instruct_options_default(&si);
     long prompt_instructions = si.prompt_instructions, prompt_generated = si.prompt_generated, max_attempts = 0;
@@ -424,7 +442,7 @@ static int cmd_generate(int argc, char **argv, sft_err *err) {
         {"max-number", SFT_ARG_INT, &o.max_number, "largest operand (default 99)", NULL},
         {"list", SFT_ARG_BOOL, &list, "list the task families and exit", NULL},
         {"unique", SFT_ARG_BOOL, &o.unique, "no two records with the same prompt", NULL},
-        SYNTH_ARGS(so, max_new),
+        SYNTH_ARGS(so),
         {"instructions", SFT_ARG_STRING, &instructions, "with --model: answer these prompts, one a line", NULL},
         {"self-instruct", SFT_ARG_BOOL, &self_instruct,
          "with --model: new instructions from the INPUT records as seeds (Self-Instruct)", NULL},
@@ -453,14 +471,7 @@ static int cmd_generate(int argc, char **argv, sft_err *err) {
     if (so.model_dir) {
         if (o.tasks || o.unique || o.max_number != 99)
             return sft_errf(err, "--tasks, --unique and --max-number are for the built-in tasks, not --model");
-        synth.model_dir = so.model_dir;
-        synth.adapter_dir = so.adapter_dir;
-        synth.template_name = so.template_name;
-        synth.temperature = so.temperature;
-        synth.top_p = so.top_p;
-        synth.top_k = (int)so.top_k_flag;
-        synth.max_new_tokens = (int)max_new;
-        synth.seed = (uint64_t)seed;
+        synth_flags_apply(&so, seed, &synth);
         sft_data_io io;
         if (make_io(&c, &io, err)) return -1;
         sft_synth_summary s;
@@ -501,21 +512,15 @@ static int cmd_augment(int argc, char **argv, sft_err *err) {
     long seed = (long)o.seed, variants = o.variants;
     int no_original = 0, no_prefix = 0, no_constraints = 0, no_system = 0, evolve = 0;
     const char *methods = NULL;
-    struct {
-        const char *model_dir, *adapter_dir, *template_name;
-        double temperature, top_p;
-        long top_k_flag;
-    } so = {0};
     sft_synth_options synth;
     sft_synth_options_default(&synth);
-    so.temperature = synth.temperature;
-    so.top_p = synth.top_p;
-    long max_new = synth.max_new_tokens;
+    synth_flags so;
+    synth_flags_init(&so, &synth);
     sft_arg table[] = {
         {"evolve", SFT_ARG_BOOL, &evolve, "Evol-Instruct rewrites through --model instead of templates", NULL},
         {"evolve-methods", SFT_ARG_STRING, &methods,
          "comma list of constraints, deepen, concretize, reasoning, breadth (default all)", NULL},
-        SYNTH_ARGS(so, max_new),
+        SYNTH_ARGS(so),
         {"variants", SFT_ARG_INT, &variants, "new records per record (default 1)", NULL},
         {"seed", SFT_ARG_INT, &seed, "seed (default 1)", NULL},
         {"no-original", SFT_ARG_BOOL, &no_original, "write only the new records", NULL},
@@ -555,14 +560,7 @@ static int cmd_augment(int argc, char **argv, sft_err *err) {
                 eo.methods |= 1u << k;
             }
         }
-        synth.model_dir = so.model_dir;
-        synth.adapter_dir = so.adapter_dir;
-        synth.template_name = so.template_name;
-        synth.temperature = so.temperature;
-        synth.top_p = so.top_p;
-        synth.top_k = (int)so.top_k_flag;
-        synth.max_new_tokens = (int)max_new;
-        synth.seed = (uint64_t)seed;
+        synth_flags_apply(&so, seed, &synth);
         sft_synth_summary ss;
         if (sft_data_evolve(&io, &eo, &synth, &ss, err)) return -1;
         printf("records %zu, evolved records %zu, eliminated %zu, written %zu", ss.records, ss.created, ss.rejected,
