@@ -11,6 +11,12 @@
 #include <string.h>
 
 typedef void (*sft_test_fn)(void);
+
+/* NAME inside a scratch folder of this test binary, created on first use
+ * and removed at exit; the returned buffer is one of 8 reused in turn. */
+const char *sft_test_tmp_path(const char *name);
+/* Writes text to path (aborts the test binary when it cannot). */
+void sft_test_write_text(const char *path, const char *text);
 void sft_test_register(const char *name, sft_test_fn fn);
 extern int sft_test_failures;
 

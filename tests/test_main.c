@@ -1,5 +1,6 @@
 /* test_main.c: the runner linked into every test binary (see test.h). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "model/ops.h"
@@ -20,6 +21,32 @@ void sft_test_register(const char *name, sft_test_fn fn) {
         tests[test_count].fn = fn;
         test_count++;
     }
+}
+
+static char scratch_dir[64];
+
+static void remove_scratch_dir(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", scratch_dir);
+    if (system(cmd)) fprintf(stderr, "could not remove %s\n", scratch_dir);
+}
+
+const char *sft_test_tmp_path(const char *name) {
+    static char paths[8][512];
+    static int next;
+    if (!scratch_dir[0]) {
+        snprintf(scratch_dir, sizeof scratch_dir, "/tmp/sft-test-XXXXXX");
+        if (!mkdtemp(scratch_dir)) abort();
+        atexit(remove_scratch_dir);
+    }
+    char *p = paths[next++ % 8];
+    snprintf(p, sizeof paths[0], "%s/%s", scratch_dir, name);
+    return p;
+}
+
+void sft_test_write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) < 0 || fclose(f)) abort();
 }
 
 int main(int argc, char **argv) {

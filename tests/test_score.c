@@ -18,25 +18,6 @@
 #define LLAMA3 "tests/fixtures/hf/models/llama3-tiny"
 #define GPT2 "tests/fixtures/hf/models/gpt2-tiny"
 
-static char tmpdir[256];
-
-static const char *tmp_path(const char *name) {
-    static char paths[8][512];
-    static int next;
-    if (!tmpdir[0]) {
-        snprintf(tmpdir, sizeof tmpdir, "/tmp/sft_test_score_XXXXXX");
-        if (!mkdtemp(tmpdir)) abort();
-    }
-    char *p = paths[next++ % 8];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
-    return p;
-}
-
-static void write_text(const char *path, const char *text) {
-    sft_err err;
-    if (sft_write_file_atomic(path, text, strlen(text), &err)) abort();
-}
-
 /* Parses one record of a given format. */
 static int parse_record(sft_record *rec, const char *json, sft_data_format format) {
     sft_err err;
@@ -274,8 +255,8 @@ TEST(heuristic_checks_fire_on_their_planted_records_only) {
 }
 
 TEST(score_keeps_every_field_and_filter_uses_the_scores) {
-    const char *in = tmp_path("in.jsonl"), *out = tmp_path("out.jsonl"), *kept = tmp_path("kept.jsonl");
-    write_text(
+    const char *in = sft_test_tmp_path("in.jsonl"), *out = sft_test_tmp_path("out.jsonl"), *kept = sft_test_tmp_path("kept.jsonl");
+    sft_test_write_text(
         in, "{\"id\": 7, \"meta\": {\"src\": \"x\", \"n\": [1, 2.5]}, \"messages\": [{\"role\": \"user\", "
             "\"content\": \"Hi \\u00e9\"}, {\"role\": \"assistant\", \"content\": \"Hello there, friend.\", "
             "\"weight\": 1}], \"sft_scores\": {\"heuristic\": 0.01}}\n"
@@ -355,13 +336,13 @@ TEST(a_tokenizer_that_does_not_fit_the_model_is_refused) {
 /* The training masking, exactly: the token-weighted mean of the records'
  * losses equals the validation loss the trainer computes on the same file. */
 TEST(loss_equals_the_trainers_validation_loss) {
-    const char *path = tmp_path("val.jsonl");
+    const char *path = sft_test_tmp_path("val.jsonl");
     char text[2048] = "";
     for (int i = 0; i < 3; i++) {
         strcat(text, chat_records[i]);
         strcat(text, "\n");
     }
-    write_text(path, text);
+    sft_test_write_text(path, text);
     sft_session s;
     sft_err err;
     CHECK(sft_session_open(&s, LLAMA3, NULL, NULL, 1, &err) == 0);

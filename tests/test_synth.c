@@ -15,25 +15,6 @@
 /* Llama 3's positions are not capped like GPT-2's 64: room for the Evol-Instruct prompts */
 #define LLAMA3 "tests/fixtures/hf/models/llama3-tiny"
 
-static char tmpdir[256];
-
-static const char *tmp_path(const char *name) {
-    static char paths[8][512];
-    static int next;
-    if (!tmpdir[0]) {
-        snprintf(tmpdir, sizeof tmpdir, "/tmp/sft_test_synth_XXXXXX");
-        if (!mkdtemp(tmpdir)) abort();
-    }
-    char *p = paths[next++ % 8];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
-    return p;
-}
-
-static void write_text(const char *path, const char *text) {
-    sft_err err;
-    if (sft_write_file_atomic(path, text, strlen(text), &err)) abort();
-}
-
 static char *read_text(const char *path) {
     char *text = NULL;
     size_t len;
@@ -63,9 +44,9 @@ static int answer_file(const char *prompts, const char *out, uint64_t seed, doub
 }
 
 TEST(seeded_answers_reproduce_and_seeds_differ) {
-    const char *prompts = tmp_path("prompts.txt");
-    write_text(prompts, "What is two plus two?\n\nName a colour.\n");
-    const char *a = tmp_path("a.jsonl"), *b = tmp_path("b.jsonl"), *c = tmp_path("c.jsonl");
+    const char *prompts = sft_test_tmp_path("prompts.txt");
+    sft_test_write_text(prompts, "What is two plus two?\n\nName a colour.\n");
+    const char *a = sft_test_tmp_path("a.jsonl"), *b = sft_test_tmp_path("b.jsonl"), *c = sft_test_tmp_path("c.jsonl");
     CHECK(answer_file(prompts, a, 7, 0.7) == 0);
     CHECK(answer_file(prompts, b, 7, 0.7) == 0);
     CHECK(answer_file(prompts, c, 8, 0.7) == 0);
@@ -99,7 +80,7 @@ TEST(seeded_answers_reproduce_and_seeds_differ) {
 }
 
 TEST(answers_fill_only_unanswered_records_and_keep_their_fields) {
-    const char *in = tmp_path("in.jsonl"), *out = tmp_path("out.jsonl");
+    const char *in = sft_test_tmp_path("in.jsonl"), *out = sft_test_tmp_path("out.jsonl");
     const char *answered = "{\"id\": 3, \"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": "
                            "\"assistant\", \"content\": \"Hello\"}]}";
     char text[1024];
@@ -108,7 +89,7 @@ TEST(answers_fill_only_unanswered_records_and_keep_their_fields) {
         "{\"id\": 1, \"tag\": [1, 2], \"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, "
         "{\"role\": \"user\", \"content\": \"Say hi\"}]}\n%s\n",
         answered);
-    write_text(in, text);
+    sft_test_write_text(in, text);
     const char *inputs[] = {in};
     sft_data_io io = {inputs, 1, SFT_FORMAT_AUTO, 0, out, NULL, 0};
     sft_synth_options o = model_options(3);
@@ -140,8 +121,8 @@ TEST(answers_fill_only_unanswered_records_and_keep_their_fields) {
 }
 
 TEST(alpaca_records_get_their_output_filled) {
-    const char *in = tmp_path("alpaca.jsonl"), *out = tmp_path("alpaca_out.jsonl");
-    write_text(in, "{\"instruction\": \"Add\", \"input\": \"2 and 3\", \"output\": \"\", \"id\": \"q\"}\n");
+    const char *in = sft_test_tmp_path("alpaca.jsonl"), *out = sft_test_tmp_path("alpaca_out.jsonl");
+    sft_test_write_text(in, "{\"instruction\": \"Add\", \"input\": \"2 and 3\", \"output\": \"\", \"id\": \"q\"}\n");
     const char *inputs[] = {in};
     sft_data_io io = {inputs, 1, SFT_FORMAT_AUTO, 0, out, NULL, 0};
     sft_synth_options o = model_options(3);
@@ -169,8 +150,8 @@ TEST(self_instruct_filters_follow_the_paper) {
 }
 
 TEST(self_instruct_reproduces_and_tags_origins) {
-    const char *seeds = tmp_path("seeds.jsonl"), *a = tmp_path("si_a.jsonl"), *b = tmp_path("si_b.jsonl");
-    write_text(seeds, "{\"instruction\": \"Write a haiku about the sea.\", \"output\": \"x\"}\n"
+    const char *seeds = sft_test_tmp_path("seeds.jsonl"), *a = sft_test_tmp_path("si_a.jsonl"), *b = sft_test_tmp_path("si_b.jsonl");
+    sft_test_write_text(seeds, "{\"instruction\": \"Write a haiku about the sea.\", \"output\": \"x\"}\n"
                       "{\"instruction\": \"Explain why the sky is blue.\", \"output\": \"x\"}\n");
     const char *inputs[] = {seeds};
     sft_self_instruct_options si;
@@ -235,8 +216,8 @@ TEST(evolutions_are_eliminated_as_in_the_paper) {
 }
 
 TEST(evolve_points_each_new_record_to_its_origin) {
-    const char *in = tmp_path("evol_in.jsonl"), *a = tmp_path("evol_a.jsonl"), *b = tmp_path("evol_b.jsonl");
-    write_text(in, "{\"id\": \"r1\", \"messages\": [{\"role\": \"user\", \"content\": \"Add 2 and 3.\"}, "
+    const char *in = sft_test_tmp_path("evol_in.jsonl"), *a = sft_test_tmp_path("evol_a.jsonl"), *b = sft_test_tmp_path("evol_b.jsonl");
+    sft_test_write_text(in, "{\"id\": \"r1\", \"messages\": [{\"role\": \"user\", \"content\": \"Add 2 and 3.\"}, "
                    "{\"role\": \"assistant\", \"content\": \"5\"}]}\n");
     const char *inputs[] = {in};
     sft_evolve_options eo;
