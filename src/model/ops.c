@@ -268,7 +268,7 @@ void sft_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const 
 
 /* One thread pool: OpenBLAS is kept at one thread and every product is split
  * across the OpenMP threads (rows of the output, or its columns when there
- * are few rows), each thread calling a single-threaded sgemm on its slice.
+ * are few rows), each thread calling a single-threaded product on its slice.
  * So BLAS threads never spin against OpenMP threads on the shared cores, and
  * each output element is computed by exactly one thread (no cross-thread
  * reductions: results depend on the thread count only). */
@@ -280,6 +280,20 @@ static void blas_single_threaded(void) {
     }
 }
 
+/* A single-threaded product with cblas_sgemm's row-major arguments,
+ * C = alpha op(A) op(B) + beta C: OpenBLAS's sgemm for the float32 kernels,
+ * gemm_bf16.h's bf16-operand product for the bf16 ones. The linear layers
+ * below take it as a parameter, so that both precisions share one
+ * implementation of the slicing. */
+typedef void (*gemm_fn)(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                        const float *B, int ldb, float beta, float *C, int ldc);
+
+static void gemm_f32(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                     const float *B, int ldb, float beta, float *C, int ldc) {
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
+                alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 /* [lo, hi) of n split in `parts` near-equal slices. */
 static void slice(int n, int part, int parts, int *lo, int *hi) {
     *lo = (int)((long)n * part / parts);
@@ -288,8 +302,10 @@ static void slice(int n, int part, int parts, int *lo, int *hi) {
 
 #define SPLIT_ROWS_MIN 32 /* fewer rows per thread than this: split the columns instead */
 
-void sft_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C,
-                        int OC, int w_in_out) {
+/* out [N, OC] = beta * out + inp [N, C] @ W^T (+ bias): sft_matmul_forward
+ * (beta 0) and sft_matmul_forward_add (beta 1, no bias). */
+static void matmul_forward_with(gemm_fn gemm, float *out, const float *inp, const float *weight,
+                                const float *bias, int N, int C, int OC, int w_in_out, float beta) {
     blas_single_threaded();
 #pragma omp parallel
     {
@@ -297,12 +313,12 @@ void sft_matmul_forward(float *out, const float *inp, const float *weight, const
         if (N >= nt * SPLIT_ROWS_MIN || OC < nt) {
             slice(N, t, nt, &lo, &hi);
             if (hi > lo) {
-                if (w_in_out)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, OC, C, 1.0f,
-                                inp + (size_t)lo * C, C, weight, OC, 0.0f, out + (size_t)lo * OC, OC);
-                else
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, OC, C, 1.0f,
-                                inp + (size_t)lo * C, C, weight, C, 0.0f, out + (size_t)lo * OC, OC);
+                if (w_in_out) /* W [C, OC] */
+                    gemm(0, 0, hi - lo, OC, C, 1.0f, inp + (size_t)lo * C, C, weight, OC, beta,
+                         out + (size_t)lo * OC, OC);
+                else /* W [OC, C] */
+                    gemm(0, 1, hi - lo, OC, C, 1.0f, inp + (size_t)lo * C, C, weight, C, beta,
+                         out + (size_t)lo * OC, OC);
                 if (bias)
                     for (int n = lo; n < hi; n++)
                         for (int c = 0; c < OC; c++)
@@ -312,11 +328,9 @@ void sft_matmul_forward(float *out, const float *inp, const float *weight, const
             slice(OC, t, nt, &lo, &hi);
             if (hi > lo) {
                 if (w_in_out)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, hi - lo, C, 1.0f, inp, C,
-                                weight + lo, OC, 0.0f, out + lo, OC);
+                    gemm(0, 0, N, hi - lo, C, 1.0f, inp, C, weight + lo, OC, beta, out + lo, OC);
                 else
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, hi - lo, C, 1.0f, inp, C,
-                                weight + (size_t)lo * C, C, 0.0f, out + lo, OC);
+                    gemm(0, 1, N, hi - lo, C, 1.0f, inp, C, weight + (size_t)lo * C, C, beta, out + lo, OC);
                 if (bias)
                     for (int n = 0; n < N; n++)
                         for (int c = lo; c < hi; c++)
@@ -326,27 +340,8 @@ void sft_matmul_forward(float *out, const float *inp, const float *weight, const
     }
 }
 
-void sft_matmul_forward_add(float *out, const float *inp, const float *weight, int N, int C, int OC) {
-    blas_single_threaded();
-#pragma omp parallel
-    {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads(), lo, hi;
-        if (N >= nt * SPLIT_ROWS_MIN || OC < nt) {
-            slice(N, t, nt, &lo, &hi);
-            if (hi > lo)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, OC, C, 1.0f,
-                            inp + (size_t)lo * C, C, weight, C, 1.0f, out + (size_t)lo * OC, OC);
-        } else {
-            slice(OC, t, nt, &lo, &hi);
-            if (hi > lo)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, hi - lo, C, 1.0f, inp, C,
-                            weight + (size_t)lo * C, C, 1.0f, out + lo, OC);
-        }
-    }
-}
-
-void sft_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                         const float *weight, int N, int C, int OC, int w_in_out) {
+static void matmul_backward_with(gemm_fn gemm, float *dinp, float *dweight, float *dbias, const float *dout,
+                                 const float *inp, const float *weight, int N, int C, int OC, int w_in_out) {
     blas_single_threaded();
 #pragma omp parallel
     {
@@ -356,21 +351,19 @@ void sft_matmul_backward(float *dinp, float *dweight, float *dbias, const float 
                 slice(N, t, nt, &lo, &hi);
                 if (hi > lo) {
                     if (w_in_out) /* W [C, OC]: dinp += dout @ W^T */
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, C, OC, 1.0f,
-                                    dout + (size_t)lo * OC, OC, weight, OC, 1.0f, dinp + (size_t)lo * C, C);
+                        gemm(0, 1, hi - lo, C, OC, 1.0f, dout + (size_t)lo * OC, OC, weight, OC, 1.0f,
+                             dinp + (size_t)lo * C, C);
                     else /* W [OC, C]: dinp += dout @ W */
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, C, OC, 1.0f,
-                                    dout + (size_t)lo * OC, OC, weight, C, 1.0f, dinp + (size_t)lo * C, C);
+                        gemm(0, 0, hi - lo, C, OC, 1.0f, dout + (size_t)lo * OC, OC, weight, C, 1.0f,
+                             dinp + (size_t)lo * C, C);
                 }
             } else { /* columns of dinp */
                 slice(C, t, nt, &lo, &hi);
                 if (hi > lo) {
                     if (w_in_out)
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, hi - lo, OC, 1.0f, dout, OC,
-                                    weight + (size_t)lo * OC, OC, 1.0f, dinp + lo, C);
+                        gemm(0, 1, N, hi - lo, OC, 1.0f, dout, OC, weight + (size_t)lo * OC, OC, 1.0f, dinp + lo, C);
                     else
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, hi - lo, OC, 1.0f, dout, OC,
-                                    weight + lo, C, 1.0f, dinp + lo, C);
+                        gemm(0, 0, N, hi - lo, OC, 1.0f, dout, OC, weight + lo, C, 1.0f, dinp + lo, C);
                 }
             }
         }
@@ -378,15 +371,27 @@ void sft_matmul_backward(float *dinp, float *dweight, float *dbias, const float 
             slice(OC, t, nt, &lo, &hi);
             if (hi > lo) {
                 if (w_in_out) /* dW [C, OC] += inp^T @ dout */
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, hi - lo, N, 1.0f, inp, C,
-                                dout + lo, OC, 1.0f, dweight + lo, OC);
+                    gemm(1, 0, C, hi - lo, N, 1.0f, inp, C, dout + lo, OC, 1.0f, dweight + lo, OC);
                 else /* dW [OC, C] += dout^T @ inp */
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hi - lo, C, N, 1.0f, dout + lo, OC,
-                                inp, C, 1.0f, dweight + (size_t)lo * C, C);
+                    gemm(1, 0, hi - lo, C, N, 1.0f, dout + lo, OC, inp, C, 1.0f, dweight + (size_t)lo * C, C);
             }
         }
     }
     if (dbias) column_sums(dbias, dout, NULL, N, OC);
+}
+
+void sft_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C,
+                        int OC, int w_in_out) {
+    matmul_forward_with(gemm_f32, out, inp, weight, bias, N, C, OC, w_in_out, 0.0f);
+}
+
+void sft_matmul_forward_add(float *out, const float *inp, const float *weight, int N, int C, int OC) {
+    matmul_forward_with(gemm_f32, out, inp, weight, NULL, N, C, OC, 0, 1.0f);
+}
+
+void sft_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                         const float *weight, int N, int C, int OC, int w_in_out) {
+    matmul_backward_with(gemm_f32, dinp, dweight, dbias, dout, inp, weight, N, C, OC, w_in_out);
 }
 
 /* ------------------------------------------------------------ activations */
