@@ -12,7 +12,12 @@
  * A CPU without AVX512_BF16 (or a build without the kernel: clang, ASan) runs
  * the portable path, which computes the same rounded-operand product in plain
  * C: correct everywhere, fast only with the instruction. The scalar
- * rounding is io/safetensors.h's sft_f32_to_bf16 (the same bits). */
+ * rounding is io/safetensors.h's sft_f32_to_bf16 (the same bits), except that
+ * a float32 subnormal operand counts as zero: vcvtne2ps2bf16 and vdpbf16ps
+ * treat subnormals as zero, and the portable path does the same, so both
+ * paths multiply the same bf16 operands. (They may still differ in the order
+ * of the float32 additions, and the instruction flushes subnormal products
+ * and sums to zero: differences below 2^-126 per addition.) */
 #ifndef SFT_MODEL_GEMM_BF16_H
 #define SFT_MODEL_GEMM_BF16_H
 
@@ -34,5 +39,11 @@ int sft_bf16_supported(void);
  * shape, so a training step allocates nothing after the first. */
 void sft_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc);
+
+/* The portable path alone (same arguments and contract as sft_gemm_bf16),
+ * whatever the CPU: for tests and the benchmark, which compare it with the
+ * AVX512_BF16 kernel. Training code calls sft_gemm_bf16. */
+void sft_gemm_bf16_portable(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                            const float *B, int ldb, float beta, float *C, int ldc);
 
 #endif
