@@ -1,6 +1,39 @@
 /* gemm_bf16.c: C = alpha * op(A) op(B) + beta * C with bfloat16-rounded
  * operands and float32 accumulation (the contract is in gemm_bf16.h).
  *
+ * The fast path follows the layered blocking of Goto and van de Geijn,
+ * "Anatomy of High-Performance Matrix Multiplication" (ACM TOMS, 2008), in the
+ * loop order of BLIS (Van Zee and van de Geijn, "BLIS: A Framework for Rapidly
+ * Instantiating BLAS Functionality", ACM TOMS, 2015):
+ *
+ *   for jc over N in NC columns          op(B) block KC x NC, packed, in L3
+ *     for pc over K in KC steps          (packing rounds to bf16: vcvtne2ps2bf16)
+ *       pack op(B)[pc.., jc..]  into NR-column micro-panels
+ *       for ic over M in MC rows         op(A) block MC x KC, packed, in L2
+ *         pack op(A)[ic.., pc..] into MR-row micro-panels
+ *         for jr over NC in NR           one B micro-panel, kept in L1
+ *           for ir over MC in MR         one A micro-panel, streamed from L2
+ *             micro-kernel: an MR x NR tile of C in zmm accumulators
+ *
+ * Packed layout (both operands alike): a micro-panel of width W (MR rows of
+ * op(A), or NR columns of op(B)) over kc values of k is [ceil(kc/2)][W][2]
+ * bf16: for each pair of k, each row (column) holds its two consecutive-k
+ * values in one 32-bit word, which is what vdpbf16ps multiplies: lane j of
+ * the accumulator gets a[2p] * b[2p] + a[2p+1] * b[2p+1]. An odd kc is padded
+ * with a zero k, rows past M and columns past N with zeros (never stored).
+ * The micro-kernel loads NR/16 zmm of B per k pair and broadcasts one 32-bit
+ * A pair per row: MR x NR/16 independent accumulators hide vdpbf16ps's
+ * latency at two instructions per cycle.
+ *
+ * Rounding: vcvtne2ps2bf16 rounds to nearest even, keeps NaN quiet, and takes
+ * float32 subnormals as zero (checked on this CPU: 0x00400000 -> 0x0000,
+ * 0x007fffff -> 0x0000, 0x7f800001 -> 0x7fc0, 0xff812345 -> 0xffc1, ties to
+ * even); vdpbf16ps takes subnormal inputs and results as zero, and adds the
+ * two products of a pair one after the other, each rounded (1 + 2^-24 + 2^-24
+ * gives 1). The portable path rounds each operand to the same bits
+ * (round_operand) and accumulates in float32 in k order, so the two paths
+ * differ only in the order of the float32 additions and in subnormal flushes.
+ *
  * Portable path: op(B) is rounded into a float32 block of PORTABLE_NB columns
  * ([K][PORTABLE_NB], row-major), each row of op(A) is rounded once per block,
  * and the row's dot products accumulate along K into a float32 row buffer,
@@ -144,11 +177,242 @@ void sft_gemm_bf16_portable(int trans_a, int trans_b, int M, int N, int K, float
     }
 }
 
-int sft_bf16_supported(void) {
+
+/* ---- AVX512_BF16 path ----
+ * Compiled with GCC's target attribute so the rest of the build stays
+ * portable, and called only after the runtime check in sft_bf16_supported.
+ * Clang builds (the fuzzers) take the portable path: the GCC-only
+ * __builtin_cpu_supports("avx512bf16") is what guards the instruction. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SFT_GEMM_BF16_KERNEL 1
+#include <immintrin.h>
+
+#define SFT_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+/* Register tile (MR rows x NR columns of C: MR * NR/16 zmm accumulators) and
+ * cache blocks. KC: a B micro-panel of KC/2 x NR words (24 KiB) stays in the
+ * 48 KiB L1 while the A micro-panels stream past it; MC x KC bf16 of A
+ * (252 KiB) sits in the 1 MiB L2; KC x NC bf16 of B (3 MiB) in L3.
+ * Measured choices: bench/SPEED.md. */
+#define MR 14
+#define NR 32
+#define NR_VECS (NR / 16)
+#define KC 384
+#define MC (MR * 24)
+#define NC 4096
+
+/* Lanes [0, n) of a 16-lane mask, n clamped to [0, 16]. */
+static inline __mmask16 lanes_mask(int n) {
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
+
+/* Packs a width-W micro-panel from a source whose k runs along memory rows:
+ * element (r, k) at src[k * ld + r] (op(A) with trans_a, op(B) without
+ * trans_b). Two source rows (k, k+1) of 16 elements become 16 bf16 pairs:
+ * one conversion and one word permutation interleaving them. */
+SFT_AVX512BF16 static void pack_panel_k_strided(uint32_t *dst, const float *src, int ld, int width, int rows,
+                                                int kc) {
+    /* word 2j takes element j of the first (low) half, word 2j+1 element j of the second */
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
+                                                22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    int pairs = (kc + 1) / 2;
+    for (int p = 0; p < pairs; p++) {
+        const float *row0 = src + (size_t)(2 * p) * ld;
+        int has_second = 2 * p + 1 < kc;
+        for (int c = 0; c < width; c += 16) {
+            __mmask16 load_mask = lanes_mask(rows - c);
+            __m512 k0 = _mm512_maskz_loadu_ps(load_mask, row0 + c);
+            __m512 k1 = has_second ? _mm512_maskz_loadu_ps(load_mask, row0 + ld + c) : _mm512_setzero_ps();
+            __m512i words = (__m512i)_mm512_cvtne2ps_pbh(k1, k0);
+            __m512i pairs_of_k = _mm512_permutexvar_epi16(interleave, words);
+            _mm512_mask_storeu_epi32(dst + (size_t)p * width + c, lanes_mask(width - c), pairs_of_k);
+        }
+    }
+}
+
+/* 16 x 16 transpose of 32-bit elements: rows[i] lane j -> rows[j] lane i. */
+SFT_AVX512BF16 static inline void transpose_16x16(__m512i rows[16]) {
+    __m512i t[16], u[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) { /* pairs of rows, 32-bit interleave within 128-bit lanes */
+        t[2 * i] = _mm512_unpacklo_epi32(rows[2 * i], rows[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(rows[2 * i], rows[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) { /* u[4g + j], lane l: rows 4g..4g+3 of column 4l + j */
+        u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) { /* 4 x 4 transpose of 128-bit lanes across u[j], u[4+j], u[8+j], u[12+j] */
+        __m512i v0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88), v1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xDD);
+        __m512i v2 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x88);
+        __m512i v3 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xDD);
+        rows[j] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+        rows[4 + j] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+        rows[8 + j] = _mm512_shuffle_i32x4(v0, v2, 0xDD);
+        rows[12 + j] = _mm512_shuffle_i32x4(v1, v3, 0xDD);
+    }
+}
+
+/* Packs a width-W micro-panel from a source whose k runs along memory:
+ * element (r, k) at src[r * ld + k] (op(A) without trans_a, op(B) with
+ * trans_b). Blocks of 16 rows x 32 k: each row's 32 values convert to 16 bf16
+ * pairs in one register, and a 16 x 16 transpose of those 32-bit pairs gives,
+ * per pair of k, the 16 rows side by side. */
+SFT_AVX512BF16 static void pack_panel_k_contiguous(uint32_t *dst, const float *src, int ld, int width, int rows,
+                                                   int kc) {
+    for (int r0 = 0; r0 < width; r0 += 16) {
+        int block_rows = rows - r0 < 16 ? rows - r0 : 16;
+        __mmask16 store_mask = lanes_mask(width - r0);
+        for (int k = 0; k < kc; k += 32) {
+            __mmask16 mask_lo = lanes_mask(kc - k), mask_hi = lanes_mask(kc - k - 16);
+            __m512i block[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) {
+                if (i < block_rows) {
+                    const float *row = src + (size_t)(r0 + i) * ld + k;
+                    __m512 lo = _mm512_maskz_loadu_ps(mask_lo, row), hi = _mm512_maskz_loadu_ps(mask_hi, row + 16);
+                    block[i] = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+                } else
+                    block[i] = _mm512_setzero_si512();
+            }
+            transpose_16x16(block);
+            int block_pairs = (kc - k + 1) / 2 < 16 ? (kc - k + 1) / 2 : 16;
+#pragma GCC unroll 16
+            for (int q = 0; q < 16; q++)
+                if (q < block_pairs) _mm512_mask_storeu_epi32(dst + (size_t)(k / 2 + q) * width + r0, store_mask, block[q]);
+        }
+    }
+}
+
+/* The MR x NR tile: acc = sum over `pairs` k pairs of the packed panels, then
+ * C[:rows, :cols] = alpha * acc + beta * C (C not read when beta == 0). */
+SFT_AVX512BF16 static void micro_kernel(int pairs, const uint32_t *a_panel, const uint32_t *b_panel, float *c,
+                                        int ldc, int rows, int cols, float alpha, float beta) {
+    __m512 acc[MR][NR_VECS];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NR_VECS; v++) acc[r][v] = _mm512_setzero_ps();
+    for (int p = 0; p < pairs; p++) {
+        __m512bh b[NR_VECS];
+#pragma GCC unroll 4
+        for (int v = 0; v < NR_VECS; v++) b[v] = (__m512bh)_mm512_loadu_si512(b_panel + (size_t)p * NR + 16 * v);
+        const uint32_t *a_pairs = a_panel + (size_t)p * MR;
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; r++) {
+            __m512bh a = (__m512bh)_mm512_set1_epi32((int)a_pairs[r]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NR_VECS; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a, b[v]);
+        }
+    }
+    __m512 alpha_v = _mm512_set1_ps(alpha), beta_v = _mm512_set1_ps(beta);
+    __mmask16 col_mask[NR_VECS];
+#pragma GCC unroll 4
+    for (int v = 0; v < NR_VECS; v++) col_mask[v] = lanes_mask(cols - 16 * v);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++) {
+        if (r >= rows) break;
+#pragma GCC unroll 4
+        for (int v = 0; v < NR_VECS; v++) {
+            float *c_vec = c + (size_t)r * ldc + 16 * v;
+            __m512 result = _mm512_mul_ps(acc[r][v], alpha_v);
+            if (beta != 0.0f) result = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(col_mask[v], c_vec), beta_v, result);
+            _mm512_mask_storeu_ps(c_vec, col_mask[v], result);
+        }
+    }
+}
+
+/* Scratch for the packed panels: the B block then the A block. */
+static size_t packed_b_words(int N) {
+    int nc = N < NC ? N : NC;
+    return (size_t)(KC / 2) * ((nc + NR - 1) / NR * NR);
+}
+static size_t packed_a_words(int M) {
+    int mc = M < MC ? M : MC;
+    return (size_t)(KC / 2) * ((mc + MR - 1) / MR * MR);
+}
+
+SFT_AVX512BF16 static void gemm_avx512bf16(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                                           const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                                           int ldc, uint32_t *packed_b, uint32_t *packed_a) {
+    for (int jc = 0; jc < N; jc += NC) {
+        int nc = N - jc < NC ? N - jc : NC;
+        for (int pc = 0; pc < K; pc += KC) {
+            int kc = K - pc < KC ? K - pc : KC, pairs = (kc + 1) / 2;
+            for (int jr = 0; jr < nc; jr += NR) {
+                int cols = nc - jr < NR ? nc - jr : NR;
+                uint32_t *panel = packed_b + (size_t)(jr / NR) * pairs * NR;
+                if (trans_b) /* B [N, K] */
+                    pack_panel_k_contiguous(panel, B + (size_t)(jc + jr) * ldb + pc, ldb, NR, cols, kc);
+                else /* B [K, N] */
+                    pack_panel_k_strided(panel, B + (size_t)pc * ldb + jc + jr, ldb, NR, cols, kc);
+            }
+            /* the first K block applies beta; the later ones add to it */
+            float block_beta = pc == 0 ? beta : 1.0f;
+            for (int ic = 0; ic < M; ic += MC) {
+                int mc = M - ic < MC ? M - ic : MC;
+                for (int ir = 0; ir < mc; ir += MR) {
+                    int rows = mc - ir < MR ? mc - ir : MR;
+                    uint32_t *panel = packed_a + (size_t)(ir / MR) * pairs * MR;
+                    if (trans_a) /* A [K, M] */
+                        pack_panel_k_strided(panel, A + (size_t)pc * lda + ic + ir, lda, MR, rows, kc);
+                    else /* A [M, K] */
+                        pack_panel_k_contiguous(panel, A + (size_t)(ic + ir) * lda + pc, lda, MR, rows, kc);
+                }
+                for (int jr = 0; jr < nc; jr += NR) {
+                    int cols = nc - jr < NR ? nc - jr : NR;
+                    const uint32_t *b_panel = packed_b + (size_t)(jr / NR) * pairs * NR;
+                    for (int ir = 0; ir < mc; ir += MR) {
+                        int rows = mc - ir < MR ? mc - ir : MR;
+                        micro_kernel(pairs, packed_a + (size_t)(ir / MR) * pairs * MR, b_panel,
+                                     C + (size_t)(ic + ir) * ldc + jc + jr, ldc, rows, cols, alpha, block_beta);
+                    }
+                }
+            }
+        }
+    }
+}
+#endif
+
+/* Whether this process runs the AVX512_BF16 kernel: checked once (the CPU's
+ * features, and the operating system's saving of the zmm state, which GCC's
+ * cpu model checks through XGETBV). */
+static int bf16_kernel_available(void) {
+#ifdef SFT_GEMM_BF16_KERNEL
+    static int available = -1;
+    int known = __atomic_load_n(&available, __ATOMIC_RELAXED);
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+        __atomic_store_n(&available, known, __ATOMIC_RELAXED);
+    }
+    return known;
+#else
     return 0;
+#endif
+}
+
+int sft_bf16_supported(void) {
+    return bf16_kernel_available();
 }
 
 void sft_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc) {
+#ifdef SFT_GEMM_BF16_KERNEL
+    if (M > 0 && N > 0 && K > 0 && alpha != 0.0f && bf16_kernel_available()) {
+        size_t b_words = packed_b_words(N), a_words = packed_a_words(M);
+        uint32_t *packed_b = workspace_get((b_words + a_words) * sizeof(uint32_t));
+        if (packed_b) {
+            gemm_avx512bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, packed_b,
+                            packed_b + b_words);
+            return;
+        }
+    }
+#endif
     sft_gemm_bf16_portable(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
