@@ -43,6 +43,9 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# AdamW's loop vectorises its sqrtf only when sqrtf need not set errno (same bits either way).
+$(BUILD)/obj/src/train/optim.o: CFLAGS += -fno-math-errno
+
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^

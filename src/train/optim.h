@@ -1,8 +1,9 @@
-/* optim.h: the optimizer side of a training step, each one pass over a flat
- * parameter set (model.h): global gradient norm, clipping exactly as
+/* optim.h: the optimizer side of a training step over a flat parameter set
+ * (model.h): global gradient norm, clipping exactly as
  * torch.nn.utils.clip_grad_norm_, AdamW exactly as torch.optim.AdamW
- * (decoupled weight decay, bias correction), and the learning-rate
- * schedules of transformers' optimization.py. */
+ * (decoupled weight decay, bias correction), the two fused into one pass for
+ * the trainer, and the learning-rate schedules of transformers'
+ * optimization.py. */
 #ifndef SFT_TRAIN_OPTIM_H
 #define SFT_TRAIN_OPTIM_H
 
@@ -21,12 +22,24 @@ double sft_grad_norm(const sft_param_set *set);
  * max_norm <= 0 disables clipping (the norm is still returned). */
 double sft_clip_grad_norm(sft_param_set *set, double max_norm);
 
-/* AdamW state: the two moments, each one array mirroring the set. */
+/* A run of adjacent elements of the set under one weight-decay rule: the
+ * set's tensors, adjacent ones with the same rule merged (the alignment gaps
+ * between tensors are left out). */
+typedef struct sft_adamw_span {
+    size_t lo, hi;
+    int decayed; /* ndim >= 2: matrices and embeddings; not biases and norm weights */
+} sft_adamw_span;
+
+/* AdamW state: the two moments, each one array mirroring the set, and the
+ * set's decay spans, worked out once by sft_adamw_init so that a step
+ * allocates nothing. A step must be given the set the state was made for. */
 typedef struct sft_adamw {
     double beta1, beta2, eps, weight_decay;
     float *m, *v;
     size_t numel;
     long step; /* completed steps */
+    sft_adamw_span *spans;
+    int span_count;
 } sft_adamw;
 
 int sft_adamw_init(sft_adamw *opt, const sft_param_set *set, double beta1, double beta2, double eps,
@@ -38,6 +51,25 @@ void sft_adamw_free(sft_adamw *opt);
  *   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
  *   p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps) */
 void sft_adamw_step(sft_adamw *opt, sft_param_set *set, double lr);
+
+/* What one clipped step did. */
+typedef struct sft_adamw_step_report {
+    double grad_norm;         /* before clipping: what torch's clip_grad_norm_ returns and HF logs */
+    double grad_norm_clipped; /* after clipping (grad_norm when clipping did not fire) */
+    int clipped;              /* max_grad_norm / (grad_norm + 1e-6) < 1: the gradients were scaled */
+    int applied;              /* 0: step skipped, nothing changed (non-finite norm or loss) */
+} sft_adamw_step_report;
+
+/* sft_clip_grad_norm(set, max_grad_norm) followed by sft_adamw_step(opt,
+ * set, lr), with the same bits in the parameters and moments, in two passes
+ * over the set instead of four: the norm (the same blocked sum), then one
+ * parallel pass that scales each gradient as it reads it and updates p, m
+ * and v. The gradients are only read (they keep their unclipped values).
+ * The update is skipped, leaving parameters, moments and the step count
+ * untouched, when the norm is not finite or loss_is_finite is 0 (the
+ * trainer's non-finite-loss rule); the report is filled either way. */
+sft_adamw_step_report sft_adamw_step_clipped(sft_adamw *opt, sft_param_set *set, double lr,
+                                             double max_grad_norm, int loss_is_finite);
 
 /* Learning-rate schedules. lr(s), for s = the number of optimizer steps
  * already taken (0 for the first step, as transformers' LambdaLR), with
