@@ -2,7 +2,8 @@
  * after llm.c's train_gpt2.c; numerics after transformers' eager float32
  * path). Parallel loops use OpenMP with static schedules and fixed reduction
  * orders, so a result depends only on the thread count, never on timing;
- * matrix products go through OpenBLAS's cblas_sgemm, called from serial code. */
+ * matrix products go through OpenBLAS's cblas_sgemm (the linear layers of
+ * the bf16 table through gemm_bf16.h's product), each thread on its slice. */
 #include "model/ops.h"
 
 #include <cblas.h>
@@ -12,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+
+#include "model/gemm_bf16.h"
 
 /* ---------------------------------------------------------------- threads */
 
@@ -392,6 +395,20 @@ void sft_matmul_forward_add(float *out, const float *inp, const float *weight, i
 void sft_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                          const float *weight, int N, int C, int OC, int w_in_out) {
     matmul_backward_with(gemm_f32, dinp, dweight, dbias, dout, inp, weight, N, C, OC, w_in_out);
+}
+
+void sft_matmul_forward_bf16(float *out, const float *inp, const float *weight, const float *bias, int N, int C,
+                             int OC, int w_in_out) {
+    matmul_forward_with(sft_gemm_bf16, out, inp, weight, bias, N, C, OC, w_in_out, 0.0f);
+}
+
+void sft_matmul_forward_add_bf16(float *out, const float *inp, const float *weight, int N, int C, int OC) {
+    matmul_forward_with(sft_gemm_bf16, out, inp, weight, NULL, N, C, OC, 0, 1.0f);
+}
+
+void sft_matmul_backward_bf16(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                              const float *weight, int N, int C, int OC, int w_in_out) {
+    matmul_backward_with(sft_gemm_bf16, dinp, dweight, dbias, dout, inp, weight, N, C, OC, w_in_out);
 }
 
 /* ------------------------------------------------------------ activations */

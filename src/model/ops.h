@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/err.h"
+
 /* Token (+ learned position) embedding.
  * out [N, C] = wte[tokens[n]] (+ wpe[pos[n]] when wpe is not NULL).
  * wte [V, C], wpe [P, C]. */
@@ -160,6 +162,46 @@ typedef struct sft_kernels {
 } sft_kernels;
 
 extern const sft_kernels sft_kernels_cpu;
+
+/* The bf16 mixed-precision backend (`--dtype bf16`): sft_kernels_cpu with
+ * the matrix products of the linear layers (lm_head included: forward, input
+ * and weight gradients, LoRA's A and B) through gemm_bf16.h's product, whose
+ * operands are rounded to bfloat16 and whose accumulation and output are
+ * float32: the numerics of PyTorch's bf16 autocast for nn.Linear. Norms,
+ * softmax, cross-entropy, residual adds and the optimizer stay float32, as
+ * under autocast; weights, gradients and Adam moments stay float32 in memory.
+ * The products are split across the threads exactly as the float32 ones. */
+extern const sft_kernels sft_kernels_cpu_bf16;
+void sft_matmul_forward_bf16(float *out, const float *inp, const float *weight, const float *bias, int N, int C,
+                             int OC, int w_in_out);
+void sft_matmul_forward_add_bf16(float *out, const float *inp, const float *weight, int N, int C, int OC);
+void sft_matmul_backward_bf16(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                              const float *weight, int N, int C, int OC, int w_in_out);
+
+/* The precision of the matrix products a run asks for (run.yaml `dtype`). */
+typedef enum { SFT_MATMUL_FP32, SFT_MATMUL_BF16 } sft_matmul_dtype;
+const char *sft_matmul_dtype_name(sft_matmul_dtype dtype); /* "fp32", "bf16" */
+
+/* What sft_kernels_select chose for a requested precision. */
+typedef struct sft_kernel_choice {
+    const sft_kernels *kernels;
+    sft_matmul_dtype requested;
+    sft_matmul_dtype products; /* what the products run in: fp32 when bf16 fell back */
+    const char *product_kernel; /* "openblas-sgemm", "avx512-bf16" or "portable-bf16" */
+    const char *note; /* NULL, or one line saying why bf16 runs fp32 products (or runs slowly) */
+} sft_kernel_choice;
+
+/* The kernel table for `requested` on this CPU. bf16 takes the bf16 products
+ * when the CPU has AVX512_BF16 (sft_bf16_supported); without it the portable
+ * bf16 product would be slower than float32 sgemm, so the products run in
+ * float32 and `note` says so (the library does not print: the caller shows
+ * the note once). The environment variable SFT_BF16, read here, overrides the
+ * automatic choice for bf16 runs: "fp32" takes the float32 fallback even on a
+ * CPU with AVX512_BF16 (to compare, or to test the fallback), "force" takes
+ * the bf16 products even without it (the portable product: bf16 numerics on
+ * any CPU, several times slower), "auto" or empty is the default. Any other
+ * value is an error naming the choices. fp32 runs ignore SFT_BF16. */
+int sft_kernels_select(sft_matmul_dtype requested, sft_kernel_choice *choice, sft_err *err);
 
 /* Threads of the one thread pool (OpenMP). BLAS is set to one thread and
  * the matrix products split their output across the OpenMP threads, so the

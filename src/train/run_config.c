@@ -19,6 +19,7 @@ static const char *const schedule_choices[] = {"linear", "cosine", "constant", N
 static const char *const overlong_choices[] = {"truncate", "drop", NULL};
 static const char *const nonfinite_choices[] = {"stop", "skip", NULL};
 static const char *const save_dtype_choices[] = {"auto", "float32", "bfloat16", "float16", NULL};
+static const char *const dtype_choices[] = {"fp32", "bf16", NULL};
 
 #define OFF(field) offsetof(sft_run_config, field)
 #define ANY -INFINITY, INFINITY, 0, 0
@@ -119,6 +120,10 @@ static const sft_run_key base_keys[] = {
     /* the run */
     {"threads", SFT_KEY_INT, OFF(threads), "N", NULL, 0, 4096, 0, 0, 0,
      "worker threads; 0: all cores (results are bit-identical for a given count)", "0 (all cores)", "run"},
+    {"dtype", SFT_KEY_CHOICE, OFF(dtype), NULL, dtype_choices, ANY, 0,
+     "precision of the matrix products: fp32, or bf16 (bfloat16 operands, float32 accumulation, weights and "
+     "optimizer; without AVX512_BF16 it runs fp32 and says so)",
+     NULL, "run"},
     {"out", SFT_KEY_STRING, OFF(out), "DIR", NULL, ANY, 0,
      "the run folder (run.yaml, metrics.jsonl, checkpoints/, best/, final/)", "required", "run"},
     {"resume", SFT_KEY_RESUME, OFF(resume), "[DIR]", NULL, ANY, 0,

@@ -50,6 +50,9 @@ typedef enum {
     SFT_RUN_SAVE_FLOAT16
 } sft_run_save_dtype;
 
+/* The precision of the matrix products (model/ops.h: sft_kernels_for_dtype). */
+typedef enum { SFT_RUN_DTYPE_FP32, SFT_RUN_DTYPE_BF16 } sft_run_dtype;
+
 /* An owned list of strings (data files, LoRA target modules). */
 typedef struct sft_str_list {
     char **items;
@@ -113,6 +116,7 @@ typedef struct sft_run_config {
     sft_str_list lora_targets; /* empty: the model family's default */
     /* the run */
     int64_t threads; /* 0: all cores (sft_run_config_finish resolves it to the count) */
+    int dtype;       /* sft_run_dtype */
     char *out;
     char *resume; /* NULL: fresh run; SFT_RUN_RESUME_LATEST or a run/checkpoint dir */
     int save_dtype; /* sft_run_save_dtype */

@@ -95,6 +95,7 @@ typedef struct trainer {
     sft_loader loader;
     int32_t pad_id;
     sft_dtype save_dtype;
+    sft_kernel_choice kernels; /* the run's dtype and the products that run it */
     int lora;
     char base_abs[4096];
     char *adapter_config; /* adapter_config.json text for checkpoints (LoRA) */
@@ -185,6 +186,7 @@ static int state_extra(trainer *t, sft_err *err) {
     json_object_set_new(extra, "items_per_epoch", json_integer((json_int_t)t->loader.item_count));
     json_object_set_new(extra, "last_val_loss", isfinite(t->last_val_loss) ? json_real(t->last_val_loss) : json_null());
     json_object_set_new(extra, "last_eval_step", json_integer((json_int_t)t->last_eval_step));
+    json_object_set_new(extra, "dtype", json_string(sft_matmul_dtype_name(t->kernels.requested)));
     json_decref(t->state.extra);
     t->state.extra = extra;
     return 0;
@@ -373,6 +375,10 @@ static int setup(trainer *t, sft_err *err) {
     }
     t->model = sft_model_load(cfg->model, err);
     if (!t->model) return sft_err_prefix(err, "%s", cfg->model);
+    if (sft_kernels_select(cfg->dtype == SFT_RUN_DTYPE_BF16 ? SFT_MATMUL_BF16 : SFT_MATMUL_FP32, &t->kernels, err))
+        return -1;
+    t->model->kernels = t->kernels.kernels;
+    if (t->kernels.note) say(t, "note: %s\n", t->kernels.note);
     if (sft_model_check_vocab(t->model, sft_tokenizer_vocab_size(t->tok), err))
         return sft_err_prefix(err, "%s", cfg->model);
     if (sft_encoder_init(&t->enc, t->tok, t->tmpl, cfg->model, err)) return -1;
@@ -521,6 +527,17 @@ static int setup(trainer *t, sft_err *err) {
                             "%s was written by a run with %lld training items per epoch, this one has %zu (other data, "
                             "max_len or packing): the data position cannot be restored",
                             t->resume_ckpt, (long long)v, t->loader.item_count);
+        /* The dtype is part of the run: run.yaml and the manifest describe
+         * the whole run with one, so a resume cannot change it (checkpoints
+         * from before the key was recorded are fp32 runs). */
+        const char *ckpt_dtype = "fp32", *run_dtype = sft_matmul_dtype_name(t->kernels.requested);
+        if (extra && sft_json_get_string_opt(extra, "dtype", &ckpt_dtype, "trainer_state.json", err))
+            return sft_err_prefix(err, "%s", t->resume_ckpt);
+        if (strcmp(ckpt_dtype, run_dtype))
+            return sft_errf(err,
+                            "%s was written by a run with dtype %s, this one asks for dtype %s: resume with --dtype "
+                            "%s (a run keeps one dtype)",
+                            t->resume_ckpt, ckpt_dtype, run_dtype, ckpt_dtype);
         if (extra && !sft_json_get_int(extra, "dropout_step", &v, "trainer_state.json", &ignored))
             t->model->dropout_step = (uint64_t)v;
         if (extra && !sft_json_get_int(extra, "last_eval_step", &v, "trainer_state.json", &ignored))
@@ -587,6 +604,15 @@ static int open_run_dir(trainer *t, sft_err *err) {
     json_object_set_new(extra, "template", t->tmpl ? json_string(sft_chat_template_name(t->tmpl)) : json_null());
     json_object_set_new(extra, "total_steps", json_integer(t->total_steps));
     json_object_set_new(extra, "resumed_from", t->res->resumed ? json_string(t->resume_ckpt) : json_null());
+    json_t *dtype = json_object();
+    if (!dtype) {
+        json_decref(extra);
+        return sft_errf(err, "out of memory");
+    }
+    json_object_set_new(dtype, "requested", json_string(sft_matmul_dtype_name(t->kernels.requested)));
+    json_object_set_new(dtype, "products", json_string(sft_matmul_dtype_name(t->kernels.products)));
+    json_object_set_new(dtype, "product_kernel", json_string(t->kernels.product_kernel));
+    json_object_set_new(extra, "dtype", dtype);
     sft_manifest man = {.program_version = t->opts->program_version ? t->opts->program_version : "unknown",
                         .command_line = t->opts->command_line,
                         .model_dir = cfg->model,
