@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "model/ops_simd.h"
 #include "model/gemm_bf16.h"
 
 /* ---------------------------------------------------------------- threads */
@@ -415,61 +416,6 @@ void sft_matmul_backward_bf16(float *dinp, float *dweight, float *dbias, const f
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi) */
 
-/* exp(x) for float x, written so that loops over it vectorise (libm's expf
- * and tanhf are calls, which keep a loop scalar: 10 ns per GELU element).
- * Cody-Waite reduction x = n ln2 + r with |r| <= ln2/2, Cephes' degree-6
- * polynomial for exp(r) (about 1 ulp), and 2^n built in the exponent bits.
- * The polynomial runs on the input clamped to [-87, 88], so that 2^n stays a
- * normal number (and the conversion to int is defined); below -87 the result
- * is 0 (exp(-87) = 1.6e-38: nothing next to the 1 it is added to in a sigmoid
- * or a softmax sum), above 88 infinity, and a NaN stays NaN. No rounding
- * function is called: adding and subtracting 1.5 * 2^23 rounds to the
- * nearest integer (no -ffast-math here, so the compiler keeps both). */
-static inline float fast_expf(float x) {
-    float xc = x > -87.0f ? (x < 88.0f ? x : 88.0f) : -87.0f;
-    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-    float z = r * r;
-    float poly = 1.9875691500e-4f;
-    poly = poly * r + 1.3981999507e-3f;
-    poly = poly * r + 8.3334519073e-3f;
-    poly = poly * r + 4.1665795894e-2f;
-    poly = poly * r + 1.6666665459e-1f;
-    poly = poly * r + 5.0000001201e-1f;
-    float e = poly * z + r + 1.0f;
-    union {
-        uint32_t u;
-        float f;
-    } scale = {.u = (uint32_t)((int32_t)n + 127) << 23};
-    float result = e * scale.f;
-    result = x < -87.0f ? 0.0f : result;
-    result = x > 88.0f ? INFINITY : result;
-    return x != x ? x : result;
-}
-
-/* One thread's slice of an elementwise kernel: compiled for AVX-512, AVX2 and
- * the baseline, the best one picked at load time (GCC's target_clones), so
- * the default build stays portable. The clones compute the same IEEE
- * operations in the same order (no contraction into FMA in ISO C mode), so
- * the results are the same bits whichever clone runs. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define SFT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SFT_CLONES
-#endif
-
-/* The threads split [0, n) into contiguous slices of whole 16-float blocks. */
-#define SFT_ELEMENTWISE(range_fn, n, ...)                                                          \
-    do {                                                                                           \
-        _Pragma("omp parallel") {                                                                  \
-            size_t blocks_ = ((n) + 15) / 16, parts_ = (size_t)omp_get_num_threads();              \
-            size_t part_ = (size_t)omp_get_thread_num();                                          \
-            size_t lo_ = blocks_ * part_ / parts_ * 16, hi_ = blocks_ * (part_ + 1) / parts_ * 16; \
-            if (hi_ > (n)) hi_ = (n);                                                              \
-            if (lo_ < hi_) range_fn(__VA_ARGS__, lo_, hi_);                                        \
-        }                                                                                          \
-    } while (0)
-
 /* GELU, tanh form: 0.5 x (1 + tanh(a)) with a = sqrt(2/pi) (x + 0.044715 x^3).
  * 0.5 (1 + tanh(a)) is the logistic sigmoid of 2a, computed as 1 / (1 + e^-2a):
  * no cancellation for large negative x, where 1 + tanh(a) would lose every
@@ -821,55 +767,6 @@ void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
         for (int kvh = 0; kvh < NKV; kvh++)
             attention_backward_group(dq, dk, dv, dout, stats, q, q_stride, k, k_stride, v, v_stride, seq, b, kvh,
                                      T, NH, group, HD, window, dropout, seed);
-}
-
-/* ---------------------------------------------------------- cross-entropy */
-
-/* log(sum_i exp(z_i)) of one row, with the row's maximum taken out first. */
-SFT_CLONES static float log_sum_exp(const float *z, int V) {
-    float maxv = -INFINITY;
-#pragma omp simd reduction(max : maxv)
-    for (int i = 0; i < V; i++)
-        maxv = z[i] > maxv ? z[i] : maxv;
-    double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-    for (int i = 0; i < V; i++)
-        sum += fast_expf(z[i] - maxv);
-    return (float)(maxv + log(sum));
-}
-
-/* z <- softmax(z) * scale, in place, from the row's log-sum-exp. */
-SFT_CLONES static void softmax_scaled(float *z, float lse, float scale, int V) {
-#pragma omp simd
-    for (int i = 0; i < V; i++)
-        z[i] = fast_expf(z[i] - lse) * scale;
-}
-
-double sft_cross_entropy_forward(float *lse, const float *logits, const int32_t *targets, int N, int V) {
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++)
-        lse[n] = log_sum_exp(logits + (size_t)n * V, V);
-    /* Serial sum in row order: bitwise the same for every thread count. */
-    double total = 0.0;
-    for (int n = 0; n < N; n++) {
-        if (targets[n] == SFT_IGNORE_INDEX) continue;
-        total += (double)lse[n] - logits[(size_t)n * V + targets[n]];
-    }
-    return total;
-}
-
-void sft_cross_entropy_backward(float *logits, const float *lse, const int32_t *targets, int N, int V,
-                                float scale) {
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        float *z = logits + (size_t)n * V;
-        if (targets[n] == SFT_IGNORE_INDEX) {
-            memset(z, 0, (size_t)V * sizeof(float));
-            continue;
-        }
-        softmax_scaled(z, lse[n], scale, V);
-        z[targets[n]] -= scale;
-    }
 }
 
 const sft_kernels sft_kernels_cpu = {

@@ -119,13 +119,21 @@ void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
 /* Cross-entropy fused with the softmax, ignore index -100.
  * logits [N, V]; targets [N]. Writes lse [N] (log-sum-exp of every row) and
  * returns the SUM of -log p(target) over the rows whose target is not -100
- * (in double). The probabilities are never stored. */
+ * (in double). The probabilities are never stored; each row is read once. */
 #define SFT_IGNORE_INDEX (-100)
 double sft_cross_entropy_forward(float *lse, const float *logits, const int32_t *targets, int N, int V);
 /* Overwrites logits with d(loss)/d(logits) where loss = scale * sum:
  * row n gets scale * (softmax - onehot(target)), or zeros when ignored. */
 void sft_cross_entropy_backward(float *logits, const float *lse, const int32_t *targets, int N, int V,
                                 float scale);
+/* Both at once, for training (the kernels in ops_loss.c): returns the same
+ * sum as the forward (to double rounding) and overwrites logits with the backward's gradient for
+ * the given scale, in one pass over each row instead of three (the forward's
+ * read, the backward's read and write). lse [N] gets each supervised row's
+ * log-sum-exp; ignored rows get NaN and zero gradients. The gradient's
+ * rounding differs from the separate pair by about one float ulp. */
+double sft_cross_entropy_forward_backward(float *lse, float *logits, const int32_t *targets, int N, int V,
+                                          float scale);
 
 /* The dispatch table the model calls through; sft_kernels_cpu is the float32
  * CPU backend above. */
