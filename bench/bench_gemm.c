@@ -2,7 +2,7 @@
  * OpenBLAS's cblas_sgemm on the matrix shapes of a GPT-2 training step, and
  * against the machine's vdpbf16ps peak.
  *
- *   bench_gemm [--full] [--reps N] [--threads N] [--only NAME]
+ *   bench_gemm [--full] [--reps N] [--threads N] [--only NAME] [--shape M,N,K,TA,TB]
  *
  * 1. Peak: one core issuing independent vdpbf16ps (24 accumulators, no
  *    loads), and the same for float32 vfmadd (the sgemm ceiling): FLOP/s with
@@ -194,13 +194,23 @@ int main(int argc, char **argv) {
     sft_thread_pool_setup(argv);
     int full = 0, reps = 0, threads = 1;
     const char *only = NULL;
+    shape custom = {"custom", 0, 0, 0, 0, 0, 0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--full")) full = 1;
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
+            if (sscanf(argv[++i], "%d,%d,%d,%d,%d", &custom.M, &custom.N, &custom.K, &custom.trans_a,
+                       &custom.trans_b) != 5 ||
+                custom.M <= 0 || custom.N <= 0 || custom.K <= 0) {
+                fprintf(stderr, "bench_gemm: --shape takes M,N,K,TRANS_A,TRANS_B (positive sizes), got %s\n",
+                        argv[i]);
+                return 2;
+            }
+        }
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_gemm [--full] [--reps N] [--threads N] [--only NAME]\n");
+            fprintf(stderr, "usage: bench_gemm [--full] [--reps N] [--threads N] [--only NAME] [--shape M,N,K,TA,TB]\n");
             return 2;
         }
     }
@@ -221,8 +231,8 @@ int main(int argc, char **argv) {
 
     int shape_count = (int)(sizeof shapes_per_thread / sizeof shapes_per_thread[0]);
     double *bf16_s = malloc(sizeof(double) * reps), *sgemm_s = malloc(sizeof(double) * reps);
-    for (int i = 0; i < shape_count; i++) {
-        shape s = shapes_per_thread[i];
+    for (int i = 0; i < (custom.M ? 1 : shape_count); i++) {
+        shape s = custom.M ? custom : shapes_per_thread[i];
         if (s.lm_head && !full) continue;
         if (only && !strstr(s.name, only)) continue;
         /* per-thread shapes scaled to the whole step's: the split dimension

@@ -197,8 +197,8 @@ void sft_gemm_bf16_portable(int trans_a, int trans_b, int M, int N, int K, float
 #define MR 14
 #define NR 32
 #define NR_VECS (NR / 16)
-#define KC 384
-#define MC (MR * 24)
+#define KC 768
+#define MC (MR * 12)
 #define NC 4096
 
 /* Lanes [0, n) of a 16-lane mask, n clamped to [0, 16]. */
@@ -206,26 +206,35 @@ static inline __mmask16 lanes_mask(int n) {
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
 }
 
-/* Packs a width-W micro-panel from a source whose k runs along memory rows:
- * element (r, k) at src[k * ld + r] (op(A) with trans_a, op(B) without
- * trans_b). Two source rows (k, k+1) of 16 elements become 16 bf16 pairs:
- * one conversion and one word permutation interleaving them. */
-SFT_AVX512BF16 static void pack_panel_k_strided(uint32_t *dst, const float *src, int ld, int width, int rows,
+/* Packs `rows` rows (rows of op(A), or columns of op(B)) into micro-panels
+ * of `width`, one after another ([panel][ceil(kc/2)][width] words), from a
+ * source whose k runs across memory rows: element (r, k) at src[k * ld + r]
+ * (op(A) with trans_a, op(B) without trans_b). Two source rows (k, k+1) of 16
+ * elements become 16 bf16 pairs: one conversion and one word permutation
+ * interleaving them. The k pairs are the outer loop so that the source is
+ * read row after row, in the order the hardware prefetcher follows. */
+SFT_AVX512BF16 static void pack_block_k_strided(uint32_t *dst, const float *src, int ld, int width, int rows,
                                                 int kc) {
     /* word 2j takes element j of the first (low) half, word 2j+1 element j of the second */
     const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
                                                 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    int pairs = (kc + 1) / 2;
+    int pairs = (kc + 1) / 2, panels = (rows + width - 1) / width;
     for (int p = 0; p < pairs; p++) {
         const float *row0 = src + (size_t)(2 * p) * ld;
         int has_second = 2 * p + 1 < kc;
-        for (int c = 0; c < width; c += 16) {
-            __mmask16 load_mask = lanes_mask(rows - c);
-            __m512 k0 = _mm512_maskz_loadu_ps(load_mask, row0 + c);
-            __m512 k1 = has_second ? _mm512_maskz_loadu_ps(load_mask, row0 + ld + c) : _mm512_setzero_ps();
-            __m512i words = (__m512i)_mm512_cvtne2ps_pbh(k1, k0);
-            __m512i pairs_of_k = _mm512_permutexvar_epi16(interleave, words);
-            _mm512_mask_storeu_epi32(dst + (size_t)p * width + c, lanes_mask(width - c), pairs_of_k);
+        for (int panel = 0; panel < panels; panel++) {
+            int first = panel * width;
+            uint32_t *dst_pair = dst + ((size_t)panel * pairs + p) * width;
+            for (int c = 0; c < width; c += 16) {
+                int valid = rows - first - c < width - c ? rows - first - c : width - c;
+                __mmask16 load_mask = lanes_mask(valid);
+                __m512 k0 = _mm512_maskz_loadu_ps(load_mask, row0 + first + c);
+                __m512 k1 =
+                    has_second ? _mm512_maskz_loadu_ps(load_mask, row0 + ld + first + c) : _mm512_setzero_ps();
+                __m512i words = (__m512i)_mm512_cvtne2ps_pbh(k1, k0);
+                __m512i pairs_of_k = _mm512_permutexvar_epi16(interleave, words);
+                _mm512_mask_storeu_epi32(dst_pair + c, lanes_mask(width - c), pairs_of_k);
+            }
         }
     }
 }
@@ -257,11 +266,10 @@ SFT_AVX512BF16 static inline void transpose_16x16(__m512i rows[16]) {
     }
 }
 
-/* Packs a width-W micro-panel from a source whose k runs along memory:
- * element (r, k) at src[r * ld + k] (op(A) without trans_a, op(B) with
- * trans_b). Blocks of 16 rows x 32 k: each row's 32 values convert to 16 bf16
- * pairs in one register, and a 16 x 16 transpose of those 32-bit pairs gives,
- * per pair of k, the 16 rows side by side. */
+/* One micro-panel of pack_block_k_contiguous. Blocks of 16 rows x 32 k:
+ * each row's 32 values convert to 16 bf16 pairs in one register, and a
+ * 16 x 16 transpose of those 32-bit pairs gives, per pair of k, the 16 rows
+ * side by side. */
 SFT_AVX512BF16 static void pack_panel_k_contiguous(uint32_t *dst, const float *src, int ld, int width, int rows,
                                                    int kc) {
     for (int r0 = 0; r0 < width; r0 += 16) {
@@ -288,10 +296,25 @@ SFT_AVX512BF16 static void pack_panel_k_contiguous(uint32_t *dst, const float *s
     }
 }
 
+/* Packs `rows` rows into micro-panels of `width` as pack_block_k_strided
+ * does, from a source whose k runs along memory: element (r, k) at
+ * src[r * ld + k] (op(A) without trans_a, op(B) with trans_b). */
+SFT_AVX512BF16 static void pack_block_k_contiguous(uint32_t *dst, const float *src, int ld, int width, int rows,
+                                                   int kc) {
+    int pairs = (kc + 1) / 2;
+    for (int first = 0; first < rows; first += width)
+        pack_panel_k_contiguous(dst + (size_t)(first / width) * pairs * width, src + (size_t)first * ld, ld, width,
+                                rows - first < width ? rows - first : width, kc);
+}
+
 /* The MR x NR tile: acc = sum over `pairs` k pairs of the packed panels, then
  * C[:rows, :cols] = alpha * acc + beta * C (C not read when beta == 0). */
 SFT_AVX512BF16 static void micro_kernel(int pairs, const uint32_t *a_panel, const uint32_t *b_panel, float *c,
                                         int ldc, int rows, int cols, float alpha, float beta) {
+    /* C's lines are needed only after the k loop: fetch them now, so the
+     * final load-and-store does not wait on L3 or memory. */
+    for (int r = 0; r < rows; r++)
+        for (int line = 0; line < cols; line += 16) _mm_prefetch((const char *)(c + (size_t)r * ldc + line), _MM_HINT_T0);
     __m512 acc[MR][NR_VECS];
 #pragma GCC unroll 16
     for (int r = 0; r < MR; r++)
@@ -339,30 +362,25 @@ static size_t packed_a_words(int M) {
 SFT_AVX512BF16 static void gemm_avx512bf16(int trans_a, int trans_b, int M, int N, int K, float alpha,
                                            const float *A, int lda, const float *B, int ldb, float beta, float *C,
                                            int ldc, uint32_t *packed_b, uint32_t *packed_a) {
+    /* K in equal even blocks of at most KC (1024 = 2 x 512, not 768 + 256):
+     * no thin last block paying a full pass over C */
+    int k_blocks = (K + KC - 1) / KC, k_block = ((K + k_blocks - 1) / k_blocks + 1) & ~1;
     for (int jc = 0; jc < N; jc += NC) {
         int nc = N - jc < NC ? N - jc : NC;
-        for (int pc = 0; pc < K; pc += KC) {
-            int kc = K - pc < KC ? K - pc : KC, pairs = (kc + 1) / 2;
-            for (int jr = 0; jr < nc; jr += NR) {
-                int cols = nc - jr < NR ? nc - jr : NR;
-                uint32_t *panel = packed_b + (size_t)(jr / NR) * pairs * NR;
-                if (trans_b) /* B [N, K] */
-                    pack_panel_k_contiguous(panel, B + (size_t)(jc + jr) * ldb + pc, ldb, NR, cols, kc);
-                else /* B [K, N] */
-                    pack_panel_k_strided(panel, B + (size_t)pc * ldb + jc + jr, ldb, NR, cols, kc);
-            }
+        for (int pc = 0; pc < K; pc += k_block) {
+            int kc = K - pc < k_block ? K - pc : k_block, pairs = (kc + 1) / 2;
+            if (trans_b) /* B [N, K] */
+                pack_block_k_contiguous(packed_b, B + (size_t)jc * ldb + pc, ldb, NR, nc, kc);
+            else /* B [K, N] */
+                pack_block_k_strided(packed_b, B + (size_t)pc * ldb + jc, ldb, NR, nc, kc);
             /* the first K block applies beta; the later ones add to it */
             float block_beta = pc == 0 ? beta : 1.0f;
             for (int ic = 0; ic < M; ic += MC) {
                 int mc = M - ic < MC ? M - ic : MC;
-                for (int ir = 0; ir < mc; ir += MR) {
-                    int rows = mc - ir < MR ? mc - ir : MR;
-                    uint32_t *panel = packed_a + (size_t)(ir / MR) * pairs * MR;
-                    if (trans_a) /* A [K, M] */
-                        pack_panel_k_strided(panel, A + (size_t)pc * lda + ic + ir, lda, MR, rows, kc);
-                    else /* A [M, K] */
-                        pack_panel_k_contiguous(panel, A + (size_t)(ic + ir) * lda + pc, lda, MR, rows, kc);
-                }
+                if (trans_a) /* A [K, M] */
+                    pack_block_k_strided(packed_a, A + (size_t)pc * lda + ic, lda, MR, mc, kc);
+                else /* A [M, K] */
+                    pack_block_k_contiguous(packed_a, A + (size_t)ic * lda + pc, lda, MR, mc, kc);
                 for (int jr = 0; jr < nc; jr += NR) {
                     int cols = nc - jr < NR ? nc - jr : NR;
                     const uint32_t *b_panel = packed_b + (size_t)(jr / NR) * pairs * NR;
