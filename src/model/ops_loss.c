@@ -104,11 +104,19 @@ double sft_cross_entropy_forward(float *lse, const float *logits, const int32_t 
     return total;
 }
 
+/* exp(x) for x = logit - lse <= 0 (or NaN: a NaN lse): fast_expf without
+ * its overflow branch, which such an x never takes; the same bits. */
+static inline float exp_nonpositive(float x) {
+    float result = fast_expf_clamped(x > -87.0f ? x : -87.0f);
+    result = x < -87.0f ? 0.0f : result;
+    return x != x ? x : result;
+}
+
 /* z <- softmax(z) * scale, in place, from the row's log-sum-exp. */
 SFT_CLONES static void row_softmax_scaled(float *z, float lse, float scale, int V) {
 #pragma omp simd
     for (int i = 0; i < V; i++)
-        z[i] = fast_expf(z[i] - lse) * scale;
+        z[i] = exp_nonpositive(z[i] - lse) * scale;
 }
 
 void sft_cross_entropy_backward(float *logits, const float *lse, const int32_t *targets, int N, int V,
