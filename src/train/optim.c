@@ -18,16 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The update and norm kernels are compiled for AVX-512, AVX2 and the
- * baseline, the best one picked at load time (GCC's target_clones), as the
- * model's kernels are. Each clone computes the same IEEE operations in the
- * same order (ISO C mode: no contraction into FMA), so every clone gives the
- * same bits. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define OPTIM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define OPTIM_CLONES
-#endif
+/* SFT_CLONES: the kernels below are compiled for AVX-512, AVX2 and the
+ * baseline as the model's are, each clone giving the same bits. */
+#include "model/ops_simd.h"
 
 /* ------------------------------------------------------------ gradient norm */
 
@@ -43,8 +36,7 @@
 /* The sums of squares of NORM_LANES consecutive blocks, from block first. A
  * float's square is exact in double, so only the additions round, in each
  * block's index order. */
-OPTIM_CLONES static void norm_block_group(const float *g, size_t n, size_t block, int first,
-                                          double *partial) {
+SFT_CLONES static void norm_block_group(const float *g, size_t n, size_t block, int first, double *partial) {
     const float *start[NORM_LANES];
     size_t len[NORM_LANES], common = block;
     double sum[NORM_LANES];
@@ -183,9 +175,9 @@ static adamw_constants adamw_constants_at(const sft_adamw *opt, long step, doubl
 /* The update of n consecutive elements: the one copy of the AdamW formula.
  * grad_scale is the clip factor (1 when not clipping: g * 1 is g, bit for
  * bit), decay 1 for the spans without weight decay (p * 1 is p). */
-OPTIM_CLONES static void adamw_update(float *restrict p, const float *restrict g, float *restrict m,
-                                      float *restrict v, size_t n, float grad_scale, float decay,
-                                      adamw_constants k) {
+SFT_CLONES static void adamw_update(float *restrict p, const float *restrict g, float *restrict m,
+                                    float *restrict v, size_t n, float grad_scale, float decay,
+                                    adamw_constants k) {
 #pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float gi = g[i] * grad_scale;

@@ -676,12 +676,12 @@ static int train_step(trainer *t, size_t *items, sft_batch_buf *buf, char *recor
         real_tokens += buf->real_tokens;
     }
     if (t->test_nan_at_step == t->state.step + 1) loss = NAN;
-    double grad_norm = sft_clip_grad_norm(t->model->trainable, cfg->max_grad_norm);
-    double coef = cfg->max_grad_norm > 0 ? cfg->max_grad_norm / (grad_norm + 1e-6) : 1.0;
-    int clipped = coef < 1.0;
     double lr = sft_lr_at(&t->schedule, (long)t->state.step);
-    int finite = isfinite(loss) && isfinite(grad_norm);
-    if (finite) sft_adamw_step(&t->opt, t->model->trainable, lr);
+    /* clip and AdamW in one pass; a non-finite loss or norm skips the update */
+    sft_adamw_step_report opt_step =
+        sft_adamw_step_clipped(&t->opt, t->model->trainable, lr, cfg->max_grad_norm, isfinite(loss));
+    double grad_norm = opt_step.grad_norm;
+    int finite = opt_step.applied;
     double dt = now_s() - t0;
     t->state.step++;
     t->state.data_cursor += n;
@@ -696,8 +696,8 @@ static int train_step(trainer *t, size_t *items, sft_batch_buf *buf, char *recor
                           .epoch = t->state.epoch,
                           .loss = loss,
                           .grad_norm = grad_norm,
-                          .grad_norm_clipped = clipped ? grad_norm * coef : grad_norm,
-                          .clipped = clipped,
+                          .grad_norm_clipped = opt_step.grad_norm_clipped,
+                          .clipped = opt_step.clipped,
                           .lr = lr,
                           .tokens = step_supervised,
                           .tokens_per_s = dt > 0 ? (double)real_tokens / dt : 0.0,
