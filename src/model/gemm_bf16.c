@@ -200,6 +200,8 @@ void sft_gemm_bf16_portable(int trans_a, int trans_b, int M, int N, int K, float
 #define KC 768
 #define MC (MR * 12)
 #define NC 4096
+#define PREFETCH_ROWS 32 /* strided packing: source rows fetched this far ahead */
+#define PREFETCH_K 128   /* contiguous packing: k values fetched this far ahead in each row */
 
 /* Lanes [0, n) of a 16-lane mask, n clamped to [0, 16]. */
 static inline __mmask16 lanes_mask(int n) {
@@ -222,6 +224,13 @@ SFT_AVX512BF16 static void pack_block_k_strided(uint32_t *dst, const float *src,
     for (int p = 0; p < pairs; p++) {
         const float *row0 = src + (size_t)(2 * p) * ld;
         int has_second = 2 * p + 1 < kc;
+        /* The rows are short strided segments the hardware prefetcher does
+         * not follow: ask for the ones PREFETCH_ROWS ahead. */
+        if (2 * p + PREFETCH_ROWS + 1 < kc)
+            for (int c = 0; c < rows; c += 16) {
+                _mm_prefetch((const char *)(row0 + (size_t)PREFETCH_ROWS * ld + c), _MM_HINT_T0);
+                _mm_prefetch((const char *)(row0 + (size_t)(PREFETCH_ROWS + 1) * ld + c), _MM_HINT_T0);
+            }
         for (int panel = 0; panel < panels; panel++) {
             int first = panel * width;
             uint32_t *dst_pair = dst + ((size_t)panel * pairs + p) * width;
@@ -282,6 +291,9 @@ SFT_AVX512BF16 static void pack_panel_k_contiguous(uint32_t *dst, const float *s
             for (int i = 0; i < 16; i++) {
                 if (i < block_rows) {
                     const float *row = src + (size_t)(r0 + i) * ld + k;
+                    /* 16 interleaved row streams: fetch each one PREFETCH_K ahead */
+                    if (k + PREFETCH_K < kc) _mm_prefetch((const char *)(row + PREFETCH_K), _MM_HINT_T0);
+                    if (k + PREFETCH_K + 16 < kc) _mm_prefetch((const char *)(row + PREFETCH_K + 16), _MM_HINT_T0);
                     __m512 lo = _mm512_maskz_loadu_ps(mask_lo, row), hi = _mm512_maskz_loadu_ps(mask_hi, row + 16);
                     block[i] = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
                 } else
