@@ -145,28 +145,76 @@ static void column_sums(float *acc, const float *src, const float *mul, int N, i
 
 /* -------------------------------------------------------------- layernorm */
 
+/* The norms work row by row (forward, input gradient) or over blocks of 64
+ * columns (weight gradients): each row's or block's sums are vectorised
+ * (double accumulators for the statistics) in the clones, and each row or
+ * block is computed by one thread, the same way on any thread count. */
+SFT_CLONES static void layernorm_forward_row(float *o, float *mean, float *rstd, const float *x,
+                                             const float *weight, const float *bias, int C, float eps) {
+    double m = 0.0;
+#pragma omp simd reduction(+ : m)
+    for (int c = 0; c < C; c++)
+        m += x[c];
+    m /= C;
+    double v = 0.0;
+#pragma omp simd reduction(+ : v)
+    for (int c = 0; c < C; c++) {
+        double d = x[c] - m;
+        v += d * d;
+    }
+    v /= C;
+    float s = (float)(1.0 / sqrt(v + eps));
+    float mf = (float)m;
+#pragma omp simd
+    for (int c = 0; c < C; c++)
+        o[c] = (x[c] - mf) * s * weight[c] + bias[c];
+    *mean = mf;
+    *rstd = s;
+}
+
 void sft_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                            const float *bias, int N, int C, float eps) {
 #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        layernorm_forward_row(out + (size_t)n * C, &mean[n], &rstd[n], inp + (size_t)n * C, weight, bias, C, eps);
+}
+
+SFT_CLONES static void layernorm_backward_row(float *dx, const float *d, const float *x, const float *weight,
+                                              float m, float s, int C) {
+    double dnorm_mean = 0.0, dnorm_norm_mean = 0.0;
+#pragma omp simd reduction(+ : dnorm_mean, dnorm_norm_mean)
+    for (int c = 0; c < C; c++) {
+        float norm = (x[c] - m) * s;
+        float dnorm = weight[c] * d[c];
+        dnorm_mean += dnorm;
+        dnorm_norm_mean += (double)dnorm * norm;
+    }
+    float a = (float)(dnorm_mean / C), b = (float)(dnorm_norm_mean / C);
+#pragma omp simd
+    for (int c = 0; c < C; c++) {
+        float norm = (x[c] - m) * s;
+        dx[c] += (weight[c] * d[c] - a - norm * b) * s;
+    }
+}
+
+/* dweight [c0, c1) += sum over rows of norm * dout, dbias += sum of dout (either may be NULL). */
+SFT_CLONES static void layernorm_backward_columns(float *dweight, float *dbias, const float *dout,
+                                                  const float *inp, const float *mean, const float *rstd, int N,
+                                                  int C, int c0, int c1) {
+    float dw[64] = {0}, db[64] = {0};
+    const int width = c1 - c0;
     for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C;
-        float *o = out + (size_t)n * C;
-        double m = 0.0;
-        for (int c = 0; c < C; c++)
-            m += x[c];
-        m /= C;
-        double v = 0.0;
-        for (int c = 0; c < C; c++) {
-            double d = x[c] - m;
-            v += d * d;
+        const float *x = inp + (size_t)n * C + c0, *d = dout + (size_t)n * C + c0;
+        const float m = mean[n], s = rstd[n];
+#pragma omp simd
+        for (int c = 0; c < width; c++) {
+            dw[c] += (x[c] - m) * s * d[c];
+            db[c] += d[c];
         }
-        v /= C;
-        float s = (float)(1.0 / sqrt(v + eps));
-        float mf = (float)m;
-        for (int c = 0; c < C; c++)
-            o[c] = (x[c] - mf) * s * weight[c] + bias[c];
-        mean[n] = mf;
-        rstd[n] = s;
+    }
+    for (int c = 0; c < width; c++) {
+        if (dweight) dweight[c0 + c] += dw[c];
+        if (dbias) dbias[c0 + c] += db[c];
     }
 }
 
@@ -174,23 +222,9 @@ void sft_layernorm_backward(float *dinp, float *dweight, float *dbias, const flo
                             const float *weight, const float *mean, const float *rstd, int N, int C) {
     if (dinp) {
 #pragma omp parallel for schedule(static)
-        for (int n = 0; n < N; n++) {
-            const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
-            float *dx = dinp + (size_t)n * C;
-            float m = mean[n], s = rstd[n];
-            double dnorm_mean = 0.0, dnorm_norm_mean = 0.0;
-            for (int c = 0; c < C; c++) {
-                float norm = (x[c] - m) * s;
-                float dnorm = weight[c] * d[c];
-                dnorm_mean += dnorm;
-                dnorm_norm_mean += (double)dnorm * norm;
-            }
-            float a = (float)(dnorm_mean / C), b = (float)(dnorm_norm_mean / C);
-            for (int c = 0; c < C; c++) {
-                float norm = (x[c] - m) * s;
-                dx[c] += (weight[c] * d[c] - a - norm * b) * s;
-            }
-        }
+        for (int n = 0; n < N; n++)
+            layernorm_backward_row(dinp + (size_t)n * C, dout + (size_t)n * C, inp + (size_t)n * C, weight,
+                                   mean[n], rstd[n], C);
     }
     if (dweight || dbias) {
         const int block = 64;
@@ -198,56 +232,67 @@ void sft_layernorm_backward(float *dinp, float *dweight, float *dbias, const flo
 #pragma omp parallel for schedule(static)
         for (int bi = 0; bi < nblocks; bi++) {
             int c0 = bi * block, c1 = c0 + block < C ? c0 + block : C;
-            float dw[64] = {0}, db[64] = {0};
-            for (int n = 0; n < N; n++) {
-                const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
-                float m = mean[n], s = rstd[n];
-                for (int c = c0; c < c1; c++) {
-                    dw[c - c0] += (x[c] - m) * s * d[c];
-                    db[c - c0] += d[c];
-                }
-            }
-            for (int c = c0; c < c1; c++) {
-                if (dweight) dweight[c] += dw[c - c0];
-                if (dbias) dbias[c] += db[c - c0];
-            }
+            layernorm_backward_columns(dweight, dbias, dout, inp, mean, rstd, N, C, c0, c1);
         }
     }
 }
 
 /* ---------------------------------------------------------------- rmsnorm */
 
+SFT_CLONES static void rmsnorm_forward_row(float *o, float *rstd, const float *x, const float *weight, int C,
+                                           float eps) {
+    double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
+    for (int c = 0; c < C; c++)
+        ss += (double)x[c] * x[c];
+    float s = (float)(1.0 / sqrt(ss / C + eps));
+#pragma omp simd
+    for (int c = 0; c < C; c++)
+        o[c] = weight[c] * (x[c] * s);
+    *rstd = s;
+}
+
 void sft_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N, int C,
                          float eps) {
 #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        rmsnorm_forward_row(out + (size_t)n * C, &rstd[n], inp + (size_t)n * C, weight, C, eps);
+}
+
+SFT_CLONES static void rmsnorm_backward_row(float *dx, const float *d, const float *x, const float *weight,
+                                            float s, int C) {
+    double dot = 0.0;
+#pragma omp simd reduction(+ : dot)
+    for (int c = 0; c < C; c++)
+        dot += (double)weight[c] * d[c] * x[c] * s;
+    float b = (float)(dot / C);
+#pragma omp simd
+    for (int c = 0; c < C; c++)
+        dx[c] += s * (weight[c] * d[c] - x[c] * s * b);
+}
+
+SFT_CLONES static void rmsnorm_backward_columns(float *dweight, const float *dout, const float *inp,
+                                                const float *rstd, int N, int C, int c0, int c1) {
+    float dw[64] = {0};
+    const int width = c1 - c0;
     for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C;
-        float *o = out + (size_t)n * C;
-        double ss = 0.0;
-        for (int c = 0; c < C; c++)
-            ss += (double)x[c] * x[c];
-        float s = (float)(1.0 / sqrt(ss / C + eps));
-        for (int c = 0; c < C; c++)
-            o[c] = weight[c] * (x[c] * s);
-        rstd[n] = s;
+        const float *x = inp + (size_t)n * C + c0, *d = dout + (size_t)n * C + c0;
+        const float s = rstd[n];
+#pragma omp simd
+        for (int c = 0; c < width; c++)
+            dw[c] += x[c] * s * d[c];
     }
+    for (int c = 0; c < width; c++)
+        dweight[c0 + c] += dw[c];
 }
 
 void sft_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                           const float *weight, const float *rstd, int N, int C) {
     if (dinp) {
 #pragma omp parallel for schedule(static)
-        for (int n = 0; n < N; n++) {
-            const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
-            float *dx = dinp + (size_t)n * C;
-            float s = rstd[n];
-            double dot = 0.0;
-            for (int c = 0; c < C; c++)
-                dot += (double)weight[c] * d[c] * x[c] * s;
-            float b = (float)(dot / C);
-            for (int c = 0; c < C; c++)
-                dx[c] += s * (weight[c] * d[c] - x[c] * s * b);
-        }
+        for (int n = 0; n < N; n++)
+            rmsnorm_backward_row(dinp + (size_t)n * C, dout + (size_t)n * C, inp + (size_t)n * C, weight,
+                                 rstd[n], C);
     }
     if (dweight) {
         const int block = 64;
@@ -255,15 +300,7 @@ void sft_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const 
 #pragma omp parallel for schedule(static)
         for (int bi = 0; bi < nblocks; bi++) {
             int c0 = bi * block, c1 = c0 + block < C ? c0 + block : C;
-            float dw[64] = {0};
-            for (int n = 0; n < N; n++) {
-                const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
-                float s = rstd[n];
-                for (int c = c0; c < c1; c++)
-                    dw[c - c0] += x[c] * s * d[c];
-            }
-            for (int c = c0; c < c1; c++)
-                dweight[c] += dw[c - c0];
+            rmsnorm_backward_columns(dweight, dout, inp, rstd, N, C, c0, c1);
         }
     }
 }
