@@ -44,6 +44,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "io/safetensors.h"
 
@@ -77,6 +78,8 @@ typedef struct workspace {
     size_t capacity_bytes;
 } workspace;
 
+#define HUGE_PAGE_BYTES ((size_t)2 << 20)
+
 static pthread_key_t workspace_key;
 static pthread_once_t workspace_key_once = PTHREAD_ONCE_INIT;
 
@@ -104,10 +107,14 @@ static void *workspace_get(size_t bytes) {
         }
     }
     if (ws->capacity_bytes < bytes) {
-        size_t grown = bytes + bytes / 4;
-        grown = (grown + 63) & ~(size_t)63;
-        void *memory = aligned_alloc(64, grown);
+        /* Packed panels of several MiB: 2 MiB aligned and backed by huge
+         * pages where the kernel allows, so the micro-kernel's walk over
+         * them needs few TLB entries. */
+        size_t grown = bytes + bytes / 4, alignment = grown >= HUGE_PAGE_BYTES ? HUGE_PAGE_BYTES : 64;
+        grown = (grown + alignment - 1) & ~(alignment - 1);
+        void *memory = aligned_alloc(alignment, grown);
         if (!memory) return NULL;
+        if (alignment == HUGE_PAGE_BYTES) madvise(memory, grown, MADV_HUGEPAGE); /* a hint: failure is harmless */
         free(ws->memory);
         ws->memory = memory;
         ws->capacity_bytes = grown;
