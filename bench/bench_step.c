@@ -8,8 +8,10 @@
  * with sft_model_init_weights, planned once for B x T. Full fine-tuning, or
  * LoRA r=8, alpha=16, no dropout on the family's default targets.
  *
- *   bench_step step SHAPE [--mode full|lora] [--steps N] [--warmup N] [--threads N] [--profile]
+ *   bench_step step SHAPE [--mode full|lora] [--dtype fp32|bf16] [--steps N] [--warmup N] [--threads N]
+ *                   [--profile]
  *   bench_step sgemm SHAPE [--threads N] [--reps N] [--alt]
+ *   bench_step bf16gemm SHAPE [--threads N] [--reps N]
  *   bench_step config SHAPE FILE
  *   bench_step batch SHAPE
  *
@@ -19,18 +21,29 @@
  *          none), as one `RESULT key=value ...` line. --profile times every
  *          kernel through a copy of the model's dispatch table (m->kernels),
  *          and the optimizer phases, and prints where the step's time goes.
- * sgemm:   OpenBLAS's cblas_sgemm with its own threads over the products of
- *          one step (forward, input gradient, weight gradient of every
- *          linear and of the lm_head, in the transpositions the engine
- *          uses): total FLOPs / total time, the ceiling the fp32 step is
- *          measured against.
+ *          --dtype bf16 runs the kernel table of `sft train --dtype bf16`
+ *          (sft_kernels_select: bf16 operands in the products where the CPU
+ *          has AVX512_BF16) as system sft-bf16; the RESULT line names the
+ *          product kernel that ran (a CPU without it falls back to sgemm).
+ * sgemm:   OpenBLAS's cblas_sgemm over the products of one step (forward,
+ *          input gradient, weight gradient of every linear and of the
+ *          lm_head, in the transpositions the engine uses), each both with
+ *          OpenBLAS's own threads and split over the threads as the engine
+ *          splits it; total FLOPs / total time with the faster of the two
+ *          per product: the ceiling the fp32 step is measured against.
  *          --alt marks the line as a comparison (kind=matmul-alt), not the
  *          ceiling (run.sh: OpenBLAS's own kernel choice when the
  *          environment forces one with OPENBLAS_CORETYPE).
+ * bf16gemm: the same products with sft_gemm_bf16 (bf16 operands, float32
+ *          accumulation, AVX512_BF16), split over the threads as the
+ *          engine's linear layers split them: sft's own bf16 ceiling,
+ *          printed beside torch.matmul's bf16 rate. Nothing is measured
+ *          where the CPU or build has no AVX512_BF16 kernel.
  * config:  writes the shape's config.json (for `sft init` in run.sh).
  * batch:   prints the shape's B and T. */
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +52,7 @@
 #include <time.h>
 
 #include "io/config.h"
+#include "model/gemm_bf16.h"
 #include "model/lora.h"
 #include "model/model.h"
 #include "train/optim.h"
@@ -380,7 +394,7 @@ static sft_kernels profiled_kernels(const sft_kernels *base) {
 /* ------------------------------------------------ the step */
 
 typedef struct options {
-    const char *mode;
+    const char *mode, *dtype;
     int steps, warmup, threads, profile, reps, alt;
 } options;
 
@@ -418,6 +432,17 @@ static int run_step(const bench_shape *s, const options *o) {
     if (sft_config_parse(json, strlen(json), s->name, &cfg, &err)) return fail(&err);
     sft_model *m = sft_model_create(&cfg, &err);
     if (!m) return fail(&err);
+    /* --dtype bf16: the kernel table `sft train --dtype bf16` runs (bf16
+     * operands in the products when the CPU has AVX512_BF16, else float32
+     * products and a note); the profile below wraps whichever table this is. */
+    const char *products = "openblas-sgemm";
+    if (!strcmp(o->dtype, "bf16")) {
+        sft_kernel_choice choice;
+        if (sft_kernels_select(SFT_MATMUL_BF16, &choice, &err)) return fail(&err);
+        if (choice.note) fprintf(stderr, "bench_step: %s\n", choice.note);
+        m->kernels = choice.kernels;
+        products = choice.product_kernel;
+    }
     sft_model_init_weights(m, 1);
     if (lora) {
         sft_lora_config lc = {.r = LORA_R, .alpha = 16, .dropout = 0.0};
@@ -477,8 +502,8 @@ static int run_step(const bench_shape *s, const options *o) {
         sft_adamw_step(&opt, m->trainable, 1e-4);
         double t5 = wall_s(), c5 = cpu_s();
         if (step == 0) loss0 = loss;
-        fprintf(stderr, "sft %s %s step %d: %.0f ms (cpu %.0f ms) loss %.4f grad_norm %.3f\n", s->name,
-                o->mode, step, (t5 - t0) * 1e3, (c5 - c0) * 1e3, loss, norm);
+        fprintf(stderr, "sft %s %s %s step %d: %.0f ms (cpu %.0f ms) loss %.4f grad_norm %.3f\n", s->name,
+                o->mode, o->dtype, step, (t5 - t0) * 1e3, (c5 - c0) * 1e3, loss, norm);
         if (!timed) continue;
         step_wall[step - o->warmup] = t5 - t0;
         step_cpu[step - o->warmup] = c5 - c0;
@@ -499,11 +524,13 @@ static int run_step(const bench_shape *s, const options *o) {
     double cpu_ms = median(step_cpu, o->steps) * 1e3;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("RESULT system=sft shape=%s mode=%s threads=%d B=%d T=%d ms=%.1f min_ms=%.1f cpu_ms=%.1f "
+    printf("RESULT system=sft%s dtype=%s products=%s shape=%s mode=%s threads=%d B=%d T=%d ms=%.1f min_ms=%.1f "
+           "cpu_ms=%.1f "
            "tokens_s=%.1f "
            "rss_mib=%.0f params=%zu matmul_params=%zu trainable=%zu loss0=%.4f loss=%.4f steps=%d "
            "step_allocations=%ld step_ms=%s\n",
-           s->name, o->mode, sft_get_threads(), B, T, ms, min_ms, cpu_ms, B * T / (ms * 1e-3),
+           strcmp(o->dtype, "fp32") ? "-bf16" : "", o->dtype, products, s->name, o->mode, sft_get_threads(), B, T,
+           ms, min_ms, cpu_ms, B * T / (ms * 1e-3),
            ru.ru_maxrss / 1024.0, set_params(&m->weights), matmul_params(m), set_params(m->trainable), loss0,
            loss, o->steps, COUNT_ALLOCATIONS ? timed_allocations : -1L, step_list);
 
@@ -546,17 +573,14 @@ static int run_step(const bench_shape *s, const options *o) {
     return 0;
 }
 
-/* ------------------------------------------------ sgemm ceiling */
+/* ------------------------------------------------ product ceilings */
 
-/* The products of one step, each with the transpositions the engine's
- * matmul uses (row-major): forward out[BT, o] = x[BT, i] W[o, i]^T, input
- * gradient dx[BT, i] = dy[BT, o] W[o, i], weight gradient
- * dW[o, i] = dy[BT, o]^T x[BT, i]. */
-static int run_sgemm(const bench_shape *s, const options *o) {
-    int threads = o->threads > 0 ? o->threads : 0;
-    if (threads) openblas_set_num_threads(threads);
-    const int BT = s->B * s->T, C = s->dim, FFN = s->ffn, HD = s->dim / s->heads;
-    int lin[8][2], nlin = 0;
+/* The linears of one layer as [in, out] pairs, then the lm_head (once per
+ * step): the products the ceilings time. Returns the number of per-layer
+ * linears (the lm_head is at that index). */
+static int step_linears(const bench_shape *s, int lin[8][2]) {
+    const int C = s->dim, FFN = s->ffn, HD = s->dim / s->heads;
+    int nlin;
     if (!s->llama) {
         int g[4][2] = {{C, 3 * C}, {C, C}, {C, FFN}, {FFN, C}};
         memcpy(lin, g, sizeof g), nlin = 4;
@@ -565,46 +589,128 @@ static int run_sgemm(const bench_shape *s, const options *o) {
         int g[7][2] = {{C, C}, {C, kv}, {C, kv}, {C, C}, {C, FFN}, {C, FFN}, {FFN, C}};
         memcpy(lin, g, sizeof g), nlin = 7;
     }
-    lin[nlin][0] = C, lin[nlin][1] = s->vocab; /* lm_head, once per step */
-    size_t cap = (size_t)s->vocab * (size_t)(BT > C ? BT : C);
+    lin[nlin][0] = C, lin[nlin][1] = s->vocab;
+    return nlin;
+}
+
+/* A single-threaded product with cblas_sgemm's row-major arguments (the
+ * signature of sft_gemm_bf16), so that one split serves both precisions. */
+typedef void (*gemm_fn)(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                        const float *B, int ldb, float beta, float *C, int ldc);
+
+static void gemm_f32(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                     const float *B, int ldb, float beta, float *C, int ldc) {
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
+                alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* One product of the step, split over the OpenMP threads as the engine's
+ * linear layers split theirs (ops.c): the forward and the input gradient by
+ * rows of the output (B*T rows), the weight gradient by output channels,
+ * each thread running a single-threaded product on its slice. */
+static void gemm_split(gemm_fn gemm, int form, int BT, int in, int out, const float *a, const float *b, float *c) {
+#pragma omp parallel
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int rows = form == 2 ? out : BT, lo = (int)((long)rows * t / nt), hi = (int)((long)rows * (t + 1) / nt);
+        if (hi > lo) {
+            if (form == 0) /* out[BT, o] = x[BT, i] W[o, i]^T */
+                gemm(0, 1, hi - lo, out, in, 1.0f, a + (size_t)lo * in, in, b, in, 0.0f, c + (size_t)lo * out, out);
+            else if (form == 1) /* dx[BT, i] += dy[BT, o] W[o, i] */
+                gemm(0, 0, hi - lo, in, out, 1.0f, a + (size_t)lo * out, out, b, in, 1.0f, c + (size_t)lo * in, in);
+            else /* dW[o, i] += dy[BT, o]^T x[BT, i] */
+                gemm(1, 0, hi - lo, in, BT, 1.0f, a + lo, out, b, in, 1.0f, c + (size_t)lo * in, in);
+        }
+    }
+}
+
+/* One product with OpenBLAS's own threads over the whole of it. */
+static void sgemm_threaded(int form, int BT, int in, int out, const float *a, const float *b, float *c) {
+    if (form == 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BT, out, in, 1.0f, a, in, b, in, 0.0f, c, out);
+    else if (form == 1)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BT, in, out, 1.0f, a, out, b, in, 1.0f, c, in);
+    else
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, BT, 1.0f, a, out, b, in, 1.0f, c, in);
+}
+
+enum { WAY_THREADED, WAY_SPLIT_F32, WAY_SPLIT_BF16 };
+
+/* The fastest of reps runs of one product (one more run first, to warm up). */
+static double time_product(int way, int threads, int form, int BT, int in, int out, const float *a, const float *b,
+                           float *c, int reps) {
+    /* OpenBLAS's thread count is global: its own threads for the threaded
+     * way, one (inside each OpenMP thread) for the split, as ops.c runs it. */
+    openblas_set_num_threads(way == WAY_THREADED ? threads : 1);
+    double best = INFINITY;
+    for (int rep = 0; rep <= reps; rep++) {
+        double t0 = wall_s();
+        if (way == WAY_THREADED)
+            sgemm_threaded(form, BT, in, out, a, b, c);
+        else
+            gemm_split(way == WAY_SPLIT_F32 ? gemm_f32 : sft_gemm_bf16, form, BT, in, out, a, b, c);
+        double dt = wall_s() - t0;
+        if (rep && dt < best) best = dt;
+    }
+    return best;
+}
+
+/* The products of one step, each with the transpositions the engine's
+ * matmul uses (row-major): forward out[BT, o] = x[BT, i] W[o, i]^T, input
+ * gradient dx[BT, i] = dy[BT, o] W[o, i], weight gradient
+ * dW[o, i] = dy[BT, o]^T x[BT, i]; total FLOPs / total time.
+ * sgemm: each product both with OpenBLAS's own threads and split over the
+ * threads as the engine splits it (single-threaded sgemm per slice); the
+ * ceiling takes the faster of the two per product (at gpt2-6l's small
+ * products the split is the faster, at gpt2-124m's they tie). bf16: the
+ * split with sft_gemm_bf16. */
+static int run_ceiling(const bench_shape *s, const options *o, int bf16) {
+    sft_set_threads(o->threads); /* 0: every core */
+    int threads = sft_get_threads();
+    if (bf16 && !sft_bf16_supported()) {
+        /* The portable path is a correctness fallback, not a ceiling. */
+        fprintf(stderr, "bench_step bf16gemm: this CPU or build has no AVX512_BF16 kernel; no bf16 ceiling\n");
+        return 0;
+    }
+    const int BT = s->B * s->T;
+    int lin[8][2], nlin = step_linears(s, lin);
+    size_t cap = (size_t)s->vocab * (size_t)(BT > s->dim ? BT : s->dim);
     float *a = malloc(cap * sizeof(float)), *b = malloc(cap * sizeof(float)),
           *c = malloc(cap * sizeof(float));
     if (!a || !b || !c) return fprintf(stderr, "out of memory\n"), 1;
     for (size_t i = 0; i < cap; i++)
         a[i] = b[i] = c[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
-    double total_flops = 0, total_s = 0;
+    /* total seconds of the step's products: [0] OpenBLAS threaded, [1] split, [2] the faster per product */
+    double total_flops = 0, total_s[3] = {0};
     for (int l = 0; l <= nlin; l++) {
         int in = lin[l][0], out = lin[l][1], count = l < nlin ? s->layers : 1;
         for (int form = 0; form < 3; form++) {
-            double best = INFINITY;
-            for (int rep = 0; rep <= o->reps; rep++) { /* rep 0 warms up */
-                double t0 = wall_s();
-                if (form == 0)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BT, out, in, 1.0f, a, in, b, in,
-                                0.0f, c, out);
-                else if (form == 1)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BT, in, out, 1.0f, a, out, b, in,
-                                1.0f, c, in);
-                else
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, BT, 1.0f, a, out, b, in,
-                                1.0f, c, in);
-                double dt = wall_s() - t0;
-                if (rep && dt < best) best = dt;
-            }
-            double flops = 2.0 * BT * in * out;
-            fprintf(stderr, "sgemm %s %d->%d %s: %.1f GFLOP/s\n", s->name, in, out,
-                    form == 0   ? "forward"
-                    : form == 1 ? "input-grad"
-                                : "weight-grad",
-                    flops / best * 1e-9);
-            total_flops += flops * count, total_s += best * count;
+            double flops = 2.0 * BT * in * out, split, threaded = INFINITY;
+            split = time_product(bf16 ? WAY_SPLIT_BF16 : WAY_SPLIT_F32, threads, form, BT, in, out, a, b, c, o->reps);
+            if (!bf16) threaded = time_product(WAY_THREADED, threads, form, BT, in, out, a, b, c, o->reps);
+            double best = split < threaded ? split : threaded;
+            const char *name = form == 0 ? "forward" : form == 1 ? "input-grad" : "weight-grad";
+            if (bf16)
+                fprintf(stderr, "bf16gemm %s %d->%d %s: %.1f GFLOP/s\n", s->name, in, out, name, flops / split * 1e-9);
+            else
+                fprintf(stderr, "sgemm %s %d->%d %s: %.1f GFLOP/s threaded, %.1f split\n", s->name, in, out, name,
+                        flops / threaded * 1e-9, flops / split * 1e-9);
+            total_flops += flops * count;
+            total_s[0] += threaded * count, total_s[1] += split * count, total_s[2] += best * count;
         }
     }
-    const char *coretype = getenv("OPENBLAS_CORETYPE");
-    char *corename = openblas_get_corename();
-    printf("RESULT kind=%s lib=openblas dtype=fp32 shape=%s threads=%d coretype=%s corename=%s gflops=%.1f\n",
-           o->alt ? "matmul-alt" : "matmul", s->name, openblas_get_num_threads(),
-           coretype ? coretype : "auto", corename ? corename : "?", total_flops / total_s * 1e-9);
+    if (bf16) {
+        printf("RESULT kind=matmul lib=sft dtype=bf16 shape=%s threads=%d path=avx512bf16 gflops=%.1f\n", s->name,
+               threads, total_flops / total_s[1] * 1e-9);
+    } else {
+        const char *coretype = getenv("OPENBLAS_CORETYPE");
+        char *corename = openblas_get_corename();
+        printf("RESULT kind=%s lib=openblas dtype=fp32 shape=%s threads=%d coretype=%s corename=%s gflops=%.1f "
+               "gflops_threaded=%.1f gflops_split=%.1f\n",
+               o->alt ? "matmul-alt" : "matmul", s->name, threads, coretype ? coretype : "auto",
+               corename ? corename : "?", total_flops / total_s[2] * 1e-9, total_flops / total_s[0] * 1e-9,
+               total_flops / total_s[1] * 1e-9);
+    }
     free(a), free(b), free(c);
     return 0;
 }
@@ -612,8 +718,10 @@ static int run_sgemm(const bench_shape *s, const options *o) {
 static int usage(void) {
     fprintf(
         stderr,
-        "usage: bench_step step SHAPE [--mode full|lora] [--steps N] [--warmup N] [--threads N] [--profile]\n"
+        "usage: bench_step step SHAPE [--mode full|lora] [--dtype fp32|bf16] [--steps N] [--warmup N] [--threads N]\n"
+        "                       [--profile]\n"
         "       bench_step sgemm SHAPE [--threads N] [--reps N] [--alt]\n"
+        "       bench_step bf16gemm SHAPE [--threads N] [--reps N]\n"
         "       bench_step config SHAPE FILE\n"
         "       bench_step batch SHAPE\n"
         "shapes: gpt2-6l (B=8, T=256), gpt2-124m (B=4, T=256), llama-100m (B=4, T=256)\n");
@@ -636,7 +744,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(argv[1], "batch")) return printf("%d %d\n", s->B, s->T) < 0;
-    options o = {"full", 5, 2, 0, 0, 3, 0};
+    options o = {"full", "fp32", 5, 2, 0, 0, 3, 0};
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--profile") || !strcmp(a, "--alt")) {
@@ -646,6 +754,8 @@ int main(int argc, char **argv) {
         if (!v) return usage();
         if (!strcmp(a, "--mode") && (!strcmp(v, "full") || !strcmp(v, "lora")))
             o.mode = v;
+        else if (!strcmp(a, "--dtype") && (!strcmp(v, "fp32") || !strcmp(v, "bf16")))
+            o.dtype = v;
         else if (!strcmp(a, "--steps") && atoi(v) > 0)
             o.steps = atoi(v);
         else if (!strcmp(a, "--warmup") && atoi(v) >= 0)
@@ -659,6 +769,7 @@ int main(int argc, char **argv) {
         i++;
     }
     if (!strcmp(argv[1], "step")) return run_step(s, &o);
-    if (!strcmp(argv[1], "sgemm")) return run_sgemm(s, &o);
+    if (!strcmp(argv[1], "sgemm")) return run_ceiling(s, &o, 0);
+    if (!strcmp(argv[1], "bf16gemm")) return run_ceiling(s, &o, 1);
     return usage();
 }

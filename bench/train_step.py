@@ -9,9 +9,11 @@ loss on every token, as the PyTorch side). The optimizer matches bench_step and
 torch_step.py: AdamW betas 0.9/0.95, weight decay 0.1, clip 1.0, a constant
 learning rate. The step time is read from metrics.jsonl (the difference of
 consecutive `elapsed_s`, which covers data loading, forward, backward, clipping
-and AdamW); the peak RSS is the child's ru_maxrss. Prints one RESULT line.
+and AdamW); the peak RSS is the child's ru_maxrss. --dtype bf16 trains with
+`--dtype bf16` (bf16 operands in the matrix products, fp32 master weights):
+system sft-train-bf16. Prints one RESULT line.
 
-    train_step.py SFT MODEL_DIR SHAPE MODE WORK_DIR --B N --T N --steps N --warmup N --threads N"""
+    train_step.py SFT MODEL_DIR SHAPE MODE WORK_DIR --B N --T N --steps N --warmup N --threads N [--dtype fp32|bf16]"""
 import argparse
 import gzip
 import json
@@ -56,16 +58,19 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
     a = ap.parse_args()
     total = a.warmup + a.steps
     data = os.path.join(a.work_dir, "train.jsonl")
     write_data(data, a.B * total, 8 * a.T)
-    out = os.path.join(a.work_dir, f"run-{a.shape}-{a.mode}")
+    out = os.path.join(a.work_dir, f"run-{a.shape}-{a.mode}-{a.dtype}")
     cmd = [a.sft, "train", "--model", a.model_dir, "--data", data, "--format", "text", "--max-len", str(a.T),
            "--batch-size", str(a.B), "--max-steps", str(total), "--lr", "1e-4", "--lr-schedule", "constant",
            "--warmup-steps", "0", "--warmup-ratio", "0", "--weight-decay", "0.1", "--adam-beta2", "0.95",
            "--max-grad-norm", "1", "--eval-every", "0", "--save-every", "0", "--threads", str(a.threads),
            "--seed", "1", "--out", out]
+    if a.dtype != "fp32":
+        cmd += ["--dtype", a.dtype]
     if a.mode == "lora":
         cmd += ["--lora-r", "8", "--lora-alpha", "16", "--lora-dropout", "0"]
     print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
@@ -83,7 +88,8 @@ def main():
         sys.exit(f"train_step.py: {out}/metrics.jsonl has {len(elapsed)} training steps, expected {total}")
     step_s = [b - a_ for a_, b in zip([0.0] + elapsed[:-1], elapsed)][a.warmup:]
     ms = statistics.median(step_s) * 1e3
-    print(f"RESULT system=sft-train shape={a.shape} mode={a.mode} threads={a.threads} B={a.B} T={a.T} ms={ms:.1f} "
+    system = "sft-train" if a.dtype == "fp32" else f"sft-train-{a.dtype}"
+    print(f"RESULT system={system} shape={a.shape} mode={a.mode} threads={a.threads} B={a.B} T={a.T} ms={ms:.1f} "
           f"min_ms={min(step_s) * 1e3:.1f} tokens_s={a.B * a.T / (ms / 1e3):.1f} rss_mib={rss_mib:.0f} "
           f"loss0={losses[0]:.4f} loss={losses[-1]:.4f} supervised_tokens={tokens[-1]} steps={a.steps} "
           f"step_ms={','.join(f'{t * 1e3:.1f}' for t in step_s)}", flush=True)
