@@ -644,10 +644,9 @@ static inline int attention_visible(const int32_t *seq_row, int i, int j, int wi
 }
 
 /* S [rows, keys] = scale * Q[i0 .. i0+rows) K[0 .. keys)^T */
-static void attention_scores(float *S, const float *q_block, int q_stride, const float *k_row, int k_stride,
-                             int rows, int keys, int HD, float scale) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, HD, scale, q_block, q_stride, k_row,
-                k_stride, 0.0f, S, keys);
+static void attention_scores(gemm_fn gemm, float *S, const float *q_block, int q_stride, const float *k_row,
+                             int k_stride, int rows, int keys, int HD, float scale) {
+    gemm(0, 1, rows, keys, HD, scale, q_block, q_stride, k_row, k_stride, 0.0f, S, keys);
 }
 
 /* Forward softmax of one score row in place: masked keys (and keys > i) get 0. */
@@ -688,7 +687,7 @@ SFT_CLONES static void attention_probs_row(float *s, const int32_t *seq_row, int
         s[j] *= row_inv_sum;
 }
 
-static void attention_forward_head(float *out, float *stats, const float *q, int q_stride, const float *k,
+static void attention_forward_head(gemm_fn gemm, float *out, float *stats, const float *q, int q_stride, const float *k,
                                    int k_stride, const float *v, int v_stride, const int32_t *seq, int b, int h,
                                    int T, int NH, int group, int HD, int window, float dropout, uint64_t seed) {
     const float scale = 1.0f / sqrtf((float)HD);
@@ -700,8 +699,8 @@ static void attention_forward_head(float *out, float *stats, const float *q, int
     float S[block * T];
     for (int i0 = 0; i0 < T; i0 += block) {
         int rows = T - i0 < block ? T - i0 : block, keys = i0 + rows;
-        attention_scores(S, q + ((size_t)b * T + i0) * q_stride + (size_t)h * HD, q_stride, k_row, k_stride,
-                         rows, keys, HD, scale);
+        attention_scores(gemm, S, q + ((size_t)b * T + i0) * q_stride + (size_t)h * HD, q_stride, k_row,
+                         k_stride, rows, keys, HD, scale);
         for (int r = 0; r < rows; r++) {
             int i = i0 + r;
             size_t stat = ((size_t)b * NH + h) * T + i;
@@ -712,21 +711,35 @@ static void attention_forward_head(float *out, float *stats, const float *q, int
                 for (int j = 0; j <= i; j++)
                     s[j] = sft_dropout_keep(seed, stat * T + j, dropout) ? s[j] * keep_scale : 0.0f;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HD, keys, 1.0f, S, keys, v_row, v_stride,
-                    0.0f, out + ((size_t)b * T + i0) * NH * HD + (size_t)h * HD, NH * HD);
+        gemm(0, 0, rows, HD, keys, 1.0f, S, keys, v_row, v_stride, 0.0f,
+             out + ((size_t)b * T + i0) * NH * HD + (size_t)h * HD, NH * HD);
     }
 }
 
-void sft_attention_forward(float *out, float *stats, const float *q, int q_stride, const float *k,
-                           int k_stride, const float *v, int v_stride, const int32_t *seq, int B, int T,
-                           int NH, int NKV, int HD, int window, float dropout, uint64_t seed) {
+static void attention_forward_with(gemm_fn gemm, float *out, float *stats, const float *q, int q_stride,
+                                   const float *k, int k_stride, const float *v, int v_stride, const int32_t *seq,
+                                   int B, int T, int NH, int NKV, int HD, int window, float dropout, uint64_t seed) {
     const int group = NH / NKV;
     blas_single_threaded();
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
-            attention_forward_head(out, stats, q, q_stride, k, k_stride, v, v_stride, seq, b, h, T, NH, group,
+            attention_forward_head(gemm, out, stats, q, q_stride, k, k_stride, v, v_stride, seq, b, h, T, NH, group,
                                    HD, window, dropout, seed);
+}
+
+void sft_attention_forward(float *out, float *stats, const float *q, int q_stride, const float *k,
+                           int k_stride, const float *v, int v_stride, const int32_t *seq, int B, int T,
+                           int NH, int NKV, int HD, int window, float dropout, uint64_t seed) {
+    attention_forward_with(gemm_f32, out, stats, q, q_stride, k, k_stride, v, v_stride, seq, B, T, NH, NKV, HD,
+                           window, dropout, seed);
+}
+
+void sft_attention_forward_bf16(float *out, float *stats, const float *q, int q_stride, const float *k,
+                                int k_stride, const float *v, int v_stride, const int32_t *seq, int B, int T,
+                                int NH, int NKV, int HD, int window, float dropout, uint64_t seed) {
+    attention_forward_with(sft_gemm_bf16, out, stats, q, q_stride, k, k_stride, v, v_stride, seq, B, T, NH, NKV,
+                           HD, window, dropout, seed);
 }
 
 /* dS = P (dP - sum_j P dP) * scale for one row, into dp; p becomes the
@@ -751,7 +764,7 @@ SFT_CLONES static void attention_dscores_row(float *p, float *dp, int i, int key
 
 /* The query heads that share a KV head accumulate into the same dk/dv rows,
  * so one call does them all, in order. */
-static void attention_backward_group(float *dq, float *dk, float *dv, const float *dout, const float *stats,
+static void attention_backward_group(gemm_fn gemm, float *dq, float *dk, float *dv, const float *dout, const float *stats,
                                      const float *q, int q_stride, const float *k, int k_stride, const float *v,
                                      int v_stride, const int32_t *seq, int b, int kvh, int T, int NH, int group,
                                      int HD, int window, float dropout, uint64_t seed) {
@@ -770,10 +783,9 @@ static void attention_backward_group(float *dq, float *dk, float *dv, const floa
             size_t t0 = (size_t)b * T + i0;
             const float *q_block = q + t0 * q_stride + (size_t)h * HD;
             const float *do_block = dout + t0 * NH * HD + (size_t)h * HD;
-            attention_scores(P, q_block, q_stride, k_row, k_stride, rows, keys, HD, scale);
+            attention_scores(gemm, P, q_block, q_stride, k_row, k_stride, rows, keys, HD, scale);
             /* dP = dO V^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, HD, 1.0f, do_block, NH * HD, v_row,
-                        v_stride, 0.0f, dS, keys);
+            gemm(0, 1, rows, keys, HD, 1.0f, do_block, NH * HD, v_row, v_stride, 0.0f, dS, keys);
             for (int r = 0; r < rows; r++) {
                 int i = i0 + r;
                 size_t stat = ((size_t)b * NH + h) * T + i;
@@ -783,27 +795,41 @@ static void attention_backward_group(float *dq, float *dk, float *dv, const floa
                                       keep_scale, seed, stat, T);
             }
             /* dV[0, keys) += P^T dO; dQ[block] += dS K; dK[0, keys) += dS^T Q */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, keys, HD, rows, 1.0f, P, keys, do_block, NH * HD,
-                        1.0f, dv_row, v_stride);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HD, keys, 1.0f, dS, keys, k_row, k_stride,
-                        1.0f, dq + t0 * q_stride + (size_t)h * HD, q_stride);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, keys, HD, rows, 1.0f, dS, keys, q_block, q_stride,
-                        1.0f, dk_row, k_stride);
+            gemm(1, 0, keys, HD, rows, 1.0f, P, keys, do_block, NH * HD, 1.0f, dv_row, v_stride);
+            gemm(0, 0, rows, HD, keys, 1.0f, dS, keys, k_row, k_stride, 1.0f, dq + t0 * q_stride + (size_t)h * HD,
+                 q_stride);
+            gemm(1, 0, keys, HD, rows, 1.0f, dS, keys, q_block, q_stride, 1.0f, dk_row, k_stride);
         }
     }
+}
+
+static void attention_backward_with(gemm_fn gemm, float *dq, float *dk, float *dv, const float *dout,
+                                    const float *stats, const float *q, int q_stride, const float *k, int k_stride,
+                                    const float *v, int v_stride, const int32_t *seq, int B, int T, int NH, int NKV,
+                                    int HD, int window, float dropout, uint64_t seed) {
+    const int group = NH / NKV;
+    blas_single_threaded();
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int kvh = 0; kvh < NKV; kvh++)
+            attention_backward_group(gemm, dq, dk, dv, dout, stats, q, q_stride, k, k_stride, v, v_stride, seq, b,
+                                     kvh, T, NH, group, HD, window, dropout, seed);
 }
 
 void sft_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *stats,
                             const float *q, int q_stride, const float *k, int k_stride, const float *v,
                             int v_stride, const int32_t *seq, int B, int T, int NH, int NKV, int HD,
                             int window, float dropout, uint64_t seed) {
-    const int group = NH / NKV;
-    blas_single_threaded();
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int kvh = 0; kvh < NKV; kvh++)
-            attention_backward_group(dq, dk, dv, dout, stats, q, q_stride, k, k_stride, v, v_stride, seq, b, kvh,
-                                     T, NH, group, HD, window, dropout, seed);
+    attention_backward_with(gemm_f32, dq, dk, dv, dout, stats, q, q_stride, k, k_stride, v, v_stride, seq, B, T, NH,
+                            NKV, HD, window, dropout, seed);
+}
+
+void sft_attention_backward_bf16(float *dq, float *dk, float *dv, const float *dout, const float *stats,
+                                 const float *q, int q_stride, const float *k, int k_stride, const float *v,
+                                 int v_stride, const int32_t *seq, int B, int T, int NH, int NKV, int HD,
+                                 int window, float dropout, uint64_t seed) {
+    attention_backward_with(sft_gemm_bf16, dq, dk, dv, dout, stats, q, q_stride, k, k_stride, v, v_stride, seq, B,
+                            T, NH, NKV, HD, window, dropout, seed);
 }
 
 const sft_kernels sft_kernels_cpu = {

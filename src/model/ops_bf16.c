@@ -2,10 +2,12 @@
  * table for a run's `dtype` (see ops.h).
  *
  * The table follows PyTorch's CPU autocast for bfloat16 (torch.amp,
- * "CPU Ops that can autocast to bfloat16"): the linear layers' products take
- * bf16 operands; layer norms, softmax, cross-entropy, the residual stream and
- * the optimizer stay float32. Unlike autocast, the products' outputs stay
- * float32 (gemm_bf16.h), which only removes rounding. Master weights,
+ * "CPU Ops that can autocast to bfloat16"): the linear layers' products and
+ * attention's (autocast runs scaled_dot_product_attention in bf16) take bf16
+ * operands; layer norms, softmax, cross-entropy, the residual stream and the
+ * optimizer stay float32, and so do attention's per-row softmax statistics.
+ * Unlike autocast, the products' outputs stay float32 (gemm_bf16.h), which
+ * only removes rounding. Master weights,
  * gradients and the AdamW moments are never stored in bf16 (mixed precision
  * after Micikevicius et al., "Mixed Precision Training", 2018). */
 #include <stdlib.h>
@@ -32,8 +34,8 @@ const sft_kernels sft_kernels_cpu_bf16 = {
     .rope_backward = sft_rope_backward,
     .dropout_forward = sft_dropout_forward,
     .dropout_backward = sft_dropout_backward,
-    .attention_forward = sft_attention_forward,
-    .attention_backward = sft_attention_backward,
+    .attention_forward = sft_attention_forward_bf16,
+    .attention_backward = sft_attention_backward_bf16,
     .cross_entropy_forward = sft_cross_entropy_forward,
     .cross_entropy_backward = sft_cross_entropy_backward,
 };
