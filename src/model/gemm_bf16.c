@@ -11,9 +11,12 @@
  *       pack op(B)[pc.., jc..]  into NR-column micro-panels
  *       for ic over M in MC rows         op(A) block MC x KC, packed, in L2
  *         pack op(A)[ic.., pc..] into MR-row micro-panels
- *         for jr over NC in NR           one B micro-panel, kept in L1
- *           for ir over MC in MR         one A micro-panel, streamed from L2
+ *         for jr over NC in NR           one B micro-panel, from L2 to L1
+ *           for ir over MC in MR         one A micro-panel, from L2
  *             micro-kernel: an MR x NR tile of C in zmm accumulators
+ *
+ * Per thread: each caller's thread packs into its own buffer (no sharing, no
+ * locks); the caller splits a product across threads (ops.c).
  *
  * Packed layout (both operands alike): a micro-panel of width W (MR rows of
  * op(A), or NR columns of op(B)) over kc values of k is [ceil(kc/2)][W][2]
@@ -213,11 +216,14 @@ void sft_gemm_bf16_portable(int trans_a, int trans_b, int M, int N, int K, float
 
 #define SFT_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
-/* Register tile (MR rows x NR columns of C: MR * NR/16 zmm accumulators) and
- * cache blocks. KC: a B micro-panel of KC/2 x NR words (24 KiB) stays in the
- * 48 KiB L1 while the A micro-panels stream past it; MC x KC bf16 of A
- * (252 KiB) sits in the 1 MiB L2; KC x NC bf16 of B (3 MiB) in L3.
- * Measured choices: bench/SPEED.md. */
+/* Register tile (MR rows x NR columns of C: MR * NR/16 = 28 zmm accumulators)
+ * and cache blocks, for Zen 5's 48 KiB L1 and 1 MiB L2 per core. KC = 768:
+ * most of the step's K values (768, 1024 = 2 x 512, 2304 = 3 x 768) in as
+ * few passes over C as possible; a B micro-panel is then KC/2 x NR words
+ * (48 KiB), read from L2 with the A micro-panel (21 KiB) at ~13 bytes per
+ * cycle. MC x KC bf16 of A (252 KiB) stays in L2; KC x NC bf16 of B (6 MiB)
+ * in L3. KC 384 (B panel in L1, two passes over C) was 9-14% slower on the
+ * large-N shapes; 6 x 64 tiles no faster. Measurements: bench/SPEED.md. */
 #define MR 14
 #define NR 32
 #define NR_VECS (NR / 16)
