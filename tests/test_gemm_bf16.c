@@ -144,6 +144,9 @@ TEST(larger_shapes_cross_cache_blocks) {
     check_shape(1, 0, 67, 200, 1025, 1.0f, 1.0f, 5);
     check_shape(1, 1, 45, 515, 300, -0.5f, 0.25f, 2);
     check_shape(0, 1, 300, 70, 64, 1.0f, 0.0f, 0);
+    /* long K: the portable path narrows its column blocks (64 wide here) and
+     * the kernel takes 11 K blocks, one of them beta's */
+    check_shape(0, 0, 3, 70, 8200, 1.0f, 0.5f, 1);
 }
 
 TEST(alpha_and_beta) {

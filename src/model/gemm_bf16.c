@@ -37,8 +37,8 @@
  * (round_operand) and accumulates in float32 in k order, so the two paths
  * differ only in the order of the float32 additions and in subnormal flushes.
  *
- * Portable path: op(B) is rounded into a float32 block of PORTABLE_NB columns
- * ([K][PORTABLE_NB], row-major), each row of op(A) is rounded once per block,
+ * Portable path: op(B) is rounded into a float32 block of up to PORTABLE_NB
+ * columns ([K][columns], row-major), each row of op(A) is rounded once per block,
  * and the row's dot products accumulate along K into a float32 row buffer,
  * so the innermost loop runs over contiguous columns and vectorises
  * (target_clones for AVX-512 and AVX2: ~56 GFLOP/s on one Zen 5 core, against
@@ -142,6 +142,9 @@ static void scale_c(int M, int N, float beta, float *C, int ldc) {
 /* ---- portable path ---- */
 
 #define PORTABLE_NB 256
+/* ...fewer when K is long, so that the block stays within ~4 MiB (the
+ * lm_head's input gradient has K = 50257); never fewer than 16. */
+#define PORTABLE_BLOCK_FLOATS ((size_t)1 << 20)
 
 /* Without a workspace (out of memory): one rounded dot product per element. */
 static void gemm_unbuffered(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
@@ -176,16 +179,18 @@ void sft_gemm_bf16_portable(int trans_a, int trans_b, int M, int N, int K, float
         scale_c(M, N, beta, C, ldc);
         return;
     }
-    size_t block_floats = (size_t)K * PORTABLE_NB, row_floats = (size_t)K + PORTABLE_NB;
+    int block_columns = PORTABLE_NB;
+    while (block_columns > 16 && (size_t)K * block_columns > PORTABLE_BLOCK_FLOATS) block_columns /= 2;
+    size_t block_floats = (size_t)K * block_columns, row_floats = (size_t)K + block_columns;
     float *b_block = workspace_get((block_floats + row_floats) * sizeof(float));
     if (!b_block) {
         gemm_unbuffered(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     float *a_row = b_block + block_floats, *acc = a_row + K;
-    for (int j0 = 0; j0 < N; j0 += PORTABLE_NB) {
+    for (int j0 = 0; j0 < N; j0 += block_columns) {
         /* nb columns of C, stored `width` wide (zero columns up to a multiple of 16) */
-        int nb = N - j0 < PORTABLE_NB ? N - j0 : PORTABLE_NB, width = (nb + 15) / 16 * 16;
+        int nb = N - j0 < block_columns ? N - j0 : block_columns, width = (nb + 15) / 16 * 16;
         for (int k = 0; k < K; k++) {
             float *b_row = b_block + (size_t)k * width;
             for (int j = 0; j < nb; j++) b_row[j] = round_operand(op_b(B, ldb, trans_b, k, j0 + j));
