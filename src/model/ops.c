@@ -197,7 +197,8 @@ SFT_CLONES static void layernorm_backward_row(float *dx, const float *d, const f
     }
 }
 
-/* dweight [c0, c1) += sum over rows of norm * dout, dbias += sum of dout (either may be NULL). */
+/* dweight [c0, c1) += sum over rows of norm * dout, dbias += sum of dout
+ * (either may be NULL); c1 - c0 <= 64. */
 SFT_CLONES static void layernorm_backward_columns(float *dweight, float *dbias, const float *dout,
                                                   const float *inp, const float *mean, const float *rstd, int N,
                                                   int C, int c0, int c1) {
@@ -220,19 +221,22 @@ SFT_CLONES static void layernorm_backward_columns(float *dweight, float *dbias, 
 
 void sft_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                             const float *weight, const float *mean, const float *rstd, int N, int C) {
-    if (dinp) {
-#pragma omp parallel for schedule(static)
-        for (int n = 0; n < N; n++)
-            layernorm_backward_row(dinp + (size_t)n * C, dout + (size_t)n * C, inp + (size_t)n * C, weight,
-                                   mean[n], rstd[n], C);
-    }
-    if (dweight || dbias) {
-        const int block = 64;
-        int nblocks = (C + block - 1) / block;
-#pragma omp parallel for schedule(static)
-        for (int bi = 0; bi < nblocks; bi++) {
-            int c0 = bi * block, c1 = c0 + block < C ? c0 + block : C;
-            layernorm_backward_columns(dweight, dbias, dout, inp, mean, rstd, N, C, c0, c1);
+    const int nblocks = (C + 63) / 64;
+    /* one parallel region for both independent loops: one wake-up of the threads, not two */
+#pragma omp parallel
+    {
+        if (dinp) {
+#pragma omp for schedule(static) nowait
+            for (int n = 0; n < N; n++)
+                layernorm_backward_row(dinp + (size_t)n * C, dout + (size_t)n * C, inp + (size_t)n * C, weight,
+                                       mean[n], rstd[n], C);
+        }
+        if (dweight || dbias) {
+#pragma omp for schedule(static)
+            for (int bi = 0; bi < nblocks; bi++) {
+                int c0 = bi * 64, c1 = c0 + 64 < C ? c0 + 64 : C;
+                layernorm_backward_columns(dweight, dbias, dout, inp, mean, rstd, N, C, c0, c1);
+            }
         }
     }
 }
@@ -288,19 +292,21 @@ SFT_CLONES static void rmsnorm_backward_columns(float *dweight, const float *dou
 
 void sft_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                           const float *weight, const float *rstd, int N, int C) {
-    if (dinp) {
-#pragma omp parallel for schedule(static)
-        for (int n = 0; n < N; n++)
-            rmsnorm_backward_row(dinp + (size_t)n * C, dout + (size_t)n * C, inp + (size_t)n * C, weight,
-                                 rstd[n], C);
-    }
-    if (dweight) {
-        const int block = 64;
-        int nblocks = (C + block - 1) / block;
-#pragma omp parallel for schedule(static)
-        for (int bi = 0; bi < nblocks; bi++) {
-            int c0 = bi * block, c1 = c0 + block < C ? c0 + block : C;
-            rmsnorm_backward_columns(dweight, dout, inp, rstd, N, C, c0, c1);
+    const int nblocks = (C + 63) / 64;
+#pragma omp parallel
+    {
+        if (dinp) {
+#pragma omp for schedule(static) nowait
+            for (int n = 0; n < N; n++)
+                rmsnorm_backward_row(dinp + (size_t)n * C, dout + (size_t)n * C, inp + (size_t)n * C, weight,
+                                     rstd[n], C);
+        }
+        if (dweight) {
+#pragma omp for schedule(static)
+            for (int bi = 0; bi < nblocks; bi++) {
+                int c0 = bi * 64, c1 = c0 + 64 < C ? c0 + 64 : C;
+                rmsnorm_backward_columns(dweight, dout, inp, rstd, N, C, c0, c1);
+            }
         }
     }
 }
