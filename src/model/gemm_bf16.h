@@ -9,9 +9,10 @@
  * the numerics of PyTorch's bf16 autocast for a linear layer, with a float32
  * output instead of a bf16 one.
  *
- * A CPU without AVX512_BF16 (or a build without the kernel: clang, ASan) runs
- * the portable path, which computes the same rounded-operand product in plain
- * C: correct everywhere, fast only with the instruction. The scalar
+ * A CPU without AVX512_BF16 (or a build without the kernel: clang) runs the
+ * portable path, which computes the same rounded-operand product in plain C:
+ * correct everywhere, fast only with the instruction. (GCC's sanitizer build
+ * keeps the kernel, so ASan checks its packing too.) The scalar
  * rounding is io/safetensors.h's sft_f32_to_bf16 (the same bits), except that
  * a float32 subnormal operand counts as zero: vcvtne2ps2bf16 and vdpbf16ps
  * treat subnormals as zero, and the portable path does the same, so both
