@@ -62,19 +62,21 @@ static double median(double *values, int n) {
 #include <immintrin.h>
 
 #define PEAK_ITERS 400000 /* x 24 instructions: ~5 ms per try */
-#define PEAK_TRIES 9       /* the median try is the peak */
+#define PEAK_TRIES 9      /* the median try is the peak */
 #define PEAK_CHAINS 24
 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static double peak_bf16_gflops(void) {
     __m512 acc[PEAK_CHAINS];
-    for (int i = 0; i < PEAK_CHAINS; i++) acc[i] = _mm512_set1_ps((float)i);
+    for (int i = 0; i < PEAK_CHAINS; i++)
+        acc[i] = _mm512_set1_ps((float)i);
     __m512bh a = (__m512bh)_mm512_set1_epi32(0x3F803F80), b = (__m512bh)_mm512_set1_epi32(0x00000000);
     double tries_s[PEAK_TRIES];
     for (int try = 0; try < PEAK_TRIES; try++) {
         double t0 = thread_cpu_s();
         for (long it = 0; it < PEAK_ITERS; it++) {
 #pragma GCC unroll 24
-            for (int i = 0; i < PEAK_CHAINS; i++) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+            for (int i = 0; i < PEAK_CHAINS; i++)
+                acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
             __asm__ volatile("" : "+v"(a), "+v"(b)); /* keep the loop from being folded */
         }
         double elapsed = thread_cpu_s() - t0;
@@ -82,21 +84,24 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static double pe
     }
     double seconds = median(tries_s, PEAK_TRIES);
     float sink = 0;
-    for (int i = 0; i < PEAK_CHAINS; i++) sink += _mm512_reduce_add_ps(acc[i]);
+    for (int i = 0; i < PEAK_CHAINS; i++)
+        sink += _mm512_reduce_add_ps(acc[i]);
     if (sink == -1.0f) fprintf(stderr, "unreachable\n");
     return (double)PEAK_ITERS * PEAK_CHAINS * 64 / seconds * 1e-9; /* 16 lanes x 2 products x 2 FLOP */
 }
 
 __attribute__((target("avx512f"))) static double peak_fma_gflops(void) {
     __m512 acc[PEAK_CHAINS];
-    for (int i = 0; i < PEAK_CHAINS; i++) acc[i] = _mm512_set1_ps((float)i);
+    for (int i = 0; i < PEAK_CHAINS; i++)
+        acc[i] = _mm512_set1_ps((float)i);
     __m512 a = _mm512_set1_ps(1.0f), b = _mm512_set1_ps(0.0f);
     double tries_s[PEAK_TRIES];
     for (int try = 0; try < PEAK_TRIES; try++) {
         double t0 = thread_cpu_s();
         for (long it = 0; it < PEAK_ITERS; it++) {
 #pragma GCC unroll 24
-            for (int i = 0; i < PEAK_CHAINS; i++) acc[i] = _mm512_fmadd_ps(a, b, acc[i]);
+            for (int i = 0; i < PEAK_CHAINS; i++)
+                acc[i] = _mm512_fmadd_ps(a, b, acc[i]);
             __asm__ volatile("" : "+v"(a), "+v"(b));
         }
         double elapsed = thread_cpu_s() - t0;
@@ -104,7 +109,8 @@ __attribute__((target("avx512f"))) static double peak_fma_gflops(void) {
     }
     double seconds = median(tries_s, PEAK_TRIES);
     float sink = 0;
-    for (int i = 0; i < PEAK_CHAINS; i++) sink += _mm512_reduce_add_ps(acc[i]);
+    for (int i = 0; i < PEAK_CHAINS; i++)
+        sink += _mm512_reduce_add_ps(acc[i]);
     if (sink == -1.0f) fprintf(stderr, "unreachable\n");
     return (double)PEAK_ITERS * PEAK_CHAINS * 32 / seconds * 1e-9; /* 16 lanes x 2 FLOP */
 }
@@ -158,12 +164,13 @@ static const shape shapes_per_thread[] = {
     {"124m attn dV += P^T dO   ", 1, 0, 256, 64, 64, 0, 1},
 };
 
-typedef void gemm_fn(int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
+typedef void gemm_fn(int, int, int, int, int, float, const float *, int, const float *, int, float, float *,
+                     int);
 
 static void sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                   const float *B, int ldb, float beta, float *C, int ldc) {
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
-                alpha, A, lda, B, ldb, beta, C, ldc);
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N,
+                K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* The product on `threads` threads, split like ops.c: rows of C when each
@@ -188,7 +195,8 @@ static void run_split(gemm_fn *gemm, int threads, const shape *s, const float *A
                      C + (size_t)lo * ldc, ldc);
             } else {
                 const float *b_cols = s->trans_b ? B + (size_t)lo * ldb : B + lo;
-                gemm(s->trans_a, s->trans_b, s->M, hi - lo, s->K, 1.0f, A, lda, b_cols, ldb, 0.0f, C + lo, ldc);
+                gemm(s->trans_a, s->trans_b, s->M, hi - lo, s->K, 1.0f, A, lda, b_cols, ldb, 0.0f, C + lo,
+                     ldc);
             }
         }
     }
@@ -214,7 +222,8 @@ int main(int argc, char **argv) {
     const char *only = NULL;
     shape custom = {"custom", 0, 0, 0, 0, 0, 0, 0};
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--full")) full = 1;
+        if (!strcmp(argv[i], "--full"))
+            full = 1;
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
             if (sscanf(argv[++i], "%d,%d,%d,%d,%d", &custom.M, &custom.N, &custom.K, &custom.trans_a,
                        &custom.trans_b) != 5 ||
@@ -223,12 +232,16 @@ int main(int argc, char **argv) {
                         argv[i]);
                 return 2;
             }
-        }
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        } else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_gemm [--full] [--reps N] [--threads N] [--only NAME] [--shape M,N,K,TA,TB]\n");
+            fprintf(
+                stderr,
+                "usage: bench_gemm [--full] [--reps N] [--threads N] [--only NAME] [--shape M,N,K,TA,TB]\n");
             return 2;
         }
     }
@@ -236,7 +249,8 @@ int main(int argc, char **argv) {
     if (threads <= 0) threads = 1;
     openblas_set_num_threads(1);
     if (!sft_bf16_supported()) {
-        printf("bench_gemm: this CPU (or build) has no AVX512_BF16 kernel; sft_gemm_bf16 runs the portable path, "
+        printf("bench_gemm: this CPU (or build) has no AVX512_BF16 kernel; sft_gemm_bf16 runs the portable "
+               "path, "
                "nothing to measure\n");
         return 0;
     }
@@ -245,7 +259,8 @@ int main(int argc, char **argv) {
     printf("one core: vdpbf16ps peak %.1f GFLOP/s, float32 vfmadd peak %.1f GFLOP/s\n", peak_bf16, peak_fma);
     printf("%d thread(s), median of %d alternating runs (%s); %%peak = of %d x the vdpbf16ps peak\n", threads,
            reps, threads == 1 ? "thread CPU time" : "wall time", threads);
-    printf("%-26s %5s %5s %5s  %9s %9s %7s %6s\n", "shape", "M", "N", "K", "bf16 GF/s", "sgemm", "ratio", "%peak");
+    printf("%-26s %5s %5s %5s  %9s %9s %7s %6s\n", "shape", "M", "N", "K", "bf16 GF/s", "sgemm", "ratio",
+           "%peak");
 
     int shape_count = (int)(sizeof shapes_per_thread / sizeof shapes_per_thread[0]);
     double *bf16_s = malloc(sizeof(double) * reps), *sgemm_s = malloc(sizeof(double) * reps);
@@ -271,9 +286,10 @@ int main(int argc, char **argv) {
             sgemm_s[r] = t2 - t1;
         }
         double flop = 2.0 * s.M * s.N * s.K;
-        double bf16_gflops = flop / median(bf16_s, reps) * 1e-9, sgemm_gflops = flop / median(sgemm_s, reps) * 1e-9;
-        printf("%-26s %5d %5d %5d  %9.1f %9.1f %6.2fx %5.0f%%\n", s.name, s.M, s.N, s.K, bf16_gflops, sgemm_gflops,
-               bf16_gflops / sgemm_gflops, 100.0 * bf16_gflops / (peak_bf16 * threads));
+        double bf16_gflops = flop / median(bf16_s, reps) * 1e-9,
+               sgemm_gflops = flop / median(sgemm_s, reps) * 1e-9;
+        printf("%-26s %5d %5d %5d  %9.1f %9.1f %6.2fx %5.0f%%\n", s.name, s.M, s.N, s.K, bf16_gflops,
+               sgemm_gflops, bf16_gflops / sgemm_gflops, 100.0 * bf16_gflops / (peak_bf16 * threads));
         fflush(stdout);
         free(A), free(B), free(C);
     }

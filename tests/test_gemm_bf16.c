@@ -44,11 +44,13 @@ static double rounded(float x) {
 
 static float *random_matrix(size_t count) {
     float *m = malloc(count * sizeof *m);
-    for (size_t i = 0; i < count; i++) m[i] = (float)urand();
+    for (size_t i = 0; i < count; i++)
+        m[i] = (float)urand();
     return m;
 }
 
-typedef void gemm_fn(int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
+typedef void gemm_fn(int, int, int, int, int, float, const float *, int, const float *, int, float, float *,
+                     int);
 
 /* The float64 reference of one product: expected[i * N + j] and the bound of
  * the file's header comment, bound[i * N + j]. */
@@ -74,9 +76,9 @@ static void reference(int trans_a, int trans_b, int M, int N, int K, float alpha
 
 /* Runs one product with `fn` on a copy of C0 into `out` and counts (as test
  * failures too) the elements farther than bound from expected. */
-static int check_path(const char *path, gemm_fn *fn, int trans_a, int trans_b, int M, int N, int K, float alpha,
-                      const float *A, int lda, const float *B, int ldb, float beta, const float *C0, int ldc,
-                      const double *expected, const double *bound, float *out) {
+static int check_path(const char *path, gemm_fn *fn, int trans_a, int trans_b, int M, int N, int K,
+                      float alpha, const float *A, int lda, const float *B, int ldb, float beta,
+                      const float *C0, int ldc, const double *expected, const double *bound, float *out) {
     memcpy(out, C0, (size_t)M * ldc * sizeof *out);
     fn(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, out, ldc);
     int bad = 0;
@@ -85,14 +87,16 @@ static int check_path(const char *path, gemm_fn *fn, int trans_a, int trans_b, i
             double got = out[(size_t)i * ldc + j], want = expected[(size_t)i * N + j];
             if (!(fabs(got - want) <= bound[(size_t)i * N + j])) {
                 if (bad < 3)
-                    fprintf(stderr, "  %s ta=%d tb=%d M=%d N=%d K=%d: C[%d,%d] = %.9g, expected %.9g (bound %g)\n",
+                    fprintf(stderr,
+                            "  %s ta=%d tb=%d M=%d N=%d K=%d: C[%d,%d] = %.9g, expected %.9g (bound %g)\n",
                             path, trans_a, trans_b, M, N, K, i, j, got, want, bound[(size_t)i * N + j]);
                 bad++;
             }
         }
     /* Elements past N in each row (ldc > N) are not part of C: untouched. */
     for (int i = 0; i < M; i++)
-        for (int j = N; j < ldc; j++) CHECK(memcmp(&out[(size_t)i * ldc + j], &C0[(size_t)i * ldc + j], 4) == 0);
+        for (int j = N; j < ldc; j++)
+            CHECK(memcmp(&out[(size_t)i * ldc + j], &C0[(size_t)i * ldc + j], 4) == 0);
     sft_test_failures += bad;
     return bad;
 }
@@ -106,13 +110,14 @@ static void check_shape(int trans_a, int trans_b, int M, int N, int K, float alp
     int lda = a_cols + pad, ldb = b_cols + pad, ldc = N + pad;
     float *A = random_matrix((size_t)a_rows * lda), *B = random_matrix((size_t)b_rows * ldb);
     float *C0 = random_matrix((size_t)M * ldc);
-    float *c_portable = malloc((size_t)M * ldc * sizeof(float)), *c_fast = malloc((size_t)M * ldc * sizeof(float));
+    float *c_portable = malloc((size_t)M * ldc * sizeof(float)),
+          *c_fast = malloc((size_t)M * ldc * sizeof(float));
     double *expected = calloc((size_t)M * N, sizeof(double)), *bound = calloc((size_t)M * N, sizeof(double));
     reference(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C0, ldc, expected, bound);
-    check_path("portable", sft_gemm_bf16_portable, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C0, ldc,
-               expected, bound, c_portable);
-    check_path("sft_gemm_bf16", sft_gemm_bf16, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C0, ldc,
-               expected, bound, c_fast);
+    check_path("portable", sft_gemm_bf16_portable, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C0,
+               ldc, expected, bound, c_portable);
+    check_path("sft_gemm_bf16", sft_gemm_bf16, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C0,
+               ldc, expected, bound, c_fast);
     int differ = 0;
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
@@ -120,8 +125,8 @@ static void check_shape(int trans_a, int trans_b, int M, int N, int K, float alp
             if (!(fabs((double)c_fast[at] - c_portable[at]) <= 2 * bound[(size_t)i * N + j])) differ++;
         }
     if (differ)
-        fprintf(stderr, "  ta=%d tb=%d M=%d N=%d K=%d: %d elements fast != portable\n", trans_a, trans_b, M, N, K,
-                differ);
+        fprintf(stderr, "  ta=%d tb=%d M=%d N=%d K=%d: %d elements fast != portable\n", trans_a, trans_b, M,
+                N, K, differ);
     CHECK_INT(differ, 0);
     free(A), free(B), free(C0), free(c_portable), free(c_fast), free(expected), free(bound);
 }
@@ -158,7 +163,8 @@ TEST(alpha_and_beta) {
 
 TEST(leading_dimensions_beyond_the_shape) {
     for (int ta = 0; ta < 2; ta++)
-        for (int tb = 0; tb < 2; tb++) check_shape(ta, tb, 33, 47, 129, 1.0f, 1.0f, 19);
+        for (int tb = 0; tb < 2; tb++)
+            check_shape(ta, tb, 33, 47, 129, 1.0f, 1.0f, 19);
 }
 
 /* beta == 0 ignores C: NaN and infinity in the old C do not reach the result. */
@@ -166,11 +172,14 @@ TEST(beta_zero_ignores_nan_in_c) {
     gemm_fn *paths[2] = {sft_gemm_bf16_portable, sft_gemm_bf16};
     for (int p = 0; p < 2; p++) {
         int M = 19, N = 37, K = 23;
-        float *A = random_matrix((size_t)M * K), *B = random_matrix((size_t)K * N), *C = malloc((size_t)M * N * 4);
-        for (int i = 0; i < M * N; i++) C[i] = i % 2 ? NAN : INFINITY;
+        float *A = random_matrix((size_t)M * K), *B = random_matrix((size_t)K * N),
+              *C = malloc((size_t)M * N * 4);
+        for (int i = 0; i < M * N; i++)
+            C[i] = i % 2 ? NAN : INFINITY;
         paths[p](0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
         int finite = 0;
-        for (int i = 0; i < M * N; i++) finite += isfinite(C[i]) != 0;
+        for (int i = 0; i < M * N; i++)
+            finite += isfinite(C[i]) != 0;
         CHECK_INT(finite, M * N);
         free(A), free(B), free(C);
     }
@@ -198,12 +207,15 @@ TEST(nan_and_inf_propagate) {
     for (int p = 0; p < 2; p++) {
         int M = 20, N = 40, K = 37;
         float *A = malloc((size_t)M * K * 4), *B = malloc((size_t)K * N * 4), *C = malloc((size_t)M * N * 4);
-        for (int i = 0; i < M * K; i++) A[i] = 0.5f;
-        for (int i = 0; i < K * N; i++) B[i] = 0.25f;
-        A[3 * K + 30] = NAN;        /* row 3: all NaN */
-        A[5 * K + 7] = INFINITY;    /* row 5: +inf where B > 0 */
-        A[7 * K + 36] = -INFINITY;  /* row 7: -inf, except column 9 where B is 0: NaN */
-        for (int k = 0; k < K; k++) B[k * N + 9] = 0.0f;
+        for (int i = 0; i < M * K; i++)
+            A[i] = 0.5f;
+        for (int i = 0; i < K * N; i++)
+            B[i] = 0.25f;
+        A[3 * K + 30] = NAN;       /* row 3: all NaN */
+        A[5 * K + 7] = INFINITY;   /* row 5: +inf where B > 0 */
+        A[7 * K + 36] = -INFINITY; /* row 7: -inf, except column 9 where B is 0: NaN */
+        for (int k = 0; k < K; k++)
+            B[k * N + 9] = 0.0f;
         B[36 * N + 9] = 0.0f;
         paths[p](0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
         for (int j = 0; j < N; j++) {
@@ -250,15 +262,18 @@ TEST(concurrent_threads_use_their_own_buffers) {
         int t = omp_get_thread_num();
         int M = 40 + 13 * t, N = 50 + 7 * t, K = 60 + 31 * t;
         float *A = malloc((size_t)M * K * 4), *B = malloc((size_t)N * K * 4), *C = malloc((size_t)M * N * 4);
-        for (int i = 0; i < M * K; i++) A[i] = (float)((i * 7 + t) % 13) - 6.0f;
-        for (int i = 0; i < N * K; i++) B[i] = (float)((i * 5 + t) % 11) - 5.0f;
+        for (int i = 0; i < M * K; i++)
+            A[i] = (float)((i * 7 + t) % 13) - 6.0f;
+        for (int i = 0; i < N * K; i++)
+            B[i] = (float)((i * 5 + t) % 11) - 5.0f;
         for (int rep = 0; rep < 3; rep++) {
             sft_gemm_bf16(0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
             /* small integers: exact in bf16 and in the float32 sums */
             for (int i = 0; i < M; i += 7)
                 for (int j = 0; j < N; j += 5) {
                     float exact = 0.0f;
-                    for (int k = 0; k < K; k++) exact += A[(size_t)i * K + k] * B[(size_t)j * K + k];
+                    for (int k = 0; k < K; k++)
+                        exact += A[(size_t)i * K + k] * B[(size_t)j * K + k];
                     failures += C[(size_t)i * N + j] != exact;
                 }
         }

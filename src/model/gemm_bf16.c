@@ -60,8 +60,10 @@
 static float round_operand(float x) {
     uint32_t bits;
     memcpy(&bits, &x, sizeof bits);
-    if ((bits & 0x7F800000u) == 0) bits &= 0x80000000u;
-    else bits = (uint32_t)sft_f32_to_bf16(x) << 16;
+    if ((bits & 0x7F800000u) == 0)
+        bits &= 0x80000000u;
+    else
+        bits = (uint32_t)sft_f32_to_bf16(x) << 16;
     float rounded;
     memcpy(&rounded, &bits, sizeof rounded);
     return rounded;
@@ -120,7 +122,8 @@ static void *workspace_get(size_t bytes) {
         grown = (grown + alignment - 1) & ~(alignment - 1);
         void *memory = aligned_alloc(alignment, grown);
         if (!memory) return NULL;
-        if (alignment == HUGE_PAGE_BYTES) madvise(memory, grown, MADV_HUGEPAGE); /* a hint: failure is harmless */
+        if (alignment == HUGE_PAGE_BYTES)
+            madvise(memory, grown, MADV_HUGEPAGE); /* a hint: failure is harmless */
         free(ws->memory);
         ws->memory = memory;
         ws->capacity_bytes = grown;
@@ -135,7 +138,8 @@ static void *workspace_get(size_t bytes) {
 static void scale_c(int M, int N, float beta, float *C, int ldc) {
     for (int i = 0; i < M; i++) {
         float *c_row = C + (size_t)i * ldc;
-        for (int j = 0; j < N; j++) c_row[j] = beta == 0.0f ? 0.0f : beta * c_row[j];
+        for (int j = 0; j < N; j++)
+            c_row[j] = beta == 0.0f ? 0.0f : beta * c_row[j];
     }
 }
 
@@ -147,13 +151,14 @@ static void scale_c(int M, int N, float beta, float *C, int ldc) {
 #define PORTABLE_BLOCK_FLOATS ((size_t)1 << 20)
 
 /* Without a workspace (out of memory): one rounded dot product per element. */
-static void gemm_unbuffered(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
-                            const float *B, int ldb, float beta, float *C, int ldc) {
+static void gemm_unbuffered(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                            int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             float sum = 0.0f;
             for (int k = 0; k < K; k++)
-                sum += round_operand(op_a(A, lda, trans_a, i, k)) * round_operand(op_b(B, ldb, trans_b, k, j));
+                sum +=
+                    round_operand(op_a(A, lda, trans_a, i, k)) * round_operand(op_b(B, ldb, trans_b, k, j));
             float *c = C + (size_t)i * ldc + j;
             *c = beta == 0.0f ? alpha * sum : alpha * sum + beta * *c;
         }
@@ -168,19 +173,21 @@ SFT_CLONES static void accumulate_row(float *restrict acc, const float *restrict
     for (int k = 0; k < K; k++) {
         const float a = a_row[k], *b_row = b_block + (size_t)k * width;
         for (int j0 = 0; j0 < width; j0 += 16)
-            for (int j = 0; j < 16; j++) acc[j0 + j] += a * b_row[j0 + j];
+            for (int j = 0; j < 16; j++)
+                acc[j0 + j] += a * b_row[j0 + j];
     }
 }
 
-void sft_gemm_bf16_portable(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
-                            const float *B, int ldb, float beta, float *C, int ldc) {
+void sft_gemm_bf16_portable(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                            int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {
         scale_c(M, N, beta, C, ldc);
         return;
     }
     int block_columns = PORTABLE_NB;
-    while (block_columns > 16 && (size_t)K * block_columns > PORTABLE_BLOCK_FLOATS) block_columns /= 2;
+    while (block_columns > 16 && (size_t)K * block_columns > PORTABLE_BLOCK_FLOATS)
+        block_columns /= 2;
     size_t block_floats = (size_t)K * block_columns, row_floats = (size_t)K + block_columns;
     float *b_block = workspace_get((block_floats + row_floats) * sizeof(float));
     if (!b_block) {
@@ -193,22 +200,27 @@ void sft_gemm_bf16_portable(int trans_a, int trans_b, int M, int N, int K, float
         int nb = N - j0 < block_columns ? N - j0 : block_columns, width = (nb + 15) / 16 * 16;
         for (int k = 0; k < K; k++) {
             float *b_row = b_block + (size_t)k * width;
-            for (int j = 0; j < nb; j++) b_row[j] = round_operand(op_b(B, ldb, trans_b, k, j0 + j));
-            for (int j = nb; j < width; j++) b_row[j] = 0.0f;
+            for (int j = 0; j < nb; j++)
+                b_row[j] = round_operand(op_b(B, ldb, trans_b, k, j0 + j));
+            for (int j = nb; j < width; j++)
+                b_row[j] = 0.0f;
         }
         for (int i = 0; i < M; i++) {
-            for (int k = 0; k < K; k++) a_row[k] = round_operand(op_a(A, lda, trans_a, i, k));
-            for (int j = 0; j < width; j++) acc[j] = 0.0f;
+            for (int k = 0; k < K; k++)
+                a_row[k] = round_operand(op_a(A, lda, trans_a, i, k));
+            for (int j = 0; j < width; j++)
+                acc[j] = 0.0f;
             accumulate_row(acc, a_row, b_block, K, width);
             float *c_row = C + (size_t)i * ldc + j0;
             if (beta == 0.0f)
-                for (int j = 0; j < nb; j++) c_row[j] = alpha * acc[j];
+                for (int j = 0; j < nb; j++)
+                    c_row[j] = alpha * acc[j];
             else
-                for (int j = 0; j < nb; j++) c_row[j] = alpha * acc[j] + beta * c_row[j];
+                for (int j = 0; j < nb; j++)
+                    c_row[j] = alpha * acc[j] + beta * c_row[j];
         }
     }
 }
-
 
 /* ---- AVX512_BF16 path ----
  * Compiled with GCC's target attribute so the rest of the build stays
@@ -253,8 +265,8 @@ static inline __mmask16 lanes_mask(int n) {
 SFT_AVX512BF16 static void pack_block_k_strided(uint32_t *dst, const float *src, int ld, int width, int rows,
                                                 int kc) {
     /* word 2j takes element j of the first (low) half, word 2j+1 element j of the second */
-    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
-                                                22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                                23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     int pairs = (kc + 1) / 2, panels = (rows + width - 1) / width;
     for (int p = 0; p < pairs; p++) {
         const float *row0 = src + (size_t)(2 * p) * ld;
@@ -273,8 +285,8 @@ SFT_AVX512BF16 static void pack_block_k_strided(uint32_t *dst, const float *src,
                 int valid = rows - first - c < width - c ? rows - first - c : width - c;
                 __mmask16 load_mask = lanes_mask(valid);
                 __m512 k0 = _mm512_maskz_loadu_ps(load_mask, row0 + first + c);
-                __m512 k1 =
-                    has_second ? _mm512_maskz_loadu_ps(load_mask, row0 + ld + first + c) : _mm512_setzero_ps();
+                __m512 k1 = has_second ? _mm512_maskz_loadu_ps(load_mask, row0 + ld + first + c)
+                                       : _mm512_setzero_ps();
                 __m512i words = (__m512i)_mm512_cvtne2ps_pbh(k1, k0);
                 __m512i pairs_of_k = _mm512_permutexvar_epi16(interleave, words);
                 _mm512_mask_storeu_epi32(dst_pair + c, lanes_mask(width - c), pairs_of_k);
@@ -300,7 +312,8 @@ SFT_AVX512BF16 static inline void transpose_16x16(__m512i rows[16]) {
     }
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) { /* 4 x 4 transpose of 128-bit lanes across u[j], u[4+j], u[8+j], u[12+j] */
-        __m512i v0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88), v1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xDD);
+        __m512i v0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88),
+                v1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xDD);
         __m512i v2 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x88);
         __m512i v3 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xDD);
         rows[j] = _mm512_shuffle_i32x4(v0, v2, 0x88);
@@ -314,8 +327,8 @@ SFT_AVX512BF16 static inline void transpose_16x16(__m512i rows[16]) {
  * each row's 32 values convert to 16 bf16 pairs in one register, and a
  * 16 x 16 transpose of those 32-bit pairs gives, per pair of k, the 16 rows
  * side by side. */
-SFT_AVX512BF16 static void pack_panel_k_contiguous(uint32_t *dst, const float *src, int ld, int width, int rows,
-                                                   int kc) {
+SFT_AVX512BF16 static void pack_panel_k_contiguous(uint32_t *dst, const float *src, int ld, int width,
+                                                   int rows, int kc) {
     for (int r0 = 0; r0 < width; r0 += 16) {
         int block_rows = rows - r0 < 16 ? rows - r0 : 16;
         __mmask16 store_mask = lanes_mask(width - r0);
@@ -328,8 +341,10 @@ SFT_AVX512BF16 static void pack_panel_k_contiguous(uint32_t *dst, const float *s
                     const float *row = src + (size_t)(r0 + i) * ld + k;
                     /* 16 interleaved row streams: fetch each one PREFETCH_K ahead */
                     if (k + PREFETCH_K < kc) _mm_prefetch((const char *)(row + PREFETCH_K), _MM_HINT_T0);
-                    if (k + PREFETCH_K + 16 < kc) _mm_prefetch((const char *)(row + PREFETCH_K + 16), _MM_HINT_T0);
-                    __m512 lo = _mm512_maskz_loadu_ps(mask_lo, row), hi = _mm512_maskz_loadu_ps(mask_hi, row + 16);
+                    if (k + PREFETCH_K + 16 < kc)
+                        _mm_prefetch((const char *)(row + PREFETCH_K + 16), _MM_HINT_T0);
+                    __m512 lo = _mm512_maskz_loadu_ps(mask_lo, row),
+                           hi = _mm512_maskz_loadu_ps(mask_hi, row + 16);
                     block[i] = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
                 } else
                     block[i] = _mm512_setzero_si512();
@@ -338,7 +353,8 @@ SFT_AVX512BF16 static void pack_panel_k_contiguous(uint32_t *dst, const float *s
             int block_pairs = (kc - k + 1) / 2 < 16 ? (kc - k + 1) / 2 : 16;
 #pragma GCC unroll 16
             for (int q = 0; q < 16; q++)
-                if (q < block_pairs) _mm512_mask_storeu_epi32(dst + (size_t)(k / 2 + q) * width + r0, store_mask, block[q]);
+                if (q < block_pairs)
+                    _mm512_mask_storeu_epi32(dst + (size_t)(k / 2 + q) * width + r0, store_mask, block[q]);
         }
     }
 }
@@ -346,12 +362,12 @@ SFT_AVX512BF16 static void pack_panel_k_contiguous(uint32_t *dst, const float *s
 /* Packs `rows` rows into micro-panels of `width` as pack_block_k_strided
  * does, from a source whose k runs along memory: element (r, k) at
  * src[r * ld + k] (op(A) without trans_a, op(B) with trans_b). */
-SFT_AVX512BF16 static void pack_block_k_contiguous(uint32_t *dst, const float *src, int ld, int width, int rows,
-                                                   int kc) {
+SFT_AVX512BF16 static void pack_block_k_contiguous(uint32_t *dst, const float *src, int ld, int width,
+                                                   int rows, int kc) {
     int pairs = (kc + 1) / 2;
     for (int first = 0; first < rows; first += width)
-        pack_panel_k_contiguous(dst + (size_t)(first / width) * pairs * width, src + (size_t)first * ld, ld, width,
-                                rows - first < width ? rows - first : width, kc);
+        pack_panel_k_contiguous(dst + (size_t)(first / width) * pairs * width, src + (size_t)first * ld, ld,
+                                width, rows - first < width ? rows - first : width, kc);
 }
 
 /* The MR x NR tile: acc = sum over `pairs` k pairs of the packed panels, then
@@ -361,28 +377,33 @@ SFT_AVX512BF16 static void micro_kernel(int pairs, const uint32_t *a_panel, cons
     /* C's lines are needed only after the k loop: fetch them now, so the
      * final load-and-store does not wait on L3 or memory. */
     for (int r = 0; r < rows; r++)
-        for (int line = 0; line < cols; line += 16) _mm_prefetch((const char *)(c + (size_t)r * ldc + line), _MM_HINT_T0);
+        for (int line = 0; line < cols; line += 16)
+            _mm_prefetch((const char *)(c + (size_t)r * ldc + line), _MM_HINT_T0);
     __m512 acc[MR][NR_VECS];
 #pragma GCC unroll 16
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4
-        for (int v = 0; v < NR_VECS; v++) acc[r][v] = _mm512_setzero_ps();
+        for (int v = 0; v < NR_VECS; v++)
+            acc[r][v] = _mm512_setzero_ps();
     for (int p = 0; p < pairs; p++) {
         __m512bh b[NR_VECS];
 #pragma GCC unroll 4
-        for (int v = 0; v < NR_VECS; v++) b[v] = (__m512bh)_mm512_loadu_si512(b_panel + (size_t)p * NR + 16 * v);
+        for (int v = 0; v < NR_VECS; v++)
+            b[v] = (__m512bh)_mm512_loadu_si512(b_panel + (size_t)p * NR + 16 * v);
         const uint32_t *a_pairs = a_panel + (size_t)p * MR;
 #pragma GCC unroll 16
         for (int r = 0; r < MR; r++) {
             __m512bh a = (__m512bh)_mm512_set1_epi32((int)a_pairs[r]);
 #pragma GCC unroll 4
-            for (int v = 0; v < NR_VECS; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a, b[v]);
+            for (int v = 0; v < NR_VECS; v++)
+                acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a, b[v]);
         }
     }
     __m512 alpha_v = _mm512_set1_ps(alpha), beta_v = _mm512_set1_ps(beta);
     __mmask16 col_mask[NR_VECS];
 #pragma GCC unroll 4
-    for (int v = 0; v < NR_VECS; v++) col_mask[v] = lanes_mask(cols - 16 * v);
+    for (int v = 0; v < NR_VECS; v++)
+        col_mask[v] = lanes_mask(cols - 16 * v);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; r++) {
         if (r >= rows) break;
@@ -390,7 +411,8 @@ SFT_AVX512BF16 static void micro_kernel(int pairs, const uint32_t *a_panel, cons
         for (int v = 0; v < NR_VECS; v++) {
             float *c_vec = c + (size_t)r * ldc + 16 * v;
             __m512 result = _mm512_mul_ps(acc[r][v], alpha_v);
-            if (beta != 0.0f) result = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(col_mask[v], c_vec), beta_v, result);
+            if (beta != 0.0f)
+                result = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(col_mask[v], c_vec), beta_v, result);
             _mm512_mask_storeu_ps(c_vec, col_mask[v], result);
         }
     }
@@ -407,8 +429,8 @@ static size_t packed_a_words(int M) {
 }
 
 SFT_AVX512BF16 static void gemm_avx512bf16(int trans_a, int trans_b, int M, int N, int K, float alpha,
-                                           const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                                           int ldc, uint32_t *packed_b, uint32_t *packed_a) {
+                                           const float *A, int lda, const float *B, int ldb, float beta,
+                                           float *C, int ldc, uint32_t *packed_b, uint32_t *packed_a) {
     /* K in equal even blocks of at most KC (1024 = 2 x 512, not 768 + 256):
      * no thin last block paying a full pass over C */
     int k_blocks = (K + KC - 1) / KC, k_block = ((K + k_blocks - 1) / k_blocks + 1) & ~1;
@@ -434,7 +456,8 @@ SFT_AVX512BF16 static void gemm_avx512bf16(int trans_a, int trans_b, int M, int 
                     for (int ir = 0; ir < mc; ir += MR) {
                         int rows = mc - ir < MR ? mc - ir : MR;
                         micro_kernel(pairs, packed_a + (size_t)(ir / MR) * pairs * MR, b_panel,
-                                     C + (size_t)(ic + ir) * ldc + jc + jr, ldc, rows, cols, alpha, block_beta);
+                                     C + (size_t)(ic + ir) * ldc + jc + jr, ldc, rows, cols, alpha,
+                                     block_beta);
                     }
                 }
             }

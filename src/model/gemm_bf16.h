@@ -44,7 +44,7 @@ void sft_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha, c
 /* The portable path alone (same arguments and contract as sft_gemm_bf16),
  * whatever the CPU: for tests and the benchmark, which compare it with the
  * AVX512_BF16 kernel. Training code calls sft_gemm_bf16. */
-void sft_gemm_bf16_portable(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
-                            const float *B, int ldb, float beta, float *C, int ldc);
+void sft_gemm_bf16_portable(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                            int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
 #endif
