@@ -77,9 +77,10 @@ int main(int argc, char **argv) {
     sft_thread_pool_setup(argv);
     int N = 1024, V = 50257, reps = 5;
     for (int i = 1; i < argc; i++) {
-        int *target = !strcmp(argv[i], "--rows") ? &N : !strcmp(argv[i], "--vocab") ? &V
-                                                      : !strcmp(argv[i], "--reps")  ? &reps
-                                                                                    : NULL;
+        int *target = !strcmp(argv[i], "--rows")    ? &N
+                      : !strcmp(argv[i], "--vocab") ? &V
+                      : !strcmp(argv[i], "--reps")  ? &reps
+                                                    : NULL;
         if (!target) {
             fprintf(stderr, "usage: bench_loss [--rows N] [--vocab V] [--reps R]\n");
             return 2;
@@ -90,7 +91,8 @@ int main(int argc, char **argv) {
     const size_t n = (size_t)N * V, bytes = n * sizeof(float);
     float *logits = malloc(bytes), *work = malloc(bytes), *lse = malloc(sizeof(float) * (size_t)N);
     int32_t *targets = malloc(sizeof(int32_t) * (size_t)N);
-    double *wall = malloc(sizeof(double) * PASSES * (size_t)reps), *cpu = malloc(sizeof(double) * PASSES * (size_t)reps);
+    double *wall = malloc(sizeof(double) * PASSES * (size_t)reps),
+           *cpu = malloc(sizeof(double) * PASSES * (size_t)reps);
     if (!logits || !work || !lse || !targets || !wall || !cpu) {
         fprintf(stderr, "bench_loss: out of memory for %d x %d logits\n", N, V);
         return 1;
@@ -111,11 +113,21 @@ int main(int argc, char **argv) {
             memcpy(work, logits, bytes);
             double w0 = now_s(CLOCK_MONOTONIC), c0 = now_s(CLOCK_PROCESS_CPUTIME_ID);
             switch (pass) {
-            case READ_FLOOR: sink += read_floor(logits, n); break;
-            case RW_FLOOR: read_write_floor(work, n, factor); break;
-            case FORWARD: sink += sft_cross_entropy_forward(lse, logits, targets, N, V); break;
-            case BACKWARD: sft_cross_entropy_backward(work, lse, targets, N, V, scale); break;
-            case FUSED: sink += sft_cross_entropy_forward_backward(lse, work, targets, N, V, scale); break;
+            case READ_FLOOR:
+                sink += read_floor(logits, n);
+                break;
+            case RW_FLOOR:
+                read_write_floor(work, n, factor);
+                break;
+            case FORWARD:
+                sink += sft_cross_entropy_forward(lse, logits, targets, N, V);
+                break;
+            case BACKWARD:
+                sft_cross_entropy_backward(work, lse, targets, N, V, scale);
+                break;
+            case FUSED:
+                sink += sft_cross_entropy_forward_backward(lse, work, targets, N, V, scale);
+                break;
             }
             wall[pass * reps + rep] = now_s(CLOCK_MONOTONIC) - w0;
             cpu[pass * reps + rep] = now_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
@@ -124,8 +136,8 @@ int main(int argc, char **argv) {
 
     printf("cross-entropy at %d x %d logits (%.0f MB), %d threads, median of %d\n", N, V, bytes / 1e6,
            omp_get_max_threads(), reps);
-    printf("%-28s %9s %9s %9s %8s %12s %11s\n", "pass", "wall ms", "CPU ms", "MB moved", "GB/s", "x floor wall",
-           "x floor CPU");
+    printf("%-28s %9s %9s %9s %8s %12s %11s\n", "pass", "wall ms", "CPU ms", "MB moved", "GB/s",
+           "x floor wall", "x floor CPU");
     double floor_wall_ms[2] = {0, 0}, floor_cpu_ms[2] = {0, 0}, wall_ms[PASSES];
     for (int pass = 0; pass < PASSES; pass++) {
         wall_ms[pass] = median(wall + pass * reps, reps) * 1e3;
@@ -155,7 +167,8 @@ int main(int argc, char **argv) {
         double want = mx + log(s);
         worst = fmax(worst, fabs(lse[r] - want) / fabs(want));
     }
-    printf("lse against float64 on %d rows: worst relative error %.2g (float epsilon 1.2e-7)\n", check_rows, worst);
+    printf("lse against float64 on %d rows: worst relative error %.2g (float epsilon 1.2e-7)\n", check_rows,
+           worst);
     if (sink == 12345.0) printf(" "); /* keeps the timed results alive */
     free(cpu);
     free(wall);

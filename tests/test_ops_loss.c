@@ -67,10 +67,10 @@ static double grad_rel_error(const float *grad, const float *z, const int32_t *t
 enum { MN = 5, MV = 3000 };
 static float *multiblock_logits(void) {
     float *z = random_logits(MN, MV, 30.0);
-    z[0 * MV + 3] = 60.0f;        /* row 0: maximum in the first block */
-    z[1 * MV + 1500] = 60.0f;     /* row 1: in the middle block */
-    z[2 * MV + MV - 1] = 60.0f;   /* row 2: the last column of the partial block */
-    for (int i = 0; i < MV; i++)  /* row 3: every block raises the maximum */
+    z[0 * MV + 3] = 60.0f;       /* row 0: maximum in the first block */
+    z[1 * MV + 1500] = 60.0f;    /* row 1: in the middle block */
+    z[2 * MV + MV - 1] = 60.0f;  /* row 2: the last column of the partial block */
+    for (int i = 0; i < MV; i++) /* row 3: every block raises the maximum */
         z[3 * MV + i] = -40.0f + 0.03f * (float)i;
     return z; /* row 4: random */
 }
@@ -123,7 +123,8 @@ TEST(backward_over_many_blocks_gives_scaled_softmax_minus_onehot) {
 }
 
 TEST(fused_forward_backward_matches_the_separate_pair) {
-    float *z = multiblock_logits(), *sep = malloc(sizeof(float) * MN * MV), *fused = malloc(sizeof(float) * MN * MV);
+    float *z = multiblock_logits(), *sep = malloc(sizeof(float) * MN * MV),
+          *fused = malloc(sizeof(float) * MN * MV);
     int32_t targets[MN] = {3, SFT_IGNORE_INDEX, 2999, 0, 1024};
     float lse_sep[MN], lse_fused[MN];
     const float scale = 1.0f / 3.0f;

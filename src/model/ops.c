@@ -185,7 +185,8 @@ void sft_layernorm_forward(float *out, float *mean, float *rstd, const float *in
                            const float *bias, int N, int C, float eps) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
-        layernorm_forward_row(out + (size_t)n * C, &mean[n], &rstd[n], inp + (size_t)n * C, weight, bias, C, eps);
+        layernorm_forward_row(out + (size_t)n * C, &mean[n], &rstd[n], inp + (size_t)n * C, weight, bias, C,
+                              eps);
 }
 
 SFT_CLONES static void layernorm_backward_row(float *dx, const float *d, const float *x, const float *weight,
@@ -209,8 +210,8 @@ SFT_CLONES static void layernorm_backward_row(float *dx, const float *d, const f
 /* dweight [c0, c1) += sum over rows of norm * dout, dbias += sum of dout
  * (either may be NULL); c1 - c0 <= 64. */
 SFT_CLONES static void layernorm_backward_columns(float *dweight, float *dbias, const float *dout,
-                                                  const float *inp, const float *mean, const float *rstd, int N,
-                                                  int C, int c0, int c1) {
+                                                  const float *inp, const float *mean, const float *rstd,
+                                                  int N, int C, int c0, int c1) {
     float dw[64] = {0}, db[64] = {0};
     const int width = c1 - c0;
     for (int n = 0; n < N; n++) {
@@ -237,8 +238,8 @@ void sft_layernorm_backward(float *dinp, float *dweight, float *dbias, const flo
         if (dinp) {
 #pragma omp for schedule(static) nowait
             for (int n = 0; n < N; n++)
-                layernorm_backward_row(dinp + (size_t)n * C, dout + (size_t)n * C, inp + (size_t)n * C, weight,
-                                       mean[n], rstd[n], C);
+                layernorm_backward_row(dinp + (size_t)n * C, dout + (size_t)n * C, inp + (size_t)n * C,
+                                       weight, mean[n], rstd[n], C);
         }
         if (dweight || dbias) {
 #pragma omp for schedule(static)

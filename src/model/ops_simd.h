@@ -61,15 +61,15 @@ static inline float fast_expf(float x) {
 #endif
 
 /* The threads split [0, n) into contiguous slices of whole 16-float blocks. */
-#define SFT_ELEMENTWISE(range_fn, n, ...)                                                          \
-    do {                                                                                           \
-        _Pragma("omp parallel") {                                                                  \
-            size_t blocks_ = ((n) + 15) / 16, parts_ = (size_t)omp_get_num_threads();              \
-            size_t part_ = (size_t)omp_get_thread_num();                                          \
-            size_t lo_ = blocks_ * part_ / parts_ * 16, hi_ = blocks_ * (part_ + 1) / parts_ * 16; \
-            if (hi_ > (n)) hi_ = (n);                                                              \
-            if (lo_ < hi_) range_fn(__VA_ARGS__, lo_, hi_);                                        \
-        }                                                                                          \
+#define SFT_ELEMENTWISE(range_fn, n, ...)                                                                    \
+    do {                                                                                                     \
+        _Pragma("omp parallel") {                                                                            \
+            size_t blocks_ = ((n) + 15) / 16, parts_ = (size_t)omp_get_num_threads();                        \
+            size_t part_ = (size_t)omp_get_thread_num();                                                     \
+            size_t lo_ = blocks_ * part_ / parts_ * 16, hi_ = blocks_ * (part_ + 1) / parts_ * 16;           \
+            if (hi_ > (n)) hi_ = (n);                                                                        \
+            if (lo_ < hi_) range_fn(__VA_ARGS__, lo_, hi_);                                                  \
+        }                                                                                                    \
     } while (0)
 
 #endif
