@@ -593,8 +593,9 @@ TEST(cross_entropy_with_ignore_index_matches_float64_finite_differences) {
     arr_free(c.z);
 }
 
-/* The products split rows (many tokens) or columns (few tokens) across the
- * threads; every split must give the float64 product. */
+/* The products split the larger of the output's rows and columns across the
+ * threads (columns in 16-column granules); every split must give the float64
+ * product. */
 static void split_case(int N, int C, int OC, int w_in_out, int threads) {
     arr x = arr_rand((size_t)N * C, 1), w = arr_rand((size_t)OC * C, 1), b = arr_rand(OC, 1),
         d = arr_rand((size_t)N * OC, 1);
@@ -630,8 +631,63 @@ static void split_case(int N, int C, int OC, int w_in_out, int threads) {
 TEST(matmul_split_across_threads_by_rows_or_columns_matches_float64) {
     for (int threads = 1; threads <= 3; threads++)
         for (int layout = 0; layout < 2; layout++) {
-            split_case(100, 20, 7, layout, threads); /* many rows: split rows */
-            split_case(3, 20, 100, layout, threads); /* few rows: split columns */
-            split_case(1, 5, 2, layout, threads);    /* fewer columns than threads */
+            split_case(100, 20, 7, layout, threads);  /* many rows: split rows */
+            split_case(3, 20, 100, layout, threads);  /* few rows: split columns */
+            split_case(1, 5, 2, layout, threads);     /* fewer columns than threads */
+            split_case(40, 20, 100, layout, threads); /* more columns than rows: 7 granules of 16 */
+            split_case(20, 100, 7, layout, threads);  /* dinp [20, 100] by columns, dW by its larger side */
+            split_case(8, 20, 20, layout, threads);   /* 20 columns: granules of 16 and 4 */
         }
+}
+
+/* The bf16 products run one single-threaded kernel per slice, and an
+ * element's k order depends on K alone (gemm_bf16.c): the same bits for any
+ * thread count, whichever side the split takes (rows, columns, both within
+ * one backward). The float32 products are exact to the float64 product
+ * above; sgemm's bits depend on the slice shape, so only bf16 is compared
+ * bit for bit. */
+static void bf16_bits_case(int N, int C, int OC, int w_in_out) {
+    arr x = arr_rand((size_t)N * C, 1), w = arr_rand((size_t)OC * C, 1), b = arr_rand(OC, 1),
+        d = arr_rand((size_t)N * OC, 1), acc = arr_rand((size_t)N * OC, 1), g = arr_rand((size_t)OC * C, 1),
+        gx = arr_rand((size_t)N * C, 1);
+    float *out[2], *add[2], *dx[2], *dw[2];
+    int keep = omp_get_max_threads();
+    for (int threads = 1; threads <= 4; threads++) {
+        int r = threads > 1; /* [0]: one thread, [1]: this thread count */
+        out[r] = malloc(sizeof(float) * N * OC), add[r] = malloc(sizeof(float) * N * OC);
+        dx[r] = malloc(sizeof(float) * N * C), dw[r] = malloc(sizeof(float) * OC * C);
+        memcpy(add[r], acc.f, sizeof(float) * N * OC);
+        memcpy(dx[r], gx.f, sizeof(float) * N * C); /* the backward accumulates */
+        memcpy(dw[r], g.f, sizeof(float) * OC * C);
+        omp_set_num_threads(threads);
+        sft_matmul_forward_bf16(out[r], x.f, w.f, b.f, N, C, OC, w_in_out);
+        if (!w_in_out) sft_matmul_forward_add_bf16(add[r], x.f, w.f, N, C, OC);
+        sft_matmul_backward_bf16(dx[r], dw[r], NULL, d.f, x.f, w.f, N, C, OC, w_in_out);
+        omp_set_num_threads(keep);
+        if (r) {
+            char what[80];
+            snprintf(what, sizeof what, "bf16 %dx%dx%d layout %d threads %d", N, C, OC, w_in_out, threads);
+            int same = !memcmp(out[0], out[1], sizeof(float) * N * OC) &&
+                       !memcmp(add[0], add[1], sizeof(float) * N * OC) &&
+                       !memcmp(dx[0], dx[1], sizeof(float) * N * C) &&
+                       !memcmp(dw[0], dw[1], sizeof(float) * OC * C);
+            if (!same) fprintf(stderr, "  %s: not the one-thread bits\n", what);
+            CHECK(same);
+            free(out[1]), free(add[1]), free(dx[1]), free(dw[1]);
+        }
+    }
+    /* and the products are not trivially equal: the bias and accumulation were applied */
+    CHECK(memcmp(dw[0], g.f, sizeof(float) * OC * C) != 0);
+    if (!w_in_out) CHECK(memcmp(add[0], acc.f, sizeof(float) * N * OC) != 0);
+    free(out[0]), free(add[0]), free(dx[0]), free(dw[0]);
+    arr_free(x), arr_free(w), arr_free(b), arr_free(d), arr_free(acc), arr_free(g), arr_free(gx);
+}
+
+TEST(bf16_matmul_is_the_same_bits_for_any_thread_count_and_split) {
+    for (int layout = 0; layout < 2; layout++) {
+        bf16_bits_case(100, 40, 24, layout); /* rows */
+        bf16_bits_case(24, 40, 100, layout); /* columns (forward), rows or columns (gradients) */
+        bf16_bits_case(40, 70, 100, layout);
+        bf16_bits_case(33, 1030, 37, layout); /* K over the kernel's 768: two k blocks */
+    }
 }

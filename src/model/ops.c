@@ -324,8 +324,9 @@ void sft_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const 
 /* ----------------------------------------------------------------- matmul */
 
 /* One thread pool: OpenBLAS is kept at one thread and every product is split
- * across the OpenMP threads (rows of the output, or its columns when there
- * are few rows), each thread calling a single-threaded product on its slice.
+ * across the OpenMP threads (rows of the output, or its columns when it has
+ * more columns than rows: split_product), each thread calling a
+ * single-threaded product on its slice.
  * So BLAS threads never spin against OpenMP threads on the shared cores, and
  * each output element is computed by exactly one thread (no cross-thread
  * reductions: results depend on the thread count only). */
@@ -357,7 +358,58 @@ static void slice(int n, int part, int parts, int *lo, int *hi) {
     *hi = (int)((long)n * (part + 1) / parts);
 }
 
-#define SPLIT_ROWS_MIN 32 /* fewer rows per thread than this: split the columns instead */
+/* One thread's part of a product's output C [M, N]: rows [row_lo, row_hi),
+ * columns [col_lo, col_hi). */
+typedef struct product_part {
+    int row_lo, row_hi, col_lo, col_hi;
+} product_part;
+
+/* Column slices start at multiples of 16 floats (64 bytes): two threads
+ * never write the same cache line of C, and the bf16 kernel's 32-column
+ * tiles stay whole where the split allows. */
+#define SPLIT_COLUMN_GRANULE 16
+
+/* How C [M, N] is split over nt threads. A thread packs its slice of the
+ * operand it splits and the whole of the other one: splitting the rows of C,
+ * all of op(B) (K x N); splitting the columns, all of op(A) (M x K). So the
+ * larger of M and N is split, which packs the least: with 2 threads, on a
+ * GPT-2-124M step's products (bench/bench_split.c, bench/SPEED.md) the bf16
+ * products where N > M run 5-7% faster (CPU time) split by columns and the
+ * weight gradients with M > N 4-7% faster split by rows; sgemm's products
+ * gain up to 3-5% on the weight gradients and are even (within +-2%) on the
+ * others. Either way one thread computes each element of C, in the same k
+ * order: the bf16 kernel's results are the same bits for any split and
+ * thread count (its k blocks depend on K alone; test_ops checks it), and
+ * sgemm's are the same for a given thread count. */
+static product_part split_product(int M, int N, int t, int nt) {
+    product_part part = {0, M, 0, N};
+    if (N > M) {
+        int granules = (N + SPLIT_COLUMN_GRANULE - 1) / SPLIT_COLUMN_GRANULE;
+        slice(granules, t, nt, &part.col_lo, &part.col_hi);
+        part.col_lo = part.col_lo * SPLIT_COLUMN_GRANULE < N ? part.col_lo * SPLIT_COLUMN_GRANULE : N;
+        part.col_hi = part.col_hi * SPLIT_COLUMN_GRANULE < N ? part.col_hi * SPLIT_COLUMN_GRANULE : N;
+    } else
+        slice(M, t, nt, &part.row_lo, &part.row_hi);
+    return part;
+}
+
+/* Called by every thread of a parallel region: this thread's part of
+ * C = op(A) op(B) + beta C (cblas_sgemm's row-major arguments, alpha 1), run
+ * by the single-threaded `gemm`. Returns the part, empty when the thread
+ * has none. */
+static product_part gemm_thread_part(gemm_fn gemm, int trans_a, int trans_b, int M, int N, int K,
+                                     const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                                     int ldc) {
+    product_part part = split_product(M, N, omp_get_thread_num(), omp_get_num_threads());
+    int rows = part.row_hi - part.row_lo, cols = part.col_hi - part.col_lo;
+    if (rows > 0 && cols > 0) {
+        const float *a_rows = trans_a ? A + part.row_lo : A + (size_t)part.row_lo * lda; /* op(A)'s rows */
+        const float *b_cols = trans_b ? B + (size_t)part.col_lo * ldb : B + part.col_lo; /* op(B)'s columns */
+        gemm(trans_a, trans_b, rows, cols, K, 1.0f, a_rows, lda, b_cols, ldb, beta,
+             C + (size_t)part.row_lo * ldc + part.col_lo, ldc);
+    }
+    return part;
+}
 
 /* out [N, OC] = beta * out + inp [N, C] @ W^T (+ bias): sft_matmul_forward
  * (beta 0) and sft_matmul_forward_add (beta 1, no bias). */
@@ -366,34 +418,14 @@ static void matmul_forward_with(gemm_fn gemm, float *out, const float *inp, cons
     blas_single_threaded();
 #pragma omp parallel
     {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads(), lo, hi;
-        if (N >= nt * SPLIT_ROWS_MIN || OC < nt) {
-            slice(N, t, nt, &lo, &hi);
-            if (hi > lo) {
-                if (w_in_out) /* W [C, OC] */
-                    gemm(0, 0, hi - lo, OC, C, 1.0f, inp + (size_t)lo * C, C, weight, OC, beta,
-                         out + (size_t)lo * OC, OC);
-                else /* W [OC, C] */
-                    gemm(0, 1, hi - lo, OC, C, 1.0f, inp + (size_t)lo * C, C, weight, C, beta,
-                         out + (size_t)lo * OC, OC);
-                if (bias)
-                    for (int n = lo; n < hi; n++)
-                        for (int c = 0; c < OC; c++)
-                            out[(size_t)n * OC + c] += bias[c];
-            }
-        } else {
-            slice(OC, t, nt, &lo, &hi);
-            if (hi > lo) {
-                if (w_in_out)
-                    gemm(0, 0, N, hi - lo, C, 1.0f, inp, C, weight + lo, OC, beta, out + lo, OC);
-                else
-                    gemm(0, 1, N, hi - lo, C, 1.0f, inp, C, weight + (size_t)lo * C, C, beta, out + lo, OC);
-                if (bias)
-                    for (int n = 0; n < N; n++)
-                        for (int c = lo; c < hi; c++)
-                            out[(size_t)n * OC + c] += bias[c];
-            }
-        }
+        product_part part = w_in_out /* W [C, OC] */
+                                ? gemm_thread_part(gemm, 0, 0, N, OC, C, inp, C, weight, OC, beta, out, OC)
+                                /* W [OC, C] */
+                                : gemm_thread_part(gemm, 0, 1, N, OC, C, inp, C, weight, C, beta, out, OC);
+        if (bias)
+            for (int n = part.row_lo; n < part.row_hi; n++)
+                for (int c = part.col_lo; c < part.col_hi; c++)
+                    out[(size_t)n * OC + c] += bias[c];
     }
 }
 
@@ -402,36 +434,18 @@ static void matmul_backward_with(gemm_fn gemm, float *dinp, float *dweight, floa
     blas_single_threaded();
 #pragma omp parallel
     {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads(), lo, hi;
+        /* two products with separate outputs: no barrier between them */
         if (dinp) {
-            if (N >= nt * SPLIT_ROWS_MIN || C < nt) { /* rows of dinp */
-                slice(N, t, nt, &lo, &hi);
-                if (hi > lo) {
-                    if (w_in_out) /* W [C, OC]: dinp += dout @ W^T */
-                        gemm(0, 1, hi - lo, C, OC, 1.0f, dout + (size_t)lo * OC, OC, weight, OC, 1.0f,
-                             dinp + (size_t)lo * C, C);
-                    else /* W [OC, C]: dinp += dout @ W */
-                        gemm(0, 0, hi - lo, C, OC, 1.0f, dout + (size_t)lo * OC, OC, weight, C, 1.0f,
-                             dinp + (size_t)lo * C, C);
-                }
-            } else { /* columns of dinp */
-                slice(C, t, nt, &lo, &hi);
-                if (hi > lo) {
-                    if (w_in_out)
-                        gemm(0, 1, N, hi - lo, OC, 1.0f, dout, OC, weight + (size_t)lo * OC, OC, 1.0f, dinp + lo, C);
-                    else
-                        gemm(0, 0, N, hi - lo, OC, 1.0f, dout, OC, weight + lo, C, 1.0f, dinp + lo, C);
-                }
-            }
+            if (w_in_out) /* W [C, OC]: dinp [N, C] += dout @ W^T */
+                gemm_thread_part(gemm, 0, 1, N, C, OC, dout, OC, weight, OC, 1.0f, dinp, C);
+            else /* W [OC, C]: dinp += dout @ W */
+                gemm_thread_part(gemm, 0, 0, N, C, OC, dout, OC, weight, C, 1.0f, dinp, C);
         }
-        if (dweight) { /* each thread owns a slice of the OC output channels: no reduction across threads */
-            slice(OC, t, nt, &lo, &hi);
-            if (hi > lo) {
-                if (w_in_out) /* dW [C, OC] += inp^T @ dout */
-                    gemm(1, 0, C, hi - lo, N, 1.0f, inp, C, dout + lo, OC, 1.0f, dweight + lo, OC);
-                else /* dW [OC, C] += dout^T @ inp */
-                    gemm(1, 0, hi - lo, C, N, 1.0f, dout + lo, OC, inp, C, 1.0f, dweight + (size_t)lo * C, C);
-            }
+        if (dweight) {
+            if (w_in_out) /* dW [C, OC] += inp^T @ dout */
+                gemm_thread_part(gemm, 1, 0, C, OC, N, inp, C, dout, OC, 1.0f, dweight, OC);
+            else /* dW [OC, C] += dout^T @ inp */
+                gemm_thread_part(gemm, 1, 0, OC, C, N, dout, OC, inp, C, 1.0f, dweight, C);
         }
     }
     if (dbias) column_sums(dbias, dout, NULL, N, OC);
@@ -870,4 +884,5 @@ const sft_kernels sft_kernels_cpu = {
     .attention_backward = sft_attention_backward,
     .cross_entropy_forward = sft_cross_entropy_forward,
     .cross_entropy_backward = sft_cross_entropy_backward,
+    .cross_entropy_forward_backward = sft_cross_entropy_forward_backward,
 };
