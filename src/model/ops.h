@@ -167,6 +167,7 @@ typedef struct sft_kernels {
                                int, int, float, uint64_t);
     double (*cross_entropy_forward)(float *, const float *, const int32_t *, int, int);
     void (*cross_entropy_backward)(float *, const float *, const int32_t *, int, int, float);
+    double (*cross_entropy_forward_backward)(float *, float *, const int32_t *, int, int, float);
 } sft_kernels;
 
 extern const sft_kernels sft_kernels_cpu;

@@ -38,6 +38,7 @@ const sft_kernels sft_kernels_cpu_bf16 = {
     .attention_backward = sft_attention_backward_bf16,
     .cross_entropy_forward = sft_cross_entropy_forward,
     .cross_entropy_backward = sft_cross_entropy_backward,
+    .cross_entropy_forward_backward = sft_cross_entropy_forward_backward,
 };
 
 const char *sft_matmul_dtype_name(sft_matmul_dtype dtype) {
