@@ -285,6 +285,8 @@ void sft_model_free(sft_model *m) {
     free(m->inv_freq);
     free(m->arena);
     free(m->mask_arena);
+    free(m->index_arena);
+    free(m->logits);
     free(m);
 }
 
@@ -533,7 +535,13 @@ static void layout_activations(sft_model *m, bump *b) {
     m->normf = take(b, N * C);
     m->normf_mean = take(b, N);
     m->normf_rstd = take(b, N);
-    m->logits = take(b, N * V);
+    /* the loss head's chunk (sft_model_forward_backward); the full logits of
+     * sft_model_forward are allocated by its first call (ensure_full_logits) */
+    size_t R = (size_t)m->chunk_rows;
+    m->chunk_logits = take(b, R * V);
+    m->chunk_x = take(b, R * C);
+    m->chunk_dx = take(b, R * C);
+    m->chunk_lse = take(b, R);
     m->lse = take(b, N);
     m->rope_cos = take(b, N * HD / 2);
     m->rope_sin = take(b, N * HD / 2);
@@ -554,14 +562,44 @@ static void layout_activations(sft_model *m, bump *b) {
     }
 }
 
+/* The loss head's chunk. The lm_head products lose speed below a few hundred
+ * rows (their weight gradient's inner dimension is the chunk's row count,
+ * and each chunk packs the whole lm_head again): measured on GPT-2-124M's
+ * head (768 x 50257, 1024 rows in chunks, forward, fused cross-entropy and
+ * both gradients, 2 threads, CPU time) 64 rows +40%, 128 +16%, 256 +1-6%,
+ * 512 +0-1% against one chunk of 1024 (bench/SPEED.md). So a chunk has at
+ * least LOSS_CHUNK_MIN_ROWS rows, and more while its logits fit in
+ * LOSS_CHUNK_BYTES: 333 rows (64 MiB) for GPT-2's 50257 tokens, 256 rows
+ * (155 MB) for Qwen2's 151936, where the full logits at 4 x 2048 would be
+ * 5 GB. */
+#define LOSS_CHUNK_MIN_ROWS 256
+#define LOSS_CHUNK_BYTES ((size_t)64 << 20)
+
+static int loss_chunk_rows(const sft_model *m, size_t N) {
+    size_t rows = m->loss_chunk_rows > 0 ? (size_t)m->loss_chunk_rows
+                                         : LOSS_CHUNK_BYTES / ((size_t)m->cfg.vocab_size * sizeof(float));
+    if (m->loss_chunk_rows <= 0 && rows < LOSS_CHUNK_MIN_ROWS) rows = LOSS_CHUNK_MIN_ROWS;
+    return (int)(rows < N ? rows : N);
+}
+
 int sft_model_plan(sft_model *m, int max_B, int max_T, sft_err *err) {
     if (max_B <= 0 || max_T <= 0) return sft_errf(err, "batch shape %d x %d must be positive", max_B, max_T);
     free(m->arena);
     free(m->mask_arena);
+    free(m->index_arena);
+    free(m->logits);
     m->arena = NULL;
     m->mask_arena = NULL;
+    m->index_arena = NULL;
+    m->logits = NULL;
+    m->logits_ready = 0;
     m->max_B = max_B;
     m->max_T = max_T;
+    m->chunk_rows = loss_chunk_rows(m, (size_t)max_B * max_T);
+    m->index_arena = malloc(((size_t)m->chunk_rows + (size_t)max_B * max_T) * sizeof(int32_t));
+    if (!m->index_arena) return sft_errf(err, "out of memory planning batch %d x %d", max_B, max_T);
+    m->chunk_targets = m->index_arena;
+    m->loss_rows = m->index_arena + m->chunk_rows;
     bump b = {NULL, 0};
     layout_activations(m, &b);
     m->arena = alloc_floats(b.used);
@@ -596,6 +634,10 @@ int sft_model_plan(sft_model *m, int max_B, int max_T, sft_err *err) {
 int sft_model_layer_window(const sft_model *m, int layer) {
     return m->cfg.sliding_window > 0 && layer >= m->cfg.sliding_window_first_layer ? m->cfg.sliding_window
                                                                                    : 0;
+}
+
+static void zero(float *x, size_t n) {
+    memset(x, 0, n * sizeof(float));
 }
 
 static void add_inplace(float *dst, const float *src, size_t n) {
@@ -697,8 +739,8 @@ static int check_batch(const sft_model *m, const sft_batch *b, sft_err *err) {
     return 0;
 }
 
-int sft_model_forward(sft_model *m, const sft_batch *batch, double *loss, sft_err *err) {
-    if (check_batch(m, batch, err)) return -1;
+/* The forward up to the final norm (m->normf), for a checked batch. */
+static void forward_trunk(sft_model *m, const sft_batch *batch) {
     const sft_kernels *k = m->kernels;
     const sft_model_config *cfg = &m->cfg;
     const int B = batch->B, T = batch->T, N = B * T, C = cfg->hidden_size, I = cfg->intermediate_size;
@@ -706,6 +748,7 @@ int sft_model_forward(sft_model *m, const sft_batch *batch, double *loss, sft_er
     const float eps = (float)cfg->norm_eps;
     const int gpt2 = cfg->arch == SFT_ARCH_GPT2;
     m->cur_B = B, m->cur_T = T;
+    m->logits_ready = 0;
     if (m->training) m->dropout_step++;
 
     k->embedding_forward(m->x0, batch->tokens, batch->pos, m->wte, gpt2 ? m->wpe : NULL, N, C);
@@ -757,17 +800,123 @@ int sft_model_forward(sft_model *m, const sft_batch *batch, double *loss, sft_er
         k->layernorm_forward(m->normf, m->normf_mean, m->normf_rstd, x, m->normf_w, m->normf_b, N, C, eps);
     else
         k->rmsnorm_forward(m->normf, m->normf_rstd, x, m->normf_w, N, C, eps);
-    k->matmul_forward(m->logits, m->normf, m->lm_head, NULL, N, C, cfg->vocab_size, 0);
-    double sum = k->cross_entropy_forward(m->lse, m->logits, batch->targets, N, cfg->vocab_size);
-    *loss = batch->step_supervised_tokens > 0 ? sum / (double)batch->step_supervised_tokens : 0.0;
+}
+
+/* The full logits of the plan, allocated once (not zeroed: the forward
+ * writes every row it uses). */
+static int ensure_full_logits(sft_model *m, sft_err *err) {
+    if (m->logits) return 0;
+    size_t n = (size_t)m->max_B * m->max_T * (size_t)m->cfg.vocab_size;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n * sizeof(float)))
+        return sft_errf(
+            err,
+            "out of memory for the full logits of batch %d x %d (%.1f MiB; training and evaluation "
+            "do not need them)",
+            m->max_B, m->max_T, n * 4.0 / 1048576.0);
+    m->logits = p;
+    return 0;
+}
+
+static double mean_over_step(double sum, const sft_batch *batch) {
+    return batch->step_supervised_tokens > 0 ? sum / (double)batch->step_supervised_tokens : 0.0;
+}
+
+int sft_model_forward(sft_model *m, const sft_batch *batch, double *loss, sft_err *err) {
+    if (check_batch(m, batch, err) || ensure_full_logits(m, err)) return -1;
+    const int N = batch->B * batch->T, C = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    forward_trunk(m, batch);
+    m->kernels->matmul_forward(m->logits, m->normf, m->lm_head, NULL, N, C, V, 0);
+    *loss = mean_over_step(m->kernels->cross_entropy_forward(m->lse, m->logits, batch->targets, N, V), batch);
+    m->logits_ready = 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------ loss head */
+
+/* The rows of a batch with a target, in order: the only rows whose logits
+ * the loss reads. Returns their count. */
+static int supervised_rows(const sft_batch *batch, int32_t *rows) {
+    int count = 0;
+    for (int i = 0; i < batch->B * batch->T; i++)
+        if (batch->targets[i] != SFT_IGNORE_INDEX) rows[count++] = i;
+    return count;
+}
+
+/* The lm_head and the cross-entropy over the supervised rows, at most
+ * chunk_rows at a time: returns the sum of -log p(target) and sets
+ * *supervised. With `backward`, m->dnorm [N, C] gets d(loss)/d(normf) for
+ * loss = sum / step_supervised_tokens (zero on ignored rows) and dlm_head
+ * accumulates; without, token_nll (when not NULL) gets each row's -log p.
+ * The chunks are of equal size (a last chunk of a few rows would run the
+ * products slowly); a chunk of consecutive rows is read and written in
+ * place, other chunks are gathered into chunk_x and scattered from chunk_dx. */
+static double loss_head(sft_model *m, const sft_batch *batch, int backward, double *token_nll,
+                        int *supervised) {
+    const sft_kernels *k = m->kernels;
+    const int N = batch->B * batch->T, C = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    const float scale =
+        batch->step_supervised_tokens > 0 ? 1.0f / (float)batch->step_supervised_tokens : 0.0f;
+    const int S = supervised_rows(batch, m->loss_rows);
+    *supervised = S;
+    if (backward) zero(m->dnorm, (size_t)N * C);
+    for (int i = 0; i < N; i++)
+        m->lse[i] = NAN;
+    if (token_nll)
+        for (int i = 0; i < N; i++)
+            token_nll[i] = NAN;
+    const size_t row_bytes = (size_t)C * sizeof(float);
+    const int chunks = (S + m->chunk_rows - 1) / m->chunk_rows;
+    double total = 0.0;
+    for (int c = 0; c < chunks; c++) {
+        const int lo = (int)((long)S * c / chunks), n = (int)((long)S * (c + 1) / chunks) - lo;
+        const int32_t *rows = m->loss_rows + lo;
+        const int in_place = rows[n - 1] - rows[0] == n - 1;
+        const float *x = m->normf + (size_t)rows[0] * C;
+        float *dx = m->dnorm + (size_t)rows[0] * C;
+        if (!in_place) {
+            for (int i = 0; i < n; i++)
+                memcpy(m->chunk_x + (size_t)i * C, m->normf + (size_t)rows[i] * C, row_bytes);
+            x = m->chunk_x;
+            dx = m->chunk_dx;
+            if (backward) zero(dx, (size_t)n * C);
+        }
+        for (int i = 0; i < n; i++)
+            m->chunk_targets[i] = batch->targets[rows[i]];
+        k->matmul_forward(m->chunk_logits, x, m->lm_head, NULL, n, C, V, 0);
+        if (backward) {
+            total += k->cross_entropy_forward_backward(m->chunk_lse, m->chunk_logits, m->chunk_targets, n, V,
+                                                       scale);
+            k->matmul_backward(dx, m->dlm_head, NULL, m->chunk_logits, x, m->lm_head, n, C, V, 0);
+            if (!in_place)
+                for (int i = 0; i < n; i++)
+                    memcpy(m->dnorm + (size_t)rows[i] * C, dx + (size_t)i * C, row_bytes);
+        } else {
+            k->cross_entropy_forward(m->chunk_lse, m->chunk_logits, m->chunk_targets, n, V);
+            /* summed here, one accumulator in row order as sft_cross_entropy_forward
+             * sums a whole batch: the same loss as sft_model_forward's for the same logits */
+            for (int i = 0; i < n; i++) {
+                double nll = (double)m->chunk_lse[i] - m->chunk_logits[(size_t)i * V + m->chunk_targets[i]];
+                total += nll;
+                if (token_nll) token_nll[rows[i]] = nll;
+            }
+        }
+        for (int i = 0; i < n; i++)
+            m->lse[rows[i]] = m->chunk_lse[i];
+    }
+    return total;
+}
+
+int sft_model_forward_loss(sft_model *m, const sft_batch *batch, double *loss, double *token_nll,
+                           sft_err *err) {
+    if (check_batch(m, batch, err)) return -1;
+    forward_trunk(m, batch);
+    int supervised;
+    *loss = mean_over_step(loss_head(m, batch, 0, token_nll, &supervised), batch);
     return 0;
 }
 
 /* ------------------------------------------------------------- backward */
-
-static void zero(float *x, size_t n) {
-    memset(x, 0, n * sizeof(float));
-}
 
 /* dinp [N, in] += d(out)/d(inp)^T dout; weight, bias and adapter gradients
  * accumulate where they are trained. */
@@ -802,19 +951,15 @@ static void linear_backward(sft_model *m, int layer, int which, float *dinp, con
     k->matmul_backward(dinp, l->dw, l->db, dout, inp, l->w, N, l->in, l->out, l->w_in_out);
 }
 
-void sft_model_backward(sft_model *m, const sft_batch *batch) {
+/* The backward from m->dnorm, d(loss)/d(final norm's output), down to the
+ * embeddings. */
+static void backward_trunk(sft_model *m, const sft_batch *batch) {
     const sft_kernels *k = m->kernels;
     const sft_model_config *cfg = &m->cfg;
     const int B = batch->B, T = batch->T, N = B * T, C = cfg->hidden_size, I = cfg->intermediate_size;
-    const int NH = cfg->num_heads, NKV = cfg->num_kv_heads, HD = m->head_dim, V = cfg->vocab_size;
+    const int NH = cfg->num_heads, NKV = cfg->num_kv_heads, HD = m->head_dim;
     const int gpt2 = cfg->arch == SFT_ARCH_GPT2;
     const size_t NC = (size_t)N * C;
-    float scale = batch->step_supervised_tokens > 0 ? 1.0f / (float)batch->step_supervised_tokens : 0.0f;
-
-    k->cross_entropy_backward(m->logits, m->lse, batch->targets, N, V, scale);
-    float *dlogits = m->logits;
-    zero(m->dnorm, NC);
-    k->matmul_backward(m->dnorm, m->dlm_head, NULL, dlogits, m->normf, m->lm_head, N, C, V, 0);
     const float *x_last = m->layers[cfg->num_layers - 1].res2;
     zero(m->dres, NC);
     if (gpt2)
@@ -893,4 +1038,27 @@ void sft_model_backward(sft_model *m, const sft_batch *batch) {
         if (p_embd > 0) k->dropout_backward(m->dres, NC, p_embd, dropout_site_seed(m, 0, DROP_EMBEDDING));
         k->embedding_backward(m->dwte, gpt2 ? m->dwpe : NULL, m->dres, batch->tokens, batch->pos, N, C);
     }
+}
+
+int sft_model_backward(sft_model *m, const sft_batch *batch) {
+    if (!m->logits_ready || batch->B != m->cur_B || batch->T != m->cur_T) return -1;
+    const sft_kernels *k = m->kernels;
+    const int N = batch->B * batch->T, C = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    float scale = batch->step_supervised_tokens > 0 ? 1.0f / (float)batch->step_supervised_tokens : 0.0f;
+    k->cross_entropy_backward(m->logits, m->lse, batch->targets, N, V, scale);
+    m->logits_ready = 0; /* they hold their gradient now */
+    zero(m->dnorm, (size_t)N * C);
+    k->matmul_backward(m->dnorm, m->dlm_head, NULL, m->logits, m->normf, m->lm_head, N, C, V, 0);
+    backward_trunk(m, batch);
+    return 0;
+}
+
+int sft_model_forward_backward(sft_model *m, const sft_batch *batch, double *loss, sft_err *err) {
+    if (check_batch(m, batch, err)) return -1;
+    forward_trunk(m, batch);
+    int supervised;
+    *loss = mean_over_step(loss_head(m, batch, 1, NULL, &supervised), batch);
+    /* no supervised row: every gradient of this micro-batch is zero */
+    if (supervised) backward_trunk(m, batch);
+    return 0;
 }

@@ -137,7 +137,21 @@ typedef struct sft_model {
     float *arena;
     size_t arena_floats;
     uint8_t *mask_arena;
-    float *x0, *normf, *normf_mean, *normf_rstd, *logits, *lse, *rope_cos, *rope_sin;
+    float *x0, *normf, *normf_mean, *normf_rstd, *lse, *rope_cos, *rope_sin;
+    /* [max_B*max_T, V]: the full logits of sft_model_forward, allocated by its
+     * first call (after a plan) and only then: the training and evaluation
+     * entries below never use it. NULL until then. */
+    float *logits;
+    int logits_ready; /* logits hold the last sft_model_forward's (not yet its backward's gradient) */
+    /* The loss head in row chunks (sft_model_forward_backward,
+     * sft_model_forward_loss): the supervised rows go through the lm_head
+     * product and the cross-entropy chunk_rows at a time. */
+    int loss_chunk_rows; /* set before sft_model_plan to choose the chunk; 0: automatic (model.c) */
+    int chunk_rows;      /* the planned chunk */
+    float *chunk_logits, *chunk_x, *chunk_dx,
+        *chunk_lse;       /* [chunk_rows, V], [chunk_rows, C] x 2, [chunk_rows] */
+    int32_t *index_arena; /* chunk_targets [chunk_rows] and loss_rows [max_B*max_T] */
+    int32_t *chunk_targets, *loss_rows;
     float *dres, *dnorm, *dqkv, *datty, *dmlp_a, *dmlp_b, *dact;
     float *dres_dropped;                        /* [N, C]: d(branch output) through residual dropout */
     float *lora_xdrop, *lora_dxdrop, *lora_dxa; /* LoRA scratch: [N, max in], [N, max in], [N, r] */
@@ -181,16 +195,42 @@ int sft_model_plan(sft_model *m, int max_B, int max_T, sft_err *err);
  * step_supervised_tokens (0 when none). Keeps logits [B*T, V] and lse [B*T]
  * for the caller until the backward. Errors on a batch the model cannot take
  * (a token id past the vocabulary, a position past GPT-2's table, B*T past
- * the plan). */
+ * the plan). The full logits are max_B*max_T*V floats (206 MB for GPT-2 at
+ * 4 x 256, 5 GB for Qwen2's 151936-token vocabulary at 4 x 2048), allocated
+ * by the first call after a plan (an error when memory runs out): for
+ * callers that read them (parity, scoring). Training and evaluation use the
+ * chunked entries below, which never hold them. */
 int sft_model_forward(sft_model *m, const sft_batch *batch, double *loss, sft_err *err);
+
+/* A training micro-step: the forward and the backward of the same loss in
+ * one call, ADDING the gradients to the trainable set's grad as
+ * sft_model_forward + sft_model_backward do (the same loss and gradients up
+ * to float rounding: dlm_head is summed chunk by chunk). After the final
+ * norm, the supervised rows (targets != -100) are taken chunk_rows at a
+ * time: their logits (lm_head product), the fused cross-entropy forward and
+ * backward at scale 1 / step_supervised_tokens (ops.h), the input gradient
+ * and lm_head's weight gradient; ignored rows cost nothing. Only one chunk's
+ * logits exist at a time. m->lse gets each supervised row's log-sum-exp
+ * (NaN elsewhere); m->logits is not touched. */
+int sft_model_forward_backward(sft_model *m, const sft_batch *batch, double *loss, sft_err *err);
+
+/* Evaluation: the forward's loss (as sft_model_forward's, bit for bit when
+ * the products give the same logits) with the loss head in chunks as above,
+ * no gradients. token_nll [B*T], when not NULL, gets -log p(target) of every
+ * row in double, NaN where the target is -100 (what a scorer reads). m->lse
+ * gets each supervised row's log-sum-exp (NaN elsewhere). */
+int sft_model_forward_loss(sft_model *m, const sft_batch *batch, double *loss, double *token_nll,
+                           sft_err *err);
 /* The attention window of a layer: config.json's sliding_window on the
  * layers that use it (Mistral: all; Qwen2: from max_window_layers), else 0. */
 int sft_model_layer_window(const sft_model *m, int layer);
 
-/* Backward of the last forward: ADDS the gradients of that loss to the
- * trainable set's grad (zero it at the start of an optimizer step). The
- * logits are overwritten by their gradient. */
-void sft_model_backward(sft_model *m, const sft_batch *batch);
+/* Backward of the last sft_model_forward (of this batch): ADDS the gradients
+ * of that loss to the trainable set's grad (zero it at the start of an
+ * optimizer step). The logits are overwritten by their gradient. Returns -1
+ * and does nothing when there is no such forward to differentiate (the last
+ * forward was a chunked entry above, or its backward already ran). */
+int sft_model_backward(sft_model *m, const sft_batch *batch);
 void sft_model_zero_grad(sft_model *m);
 
 /* Writes the weights (merged adapters included when merged) as DIR-style

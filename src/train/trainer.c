@@ -59,7 +59,7 @@ int sft_eval_dataset(sft_model *m, const sft_dataset *ds, int batch_size, int32_
         double loss;
         /* The forward divides by step_supervised_tokens; the batch's own count
          * gives its mean, which times that count is its sum. */
-        if (sft_model_forward(m, &buf.batch, &loss, err)) goto done;
+        if (sft_model_forward_loss(m, &buf.batch, &loss, NULL, err)) goto done;
         sum += loss * (double)buf.supervised;
         count += buf.supervised;
     }
@@ -670,8 +670,7 @@ static int train_step(trainer *t, size_t *items, sft_batch_buf *buf, char *recor
         if (sft_loader_batch(ld, items + off, nb, buf, err)) return -1;
         buf->batch.step_supervised_tokens = step_supervised;
         double part;
-        if (sft_model_forward(t->model, &buf->batch, &part, err)) return -1;
-        sft_model_backward(t->model, &buf->batch);
+        if (sft_model_forward_backward(t->model, &buf->batch, &part, err)) return -1;
         loss += part;
         real_tokens += buf->real_tokens;
     }
