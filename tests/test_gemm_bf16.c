@@ -287,3 +287,46 @@ TEST(reports_whether_the_fast_kernel_runs) {
     CHECK(supported == 0 || supported == 1);
     fprintf(stderr, "  (bf16 kernel: %s)\n", supported ? "AVX512_BF16" : "portable only");
 }
+
+/* sft_gemm_bf16_team on 1-4 threads gives the bits of sft_gemm_bf16 on the
+ * whole product: every transpose, beta 0 and 1, several column blocks of the
+ * kernel (N > 4096) and k blocks (K > 768), fewer rows than threads, and
+ * two team products back to back in one parallel region (the second one
+ * larger: the shared buffers grow while the first one's threads may still
+ * be reading them, which the entry barrier prevents). */
+static int team_case(int trans_a, int trans_b, int M, int N, int K, float beta, int threads) {
+    int lda = trans_a ? M : K, ldb = trans_b ? K : N;
+    float *A = random_matrix((size_t)M * K), *B = random_matrix((size_t)K * N), *C0 = random_matrix((size_t)M * N);
+    float *want = malloc(sizeof(float) * M * N), *got = malloc(sizeof(float) * M * N);
+    float *want2 = malloc(sizeof(float) * M * N), *got2 = malloc(sizeof(float) * M * N);
+    memcpy(want, C0, sizeof(float) * M * N);
+    memcpy(got, C0, sizeof(float) * M * N);
+    memset(got2, 0, sizeof(float) * M * N);
+    sft_gemm_bf16(trans_a, trans_b, M, N, K, 0.5f, A, lda, B, ldb, beta, want, N);
+    /* the second product: C2 [M, N] = A B again on a prefix of K, with K' rows of B */
+    int K2 = K > 3 ? K - 3 : K;
+    sft_gemm_bf16(trans_a, trans_b, M, N, K2, 1.0f, A, lda, B, ldb, 0.0f, want2, N);
+#pragma omp parallel num_threads(threads)
+    {
+        sft_gemm_bf16_team(trans_a, trans_b, M, N, K, 0.5f, A, lda, B, ldb, beta, got, N);
+        sft_gemm_bf16_team(trans_a, trans_b, M, N, K2, 1.0f, A, lda, B, ldb, 0.0f, got2, N);
+    }
+    int same = !memcmp(want, got, sizeof(float) * M * N) && !memcmp(want2, got2, sizeof(float) * M * N);
+    if (!same)
+        fprintf(stderr, "  team %d threads, %dx%dx%d trans %d%d beta %g: not the bits of one product\n", threads, M,
+                N, K, trans_a, trans_b, beta);
+    free(A), free(B), free(C0), free(want), free(got), free(want2), free(got2);
+    return same;
+}
+
+TEST(team_product_has_the_bits_of_the_single_product) {
+    for (int threads = 1; threads <= 4; threads++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                CHECK(team_case(ta, tb, 37, 75, 29, 0.0f, threads));
+                CHECK(team_case(ta, tb, 100, 200, 1000, 1.0f, threads)); /* two k blocks */
+                CHECK(team_case(ta, tb, 3, 40, 17, 1.0f, threads));      /* fewer rows than 4 threads */
+            }
+    CHECK(team_case(0, 1, 30, 4200, 40, 1.0f, 2)); /* two column blocks, 132 panels */
+    CHECK(team_case(0, 0, 30, 4200, 40, 0.0f, 3));
+}
