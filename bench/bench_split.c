@@ -14,10 +14,7 @@
  * CPU time the threads spent in their products (summed over the threads;
  * steadier than wall time on a shared machine, where a thread may wait for
  * a core). "pick" is the faster split by CPU time, "rule" the one ops.c's
- * rule takes (split the larger of M and N). bf16 adds "team":
- * sft_gemm_bf16_team, rows split with op(B) packed once by the threads
- * together, one barrier per block ("team/b": its CPU time over the better
- * split's). */
+ * rule takes (split the larger of M and N). */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -83,13 +80,10 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-enum { SPLIT_ROWS, SPLIT_COLUMNS, SPLIT_TEAM };
-
 /* C = op(A) op(B) on `threads` threads, split by rows of C or by columns
- * (16-column granules, as ops.c slices them), or (bf16) rows with op(B)
- * packed once by the team (sft_gemm_bf16_team); returns the wall time and
+ * (16-column granules, as ops.c slices them); returns the wall time and
  * adds the threads' CPU time in their products to *cpu. */
-static double run_split(gemm_fn *gemm, int threads, int split, const product *p, const float *A,
+static double run_split(gemm_fn *gemm, int threads, int by_columns, const product *p, const float *A,
                         const float *B, float *C, double *cpu) {
     int lda = p->trans_a ? p->M : p->K, ldb = p->trans_b ? p->K : p->N, ldc = p->N;
     double cpu_sum = 0, t0 = wall_s();
@@ -97,9 +91,7 @@ static double run_split(gemm_fn *gemm, int threads, int split, const product *p,
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
         double c0 = thread_cpu_s();
-        if (split == SPLIT_TEAM)
-            sft_gemm_bf16_team(p->trans_a, p->trans_b, p->M, p->N, p->K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
-        else if (split == SPLIT_COLUMNS) {
+        if (by_columns) {
             int granules = (p->N + 15) / 16;
             int lo = 16 * (int)((long)granules * t / nt), hi = 16 * (int)((long)granules * (t + 1) / nt);
             if (hi > p->N) hi = p->N;
@@ -167,11 +159,10 @@ int main(int argc, char **argv) {
     openblas_set_num_threads(1);
     printf("%d threads, medians of %d alternating runs; ms wall / ms CPU (threads' product time, summed)\n",
            threads, reps);
-    printf("%-18s %-5s %5s %5s %5s | %8s %8s %8s | %8s %8s %8s | %6s %6s %4s %4s\n", "product", "dtype", "M",
-           "N", "K", "rows", "cols", "team", "rows cpu", "cols cpu", "team cpu", "cols/r", "team/b", "pick",
-           "rule");
-    double *wall[3], *cpu[3];
-    for (int s = 0; s < 3; s++) {
+    printf("%-18s %-5s %5s %5s %5s | %8s %8s | %8s %8s | %6s %4s %4s\n", "product", "dtype", "M", "N", "K",
+           "rows", "cols", "rows cpu", "cols cpu", "cols/r", "pick", "rule");
+    double *wall[2], *cpu[2];
+    for (int s = 0; s < 2; s++) {
         wall[s] = malloc(sizeof(double) * reps);
         cpu[s] = malloc(sizeof(double) * reps);
     }
@@ -183,28 +174,25 @@ int main(int argc, char **argv) {
         for (int d = 0; d < 2; d++) {
             if ((d == 0 && !want_fp32) || (d == 1 && !want_bf16)) continue;
             gemm_fn *gemm = d == 0 ? sgemm : sft_gemm_bf16;
-            int splits = d == 0 ? 2 : 3; /* the team product is bf16's */
             double ignored = 0;
-            for (int s = 0; s < splits; s++) /* warm-up: buffers, caches */
-                run_split(gemm, threads, s, p, A, B, C, &ignored);
+            run_split(gemm, threads, 0, p, A, B, C, &ignored); /* warm-up: buffers, caches */
+            run_split(gemm, threads, 1, p, A, B, C, &ignored);
             for (int r = 0; r < reps; r++)
-                for (int s = 0; s < splits; s++) {
+                for (int s = 0; s < 2; s++) {
                     cpu[s][r] = 0;
                     wall[s][r] = run_split(gemm, threads, s, p, A, B, C, &cpu[s][r]);
                 }
-            double w[3] = {0}, c[3] = {0};
-            for (int s = 0; s < splits; s++)
-                w[s] = median(wall[s], reps), c[s] = median(cpu[s], reps);
-            double best = c[0] < c[1] ? c[0] : c[1];
-            printf("%-18s %-5s %5d %5d %5d | %8.2f %8.2f %8.2f | %8.2f %8.2f %8.2f | %6.3f %6.3f %4s %4s\n",
-                   p->name, d == 0 ? "fp32" : "bf16", p->M, p->N, p->K, 1e3 * w[0], 1e3 * w[1], 1e3 * w[2],
-                   1e3 * c[0], 1e3 * c[1], 1e3 * c[2], c[1] / c[0], splits > 2 ? c[2] / best : 0.0,
-                   c[1] < c[0] ? "cols" : "rows", p->N > p->M ? "cols" : "rows");
+            double w_rows = median(wall[0], reps), w_cols = median(wall[1], reps);
+            double c_rows = median(cpu[0], reps), c_cols = median(cpu[1], reps);
+            printf("%-18s %-5s %5d %5d %5d | %8.2f %8.2f | %8.2f %8.2f | %6.3f %4s %4s\n", p->name,
+                   d == 0 ? "fp32" : "bf16", p->M, p->N, p->K, 1e3 * w_rows, 1e3 * w_cols, 1e3 * c_rows,
+                   1e3 * c_cols, c_cols / c_rows, c_cols < c_rows ? "cols" : "rows",
+                   p->N > p->M ? "cols" : "rows");
             fflush(stdout);
         }
         free(A), free(B), free(C);
     }
-    for (int s = 0; s < 3; s++)
+    for (int s = 0; s < 2; s++)
         free(wall[s]), free(cpu[s]);
     return 0;
 }

@@ -45,7 +45,6 @@
  * 7 for the scalar loop; the AVX512_BF16 kernel reaches 400-470). */
 #include "model/gemm_bf16.h"
 
-#include <omp.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -465,62 +464,6 @@ SFT_AVX512BF16 static void gemm_avx512bf16(int trans_a, int trans_b, int M, int 
         }
     }
 }
-
-/* sft_gemm_bf16_team's fast path, run by every thread of the team: the rows
- * [row_lo, row_hi) of C are this thread's; each block of op(B) is packed by
- * all threads together (thread t packs its slice of the block's NR-column
- * panels) into one of two shared buffers, then a barrier, then each thread
- * runs the same loops as gemm_avx512bf16 over its rows. Two buffers, so one
- * barrier per block: a thread packing block b + 1 has passed barrier b, so
- * every thread has finished packing block b, and the buffer it writes, block
- * b - 1's, is free once every thread has passed barrier b, i.e. finished
- * computing block b - 1. Same K blocks, tiles and order as gemm_avx512bf16
- * per element of C: the same bits. */
-SFT_AVX512BF16 static void gemm_avx512bf16_team(int trans_a, int trans_b, int N, int K, float alpha,
-                                                const float *A, int lda, const float *B, int ldb, float beta,
-                                                float *C, int ldc, uint32_t *packed_b_pair, size_t b_words,
-                                                uint32_t *packed_a, int row_lo, int row_hi, int t, int nt) {
-    int k_blocks = (K + KC - 1) / KC, k_block = ((K + k_blocks - 1) / k_blocks + 1) & ~1;
-    int block = 0;
-    for (int jc = 0; jc < N; jc += NC) {
-        int nc = N - jc < NC ? N - jc : NC, panels = (nc + NR - 1) / NR;
-        /* this thread's panels of the block: [panel_lo, panel_hi) */
-        int panel_lo = (int)((long)panels * t / nt), panel_hi = (int)((long)panels * (t + 1) / nt);
-        int col_lo = panel_lo * NR, col_hi = panel_hi * NR < nc ? panel_hi * NR : nc;
-        for (int pc = 0; pc < K; pc += k_block, block++) {
-            int kc = K - pc < k_block ? K - pc : k_block, pairs = (kc + 1) / 2;
-            uint32_t *packed_b = packed_b_pair + (size_t)(block & 1) * b_words;
-            if (col_hi > col_lo) {
-                uint32_t *dst = packed_b + (size_t)panel_lo * pairs * NR;
-                if (trans_b)
-                    pack_block_k_contiguous(dst, B + (size_t)(jc + col_lo) * ldb + pc, ldb, NR,
-                                            col_hi - col_lo, kc);
-                else
-                    pack_block_k_strided(dst, B + (size_t)pc * ldb + jc + col_lo, ldb, NR, col_hi - col_lo,
-                                         kc);
-            }
-#pragma omp barrier
-            float block_beta = pc == 0 ? beta : 1.0f;
-            for (int ic = row_lo; ic < row_hi; ic += MC) {
-                int mc = row_hi - ic < MC ? row_hi - ic : MC;
-                if (trans_a)
-                    pack_block_k_strided(packed_a, A + (size_t)pc * lda + ic, lda, MR, mc, kc);
-                else
-                    pack_block_k_contiguous(packed_a, A + (size_t)ic * lda + pc, lda, MR, mc, kc);
-                for (int jr = 0; jr < nc; jr += NR) {
-                    int cols = nc - jr < NR ? nc - jr : NR;
-                    const uint32_t *b_panel = packed_b + (size_t)(jr / NR) * pairs * NR;
-                    for (int ir = 0; ir < mc; ir += MR) {
-                        int rows = mc - ir < MR ? mc - ir : MR;
-                        micro_kernel(pairs, packed_a + (size_t)(ir / MR) * pairs * MR, b_panel,
-                                     C + (size_t)(ic + ir) * ldc + jc + jr, ldc, rows, cols, alpha,
-                                     block_beta);
-                    }
-                }
-            }
-        }
-    }
-}
 #endif
 
 /* Whether this process runs the AVX512_BF16 kernel: checked once (the CPU's
@@ -560,32 +503,4 @@ void sft_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha, c
     }
 #endif
     sft_gemm_bf16_portable(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
-void sft_gemm_bf16_team(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
-                        const float *B, int ldb, float beta, float *C, int ldc) {
-    int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    int row_lo = (int)((long)M * t / nt), row_hi = (int)((long)M * (t + 1) / nt);
-#ifdef SFT_GEMM_BF16_KERNEL
-    /* The same decision in every thread (it depends on the arguments only). */
-    if (nt > 1 && M > 0 && N > 0 && K > 0 && alpha != 0.0f && bf16_kernel_available()) {
-        size_t b_words = packed_b_words(N), a_words = packed_a_words(M);
-        a_words = (a_words + 15) & ~(size_t)15; /* each thread's A block on its own cache lines */
-        uint32_t *team = NULL;
-        /* The previous team call's threads may still read the shared
-         * buffers, which the single below may reallocate: wait for them. */
-#pragma omp barrier
-#pragma omp single copyprivate(team)
-        team = workspace_get((2 * b_words + (size_t)nt * a_words) * sizeof(uint32_t));
-        if (team) { /* NULL (out of memory) in every thread alike: each computes its rows alone */
-            gemm_avx512bf16_team(trans_a, trans_b, N, K, alpha, A, lda, B, ldb, beta, C, ldc, team, b_words,
-                                 team + 2 * b_words + (size_t)t * a_words, row_lo, row_hi, t, nt);
-            return;
-        }
-    }
-#endif
-    if (row_hi > row_lo)
-        sft_gemm_bf16(trans_a, trans_b, row_hi - row_lo, N, K, alpha,
-                      trans_a ? A + row_lo : A + (size_t)row_lo * lda, lda, B, ldb, beta,
-                      C + (size_t)row_lo * ldc, ldc);
 }

@@ -41,20 +41,6 @@ int sft_bf16_supported(void);
 void sft_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc);
 
-/* The same product computed by a team of threads: called by every thread of
- * an OpenMP parallel region (all of them, with the same arguments, in the
- * same order as any other worksharing construct). Thread t computes the
- * rows [M t / nt, M (t + 1) / nt) of C, and op(B)'s packed bf16 panels are
- * shared: each block of them is packed once, each thread packing a slice of
- * it, with one barrier per block (so each thread packs about 1/nt of op(B)
- * instead of all of it, as a row-split of sft_gemm_bf16 would). Returns
- * without a final barrier: C's rows are complete only for the calling
- * thread. The same bits as sft_gemm_bf16 on the whole product, for any
- * team size. On one thread, or on the portable path, each thread runs
- * sft_gemm_bf16 on its rows. */
-void sft_gemm_bf16_team(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
-                        const float *B, int ldb, float beta, float *C, int ldc);
-
 /* The portable path alone (same arguments and contract as sft_gemm_bf16),
  * whatever the CPU: for tests and the benchmark, which compare it with the
  * AVX512_BF16 kernel. Training code calls sft_gemm_bf16. */
