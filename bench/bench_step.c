@@ -2,8 +2,10 @@
  * drives it beside bench/torch_step.py, which defines the same models).
  *
  * One training step as the trainer runs it, through the library's public
- * API: zero_grad, forward (with the fused cross-entropy), backward,
- * clip_grad_norm_(1.0), AdamW (betas 0.9/0.95, weight decay 0.1), on a model
+ * API: zero_grad, sft_model_forward_backward (the trainer's entry: the
+ * lm_head product and the fused cross-entropy in row chunks),
+ * clip_grad_norm_(1.0) and AdamW (betas 0.9/0.95, weight decay 0.1) in the
+ * trainer's fused pass (sft_adamw_step_clipped), on a model
  * built from a config.json text (sft_config_parse, the loader's own path)
  * with sft_model_init_weights, planned once for B x T. Full fine-tuning, or
  * LoRA r=8, alpha=16, no dropout on the family's default targets.
@@ -198,9 +200,9 @@ enum {
     P_ATT_B,
     P_CE_F,
     P_CE_B,
+    P_CE_FB,
     P_DROPOUT,
     P_ZERO_GRAD,
-    P_CLIP,
     P_ADAMW,
     P_COUNT
 };
@@ -223,10 +225,10 @@ static const char *const PROFILE_NAMES[P_COUNT] = {
     "attention backward",
     "cross-entropy forward",
     "cross-entropy backward",
+    "cross-entropy fwd+bwd",
     "dropout",
     "zero_grad",
-    "clip_grad_norm",
-    "adamw step",
+    "clip + adamw (fused)",
 };
 static double prof_s[P_COUNT], prof_flops[P_COUNT];
 static long prof_calls[P_COUNT];
@@ -371,6 +373,13 @@ static void p_cross_entropy_backward(float *logits, const float *lse, const int3
     real->cross_entropy_backward(logits, lse, targets, N, V, scale);
     prof_add(P_CE_B, t0, 0);
 }
+static double p_cross_entropy_forward_backward(float *lse, float *logits, const int32_t *targets, int N, int V,
+                                               float scale) {
+    double t0 = wall_s();
+    double r = real->cross_entropy_forward_backward(lse, logits, targets, N, V, scale);
+    prof_add(P_CE_FB, t0, 0);
+    return r;
+}
 
 /* The model's table with the kernels above in place of the real ones: a
  * copy first, so that an entry added to sft_kernels later keeps working
@@ -388,6 +397,7 @@ static sft_kernels profiled_kernels(const sft_kernels *base) {
     k.dropout_forward = p_dropout_forward, k.dropout_backward = p_dropout_backward;
     k.attention_forward = p_attention_forward, k.attention_backward = p_attention_backward;
     k.cross_entropy_forward = p_cross_entropy_forward, k.cross_entropy_backward = p_cross_entropy_backward;
+    k.cross_entropy_forward_backward = p_cross_entropy_forward_backward;
     return k;
 }
 
@@ -482,7 +492,7 @@ static int run_step(const bench_shape *s, const options *o) {
         profiled = profiled_kernels(real);
         m->kernels = &profiled;
     }
-    double loss = 0, loss0 = 0, phase_s[4] = {0}; /* forward, backward, clip, adamw: timed steps only */
+    double loss = 0, loss0 = 0, phase_s[2] = {0}; /* forward+backward, clip+adamw: timed steps only */
     for (int step = 0; step < o->warmup + o->steps; step++) {
         int timed = step >= o->warmup;
         if (timed && step == o->warmup) {
@@ -493,23 +503,22 @@ static int run_step(const bench_shape *s, const options *o) {
         double t0 = wall_s(), c0 = cpu_s();
         sft_model_zero_grad(m);
         double t1 = wall_s();
-        if (sft_model_forward(m, &batch, &loss, &err)) return fail(&err);
-        double t2 = wall_s();
-        sft_model_backward(m, &batch);
+        /* The trainer's entry (lm_head and cross-entropy in row chunks, the logits never whole):
+         * one call, so forward and backward are one phase. */
+        if (sft_model_forward_backward(m, &batch, &loss, &err)) return fail(&err);
         double t3 = wall_s();
-        double norm = sft_clip_grad_norm(m->trainable, 1.0);
-        double t4 = wall_s();
-        sft_adamw_step(&opt, m->trainable, 1e-4);
-        double t5 = wall_s(), c5 = cpu_s();
+        /* clip_grad_norm_(1.0) and AdamW in one pass, as the trainer runs them */
+        sft_adamw_step_report rep = sft_adamw_step_clipped(&opt, m->trainable, 1e-4, 1.0, isfinite(loss));
+        double norm = rep.grad_norm, t5 = wall_s(), c5 = cpu_s();
         if (step == 0) loss0 = loss;
         fprintf(stderr, "sft %s %s %s step %d: %.0f ms (cpu %.0f ms) loss %.4f grad_norm %.3f\n", s->name,
                 o->mode, o->dtype, step, (t5 - t0) * 1e3, (c5 - c0) * 1e3, loss, norm);
         if (!timed) continue;
         step_wall[step - o->warmup] = t5 - t0;
         step_cpu[step - o->warmup] = c5 - c0;
-        phase_s[0] += t2 - t1, phase_s[1] += t3 - t2, phase_s[2] += t4 - t3, phase_s[3] += t5 - t4;
-        prof_s[P_ZERO_GRAD] += t1 - t0, prof_s[P_CLIP] += t4 - t3, prof_s[P_ADAMW] += t5 - t4;
-        prof_calls[P_ZERO_GRAD]++, prof_calls[P_CLIP]++, prof_calls[P_ADAMW]++;
+        phase_s[0] += t3 - t1, phase_s[1] += t5 - t3;
+        prof_s[P_ZERO_GRAD] += t1 - t0, prof_s[P_ADAMW] += t5 - t3;
+        prof_calls[P_ZERO_GRAD]++, prof_calls[P_ADAMW]++;
     }
     atomic_store(&counting, 0);
     long timed_allocations = atomic_load(&allocations);
@@ -554,18 +563,17 @@ static int run_step(const bench_shape *s, const options *o) {
         for (int r = 0; r < P_COUNT; r++) {
             int i = order[r];
             if (!prof_calls[i]) continue;
-            if (i != P_ZERO_GRAD && i != P_CLIP && i != P_ADAMW) kernels_s += prof_s[i];
+            if (i != P_ZERO_GRAD && i != P_ADAMW) kernels_s += prof_s[i];
             char rate[32] = "";
             if (prof_flops[i] > 0) snprintf(rate, sizeof rate, "%.1f", prof_flops[i] / prof_s[i] * 1e-9);
             printf("PROFILE   %-28s %8.1f %6.1f%% %6ld %9s\n", PROFILE_NAMES[i], prof_s[i] * per * 1e3,
                    100.0 * prof_s[i] / total_s, prof_calls[i] / o->steps, rate);
         }
-        double glue_s = phase_s[0] + phase_s[1] - kernels_s;
+        double glue_s = phase_s[0] - kernels_s;
         printf("PROFILE   %-28s %8.1f %6.1f%%\n", "model glue (adds, zero fills)", glue_s * per * 1e3,
                100.0 * glue_s / total_s);
-        printf("PROFILE   forward %.0f ms, backward %.0f ms, clip %.0f ms, adamw %.0f ms per step\n",
-               phase_s[0] * per * 1e3, phase_s[1] * per * 1e3, phase_s[2] * per * 1e3,
-               phase_s[3] * per * 1e3);
+        printf("PROFILE   forward+backward %.0f ms, clip+adamw %.0f ms per step\n", phase_s[0] * per * 1e3,
+               phase_s[1] * per * 1e3);
     }
     free(tokens), free(targets), free(pos), free(seq), free(step_wall), free(step_cpu);
     sft_adamw_free(&opt);
