@@ -43,19 +43,35 @@ typedef struct product {
  * B 4 x T 256 (1024 rows, C 768), the 6-layer d 384 model at B 8 x T 256
  * (2048 rows). Forward C = x W (Conv1D) or x W^T (lm_head); input gradient
  * dx += dy W^T (Conv1D) or dy W (lm_head); weight gradient dW [C, OC] +=
- * x^T dy (Conv1D) or dW [V, C] += dy^T x (lm_head). */
+ * x^T dy (Conv1D) or dW [V, C] += dy^T x (lm_head). The training step runs
+ * the lm_head in row chunks (model.c): "head/4" is one of 124M's four. */
 static const product products[] = {
-    {"124m fwd  c_attn  ", 0, 0, 1024, 2304, 768},  {"124m fwd  attnprj ", 0, 0, 1024, 768, 768},
-    {"124m fwd  c_fc    ", 0, 0, 1024, 3072, 768},  {"124m fwd  mlpprj  ", 0, 0, 1024, 768, 3072},
-    {"124m fwd  lm_head ", 0, 1, 1024, 50257, 768}, {"124m dinp c_attn  ", 0, 1, 1024, 768, 2304},
-    {"124m dinp attnprj ", 0, 1, 1024, 768, 768},   {"124m dinp c_fc    ", 0, 1, 1024, 768, 3072},
-    {"124m dinp mlpprj  ", 0, 1, 1024, 3072, 768},  {"124m dinp lm_head ", 0, 0, 1024, 768, 50257},
-    {"124m dW   c_attn  ", 1, 0, 768, 2304, 1024},  {"124m dW   attnprj ", 1, 0, 768, 768, 1024},
-    {"124m dW   c_fc    ", 1, 0, 768, 3072, 1024},  {"124m dW   mlpprj  ", 1, 0, 3072, 768, 1024},
-    {"124m dW   lm_head ", 1, 0, 50257, 768, 1024}, {"6l   fwd  c_attn  ", 0, 0, 2048, 1152, 384},
-    {"6l   fwd  c_fc    ", 0, 0, 2048, 1536, 384},  {"6l   fwd  lm_head ", 0, 1, 2048, 50257, 384},
-    {"6l   dinp mlpprj  ", 0, 1, 2048, 1536, 384},  {"6l   dW   c_fc    ", 1, 0, 384, 1536, 2048},
-    {"6l   dW   mlpprj  ", 1, 0, 1536, 384, 2048},  {"6l   dW   lm_head ", 1, 0, 50257, 384, 2048},
+    {"124m fwd  c_attn  ", 0, 0, 1024, 2304, 768},
+    {"124m fwd  attnprj ", 0, 0, 1024, 768, 768},
+    {"124m fwd  c_fc    ", 0, 0, 1024, 3072, 768},
+    {"124m fwd  mlpprj  ", 0, 0, 1024, 768, 3072},
+    {"124m fwd  lm_head ", 0, 1, 1024, 50257, 768},
+    {"124m dinp c_attn  ", 0, 1, 1024, 768, 2304},
+    {"124m dinp attnprj ", 0, 1, 1024, 768, 768},
+    {"124m dinp c_fc    ", 0, 1, 1024, 768, 3072},
+    {"124m dinp mlpprj  ", 0, 1, 1024, 3072, 768},
+    {"124m dinp lm_head ", 0, 0, 1024, 768, 50257},
+    {"124m dW   c_attn  ", 1, 0, 768, 2304, 1024},
+    {"124m dW   attnprj ", 1, 0, 768, 768, 1024},
+    {"124m dW   c_fc    ", 1, 0, 768, 3072, 1024},
+    {"124m dW   mlpprj  ", 1, 0, 3072, 768, 1024},
+    {"124m dW   lm_head ", 1, 0, 50257, 768, 1024},
+    /* the loss head in chunks of 256 rows (model.c's LOSS_CHUNK_MIN_ROWS: 1024 rows in 4) */
+    {"124m fwd  head/4  ", 0, 1, 256, 50257, 768},
+    {"124m dinp head/4  ", 0, 0, 256, 768, 50257},
+    {"124m dW   head/4  ", 1, 0, 50257, 768, 256},
+    {"6l   fwd  c_attn  ", 0, 0, 2048, 1152, 384},
+    {"6l   fwd  c_fc    ", 0, 0, 2048, 1536, 384},
+    {"6l   fwd  lm_head ", 0, 1, 2048, 50257, 384},
+    {"6l   dinp mlpprj  ", 0, 1, 2048, 1536, 384},
+    {"6l   dW   c_fc    ", 1, 0, 384, 1536, 2048},
+    {"6l   dW   mlpprj  ", 1, 0, 1536, 384, 2048},
+    {"6l   dW   lm_head ", 1, 0, 50257, 384, 2048},
 };
 
 static double wall_s(void) {
