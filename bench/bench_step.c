@@ -613,22 +613,33 @@ static void gemm_f32(int trans_a, int trans_b, int M, int N, int K, float alpha,
 }
 
 /* One product of the step, split over the OpenMP threads as the engine's
- * linear layers split theirs (ops.c): the forward and the input gradient by
- * rows of the output (B*T rows), the weight gradient by output channels,
- * each thread running a single-threaded product on its slice. */
+ * linear layers split theirs (ops.c's split_product: the larger of the
+ * output's rows and columns, columns in granules of 16 floats; keep in
+ * sync), each thread running the single-threaded product on its part. */
 static void gemm_split(gemm_fn gemm, int form, int BT, int in, int out, const float *a, const float *b, float *c) {
+    /* C [M, N] = op(A) [M, K] op(B) [K, N] + beta C, as cblas_sgemm's row-major arguments */
+    int ta, tb, M, N, K, lda, ldb;
+    float beta = 1.0f;
+    if (form == 0) /* out[BT, o] = x[BT, i] W[o, i]^T */
+        ta = 0, tb = 1, M = BT, N = out, K = in, lda = in, ldb = in, beta = 0.0f;
+    else if (form == 1) /* dx[BT, i] += dy[BT, o] W[o, i] */
+        ta = 0, tb = 0, M = BT, N = in, K = out, lda = out, ldb = in;
+    else /* dW[o, i] += dy[BT, o]^T x[BT, i] */
+        ta = 1, tb = 0, M = out, N = in, K = BT, lda = out, ldb = in;
 #pragma omp parallel
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        int rows = form == 2 ? out : BT, lo = (int)((long)rows * t / nt), hi = (int)((long)rows * (t + 1) / nt);
-        if (hi > lo) {
-            if (form == 0) /* out[BT, o] = x[BT, i] W[o, i]^T */
-                gemm(0, 1, hi - lo, out, in, 1.0f, a + (size_t)lo * in, in, b, in, 0.0f, c + (size_t)lo * out, out);
-            else if (form == 1) /* dx[BT, i] += dy[BT, o] W[o, i] */
-                gemm(0, 0, hi - lo, in, out, 1.0f, a + (size_t)lo * out, out, b, in, 1.0f, c + (size_t)lo * in, in);
-            else /* dW[o, i] += dy[BT, o]^T x[BT, i] */
-                gemm(1, 0, hi - lo, in, BT, 1.0f, a + lo, out, b, in, 1.0f, c + (size_t)lo * in, in);
+        int row_lo = 0, row_hi = M, col_lo = 0, col_hi = N;
+        if (N > M) {
+            int granules = (N + 15) / 16;
+            col_lo = (int)((long)granules * t / nt) * 16, col_hi = (int)((long)granules * (t + 1) / nt) * 16;
+            col_lo = col_lo < N ? col_lo : N, col_hi = col_hi < N ? col_hi : N;
+        } else {
+            row_lo = (int)((long)M * t / nt), row_hi = (int)((long)M * (t + 1) / nt);
         }
+        if (row_hi > row_lo && col_hi > col_lo)
+            gemm(ta, tb, row_hi - row_lo, col_hi - col_lo, K, 1.0f, ta ? a + row_lo : a + (size_t)row_lo * lda, lda,
+                 tb ? b + (size_t)col_lo * ldb : b + col_lo, ldb, beta, c + (size_t)row_lo * N + col_lo, N);
     }
 }
 
@@ -669,9 +680,10 @@ static double time_product(int way, int threads, int form, int BT, int in, int o
  * dW[o, i] = dy[BT, o]^T x[BT, i]; total FLOPs / total time.
  * sgemm: each product both with OpenBLAS's own threads and split over the
  * threads as the engine splits it (single-threaded sgemm per slice); the
- * ceiling takes the faster of the two per product (at gpt2-6l's small
- * products the split is the faster, at gpt2-124m's they tie). bf16: the
- * split with sft_gemm_bf16. */
+ * ceiling takes the faster of the two per product (on a quiet machine they
+ * tie at gpt2-124m's shapes, 455-480 GFLOP/s; the engine's own step has run
+ * gpt2-6l's products faster than OpenBLAS's threads do, so a threaded-only
+ * ceiling was too low there). bf16: the split with sft_gemm_bf16. */
 static int run_ceiling(const bench_shape *s, const options *o, int bf16) {
     sft_set_threads(o->threads); /* 0: every core */
     int threads = sft_get_threads();
