@@ -61,6 +61,10 @@ while [ $# -gt 0 ]; do
     shift
 done
 
+IFS=, read -r -a dtype_list <<<"$DTYPES"
+for dtype in "${dtype_list[@]}"; do
+    case "$dtype" in fp32 | bf16) ;; *) echo "run.sh: --dtypes: '$dtype' is not fp32 or bf16" >&2; exit 2 ;; esac
+done
 if ! "$PY" -c 'import torch' 2>/dev/null; then
     echo "run.sh: $PY cannot import torch: install Debian's python3-torch (apt-get install python3-torch)" >&2
     exit 1
@@ -99,10 +103,6 @@ run() {
 
 IFS=, read -r -a shape_list <<<"$SHAPES"
 IFS=, read -r -a mode_list <<<"$MODES"
-IFS=, read -r -a dtype_list <<<"$DTYPES"
-for dtype in "${dtype_list[@]}"; do
-    case "$dtype" in fp32 | bf16) ;; *) echo "run.sh: --dtypes: '$dtype' is not fp32 or bf16" >&2; exit 2 ;; esac
-done
 # sft's system name for a dtype: sft (fp32), sft-bf16
 sft_system() { if [ "$1" = fp32 ]; then echo sft; else echo "sft-$1"; fi; }
 # ceilings SHAPE: the matrix-product rates on this machine at the step's shapes. Measured
