@@ -181,6 +181,11 @@ def main():
             per_system[system] = dict(ms=ms, best=best, tok_s=tok_s, cpu=statistics.median(cpu) if cpu else None, rss=rss,
                                       gflops=gflops, runs=len(runs), params=runs[0].get("params"),
                                       trainable=runs[0].get("trainable"))
+        # sft-bf16 falls back to float32 products on a CPU without AVX512_BF16: say so beside its row.
+        kernels = {r.get("products") for r in group if r["system"] in ("sft-bf16",) and r.get("products")}
+        if kernels - {"avx512-bf16"}:
+            problems.append(f"{shape} {mode} sft-bf16 ran its products with {', '.join(sorted(kernels))}, not "
+                            f"avx512-bf16: this CPU (or build) has no AVX512_BF16 kernel")
         # Both sides must have built the same model: the same parameter counts.
         counts = {s: (v["params"], v["trainable"]) for s, v in per_system.items() if v["params"]}
         if len(set(counts.values())) > 1:
