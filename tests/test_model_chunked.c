@@ -268,37 +268,58 @@ TEST(backward_needs_its_full_forward) {
     sft_model_free(m);
 }
 
-TEST(the_chunk_is_sized_by_rows_and_bytes_and_the_plan_holds_no_full_logits) {
-    /* a one-layer GPT-2 of width 8 with GPT-2's vocabulary at 4 x 256: the
-     * full logits would be 1024 x 50257 floats (206 MB) */
+static sft_model *head_model(int vocab) {
+    /* one GPT-2 layer of width 8 with a real vocabulary */
     sft_model_config c;
     memset(&c, 0, sizeof c);
     c.arch = SFT_ARCH_GPT2;
     snprintf(c.model_type, sizeof c.model_type, "gpt2");
     snprintf(c.hidden_act, sizeof c.hidden_act, "gelu_new");
-    c.vocab_size = 50257, c.hidden_size = 8, c.num_layers = 1, c.num_heads = 2, c.num_kv_heads = 2;
+    c.vocab_size = vocab, c.hidden_size = 8, c.num_layers = 1, c.num_heads = 2, c.num_kv_heads = 2;
     c.intermediate_size = 16, c.max_position_embeddings = 256, c.norm_eps = 1e-5, c.tie_word_embeddings = 1;
     c.bos_token_id = c.pad_token_id = -1;
     sft_err err;
     sft_model *m = sft_model_create(&c, &err);
-    CHECK(m != NULL);
-    if (!m) return;
+    if (!m) fprintf(stderr, "  create: %s\n", err.msg);
+    return m;
+}
+
+TEST(the_chunk_has_at_least_512_rows_more_within_64_mib_never_more_than_the_batch) {
+    const struct {
+        int vocab, B, T, rows;
+    } cases[] = {
+        {151936, 4, 2048, 512}, /* Qwen2: 64 MiB would be 110 rows, too few for the products */
+        {128256, 4, 2048, 512}, /* Llama 3 */
+        {50257, 4, 256, 512},   /* GPT-2 */
+        {32000, 4, 2048, 524},  /* Llama 2: 64 MiB / (32000 x 4 bytes) */
+        {8000, 4, 2048, 2097},  {8000, 2, 1000, 2000}, /* never more than the batch */
+        {50257, 1, 100, 100},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sft_model *m = head_model(cases[i].vocab);
+        if (!m) {
+            sft_test_failures++;
+            continue;
+        }
+        CHECK_INT(sft_model_loss_chunk_rows(m, cases[i].B, cases[i].T), cases[i].rows);
+        m->loss_chunk_rows = 3;
+        CHECK_INT(sft_model_loss_chunk_rows(m, cases[i].B, cases[i].T), 3);
+        sft_model_free(m);
+    }
+}
+
+TEST(the_plan_holds_one_chunk_of_logits_not_the_batch) {
+    /* GPT-2's vocabulary at 4 x 256: the full logits would be 1024 x 50257
+     * floats (206 MB), the chunk is 512 rows */
+    sft_model *m = head_model(50257);
+    if (!m) {
+        sft_test_failures++;
+        return;
+    }
+    sft_err err;
     CHECK(sft_model_plan(m, 4, 256, &err) == 0);
-    CHECK_INT(m->chunk_rows, (64 << 20) / (50257 * 4)); /* 64 MiB of logits: 333 rows */
+    CHECK_INT(m->chunk_rows, 512);
     CHECK(m->logits == NULL);
-    CHECK(m->arena_floats < (size_t)400 * 50257); /* the chunk, not 1024 rows */
-    CHECK(sft_model_plan(m, 1, 100, &err) == 0);
-    CHECK_INT(m->chunk_rows, 100); /* never more rows than the batch */
-    m->loss_chunk_rows = 3;
-    CHECK(sft_model_plan(m, 1, 100, &err) == 0);
-    CHECK_INT(m->chunk_rows, 3);
-    sft_model_free(m);
-    /* Qwen2's vocabulary: 64 MiB would be 110 rows, too few for the products */
-    c.vocab_size = 151936;
-    m = sft_model_create(&c, &err);
-    CHECK(m != NULL);
-    if (!m) return;
-    CHECK(sft_model_plan(m, 1, 300, &err) == 0);
-    CHECK_INT(m->chunk_rows, 256);
+    CHECK(m->arena_floats < (size_t)600 * 50257);
     sft_model_free(m);
 }

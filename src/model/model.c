@@ -563,19 +563,21 @@ static void layout_activations(sft_model *m, bump *b) {
 }
 
 /* The loss head's chunk. The lm_head products lose speed below a few hundred
- * rows (their weight gradient's inner dimension is the chunk's row count,
- * and each chunk packs the whole lm_head again): measured on GPT-2-124M's
- * head (768 x 50257, 1024 rows in chunks, forward, fused cross-entropy and
- * both gradients, 2 threads, CPU time) 64 rows +40%, 128 +16%, 256 +1-6%,
- * 512 +0-1% against one chunk of 1024 (bench/SPEED.md). So a chunk has at
- * least LOSS_CHUNK_MIN_ROWS rows, and more while its logits fit in
- * LOSS_CHUNK_BYTES: 333 rows (64 MiB) for GPT-2's 50257 tokens, 256 rows
- * (155 MB) for Qwen2's 151936, where the full logits at 4 x 2048 would be
- * 5 GB. */
-#define LOSS_CHUNK_MIN_ROWS 256
+ * rows: each chunk reads the whole lm_head (and its gradient) again, and the
+ * weight gradient's inner dimension is the chunk's row count. Measured on
+ * GPT-2-124M's head (768 x 50257, 1024 rows in chunks: forward, fused
+ * cross-entropy, both gradients; 2 threads, CPU time) against one chunk:
+ * 128 rows +20% (bf16 +31%), 256 +4% (+11%), 512 -2% (+1%); and on whole
+ * steps 256-row chunks cost 3-7%, 512-row chunks nothing measurable
+ * (bench/SPEED.md). So a chunk has at least LOSS_CHUNK_MIN_ROWS rows, and
+ * more while its logits fit in LOSS_CHUNK_BYTES (small vocabularies): 512
+ * rows are 103 MB of logits for GPT-2's 50257 tokens, 311 MB for Qwen2's
+ * 151936, whose full logits at 4 x 2048 would be 5 GB. */
+#define LOSS_CHUNK_MIN_ROWS 512
 #define LOSS_CHUNK_BYTES ((size_t)64 << 20)
 
-static int loss_chunk_rows(const sft_model *m, size_t N) {
+int sft_model_loss_chunk_rows(const sft_model *m, int max_B, int max_T) {
+    size_t N = (size_t)max_B * (size_t)max_T;
     size_t rows = m->loss_chunk_rows > 0 ? (size_t)m->loss_chunk_rows
                                          : LOSS_CHUNK_BYTES / ((size_t)m->cfg.vocab_size * sizeof(float));
     if (m->loss_chunk_rows <= 0 && rows < LOSS_CHUNK_MIN_ROWS) rows = LOSS_CHUNK_MIN_ROWS;
@@ -595,7 +597,7 @@ int sft_model_plan(sft_model *m, int max_B, int max_T, sft_err *err) {
     m->logits_ready = 0;
     m->max_B = max_B;
     m->max_T = max_T;
-    m->chunk_rows = loss_chunk_rows(m, (size_t)max_B * max_T);
+    m->chunk_rows = sft_model_loss_chunk_rows(m, max_B, max_T);
     m->index_arena = malloc(((size_t)m->chunk_rows + (size_t)max_B * max_T) * sizeof(int32_t));
     if (!m->index_arena) return sft_errf(err, "out of memory planning batch %d x %d", max_B, max_T);
     m->chunk_targets = m->index_arena;

@@ -190,6 +190,11 @@ void sft_model_freeze_weights(sft_model *m);
 /* Lays out the activations for batches up to max_B x max_T (call after
  * LoRA is attached). */
 int sft_model_plan(sft_model *m, int max_B, int max_T, sft_err *err);
+/* The rows of the loss head's chunk that sft_model_plan lays out for
+ * max_B x max_T: m->loss_chunk_rows when set, else at least 512 (fewer slow
+ * the lm_head products down) and more while the chunk's logits fit in
+ * 64 MiB; never more than max_B * max_T. */
+int sft_model_loss_chunk_rows(const sft_model *m, int max_B, int max_T);
 
 /* Forward over a batch. *loss = sum over supervised tokens of -log p /
  * step_supervised_tokens (0 when none). Keeps logits [B*T, V] and lse [B*T]
