@@ -44,7 +44,8 @@ typedef struct product {
  * (2048 rows). Forward C = x W (Conv1D) or x W^T (lm_head); input gradient
  * dx += dy W^T (Conv1D) or dy W (lm_head); weight gradient dW [C, OC] +=
  * x^T dy (Conv1D) or dW [V, C] += dy^T x (lm_head). The training step runs
- * the lm_head in row chunks (model.c): "head/4" is one of 124M's four. */
+ * the lm_head in row chunks (model.c): "head/2" is one of 124M's two
+ * 512-row chunks, "head/4" one of four 256-row ones. */
 static const product products[] = {
     {"124m fwd  c_attn  ", 0, 0, 1024, 2304, 768},
     {"124m fwd  attnprj ", 0, 0, 1024, 768, 768},
@@ -61,7 +62,10 @@ static const product products[] = {
     {"124m dW   c_fc    ", 1, 0, 768, 3072, 1024},
     {"124m dW   mlpprj  ", 1, 0, 3072, 768, 1024},
     {"124m dW   lm_head ", 1, 0, 50257, 768, 1024},
-    /* the loss head in chunks of 256 rows (model.c's LOSS_CHUNK_MIN_ROWS: 1024 rows in 4) */
+    /* the loss head in row chunks (model.c's LOSS_CHUNK_MIN_ROWS): 1024 rows in 2 or 4 */
+    {"124m fwd  head/2  ", 0, 1, 512, 50257, 768},
+    {"124m dinp head/2  ", 0, 0, 512, 768, 50257},
+    {"124m dW   head/2  ", 1, 0, 50257, 768, 512},
     {"124m fwd  head/4  ", 0, 1, 256, 50257, 768},
     {"124m dinp head/4  ", 0, 0, 256, 768, 50257},
     {"124m dW   head/4  ", 1, 0, 50257, 768, 256},
