@@ -472,15 +472,16 @@ static int token_losses(sft_scorer *sc, const sft_dataset *ds, double *losses, s
     sft_batch_buf buf = {0};
     int B = sc->opts.batch_size;
     size_t *items = malloc((size_t)B * sizeof *items);
-    int rc = items ? 0 : sft_errf(err, "out of memory");
-    const size_t V = (size_t)m->cfg.vocab_size;
+    /* -log p of every row: the loss head runs in chunks, so the B*T x V logits are never held whole */
+    double *row_nll = malloc((size_t)m->max_B * (size_t)m->max_T * sizeof *row_nll);
+    int rc = items && row_nll ? 0 : sft_errf(err, "out of memory");
     for (size_t start = 0; !rc && start < ld.item_count; start += (size_t)B) {
         int n = (int)(ld.item_count - start < (size_t)B ? ld.item_count - start : (size_t)B);
         for (int i = 0; i < n; i++)
             items[i] = start + (size_t)i;
         double batch_loss;
         if (sft_loader_batch(&ld, items, n, &buf, err) ||
-            sft_model_forward(m, &buf.batch, &batch_loss, err)) {
+            sft_model_forward_loss(m, &buf.batch, &batch_loss, row_nll, err)) {
             rc = -1;
             break;
         }
@@ -493,16 +494,14 @@ static int token_losses(sft_scorer *sc, const sft_dataset *ds, double *losses, s
                 for (int32_t j = 0; j < e->len; j++) {
                     size_t row_at = (size_t)r * (size_t)T + t + (size_t)j;
                     int32_t target = ds->targets[e->offset + j];
-                    losses[e->offset + j] =
-                        target == SFT_IGNORE_INDEX
-                            ? NAN
-                            : (double)m->lse[row_at] - (double)m->logits[row_at * V + (size_t)target];
+                    losses[e->offset + j] = target == SFT_IGNORE_INDEX ? NAN : row_nll[row_at];
                 }
                 t += (size_t)e->len;
             }
         }
     }
     free(items);
+    free(row_nll);
     sft_batch_buf_free(&buf);
     sft_loader_free(&ld);
     return rc;
