@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_clock.h"
 #include "io/file.h"
 #include "io/json.h"
 #include "train/dataset.h"
@@ -53,12 +54,6 @@ typedef struct data_shape {
     int B, T;
 } data_shape;
 static const data_shape SHAPES[] = {{"gpt2-6l", 8, 256}, {"gpt2-124m", 4, 256}};
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
     (void)st, (void)flag, (void)ftw;
@@ -181,7 +176,7 @@ int main(int argc, char **argv) {
     if (write_dataset(data_path, strings, records, T)) goto done;
     json_decref(corpus), corpus = NULL;
 
-    double t0 = now_s();
+    double t0 = bench_wall_s();
     tok = sft_tokenizer_load(model_dir, &err);
     tmpl = tok ? sft_chat_template_for_tokenizer(tok, NULL, &err) : NULL;
     sft_encoder enc;
@@ -189,48 +184,48 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_data: %s: %s\n", model_dir, err.msg);
         goto done;
     }
-    double setup_s = now_s() - t0;
+    double setup_s = bench_wall_s() - t0;
     sft_dataset_options opts = {.format = SFT_FORMAT_AUTO, .max_len = T, .cache_dir = cache_dir};
     const char *paths[1] = {data_path};
 
     /* The one-time work, cold (no cache yet) and from the cache. */
     sft_dataset ds, again;
-    t0 = now_s();
+    t0 = bench_wall_s();
     if (sft_dataset_load(&ds, paths, 1, &enc, &opts, &err)) {
         fprintf(stderr, "bench_data: %s\n", err.msg);
         goto done;
     }
-    double load_cold_s = now_s() - t0;
+    double load_cold_s = bench_wall_s() - t0;
     if (ds.cache_hit) { /* the folder was empty: a hit would mean the cold figure is not cold */
         fprintf(stderr, "bench_data: the first load came from a cache (%s)\n", ds.cache_path);
         sft_dataset_free(&ds);
         goto done;
     }
-    t0 = now_s();
+    t0 = bench_wall_s();
     if (sft_dataset_load(&again, paths, 1, &enc, &opts, &err)) {
         fprintf(stderr, "bench_data: %s\n", err.msg);
         sft_dataset_free(&ds);
         goto done;
     }
-    double load_cached_s = now_s() - t0;
+    double load_cached_s = bench_wall_s() - t0;
     int cache_hit = again.cache_hit;
     sft_dataset_free(&again);
 
     sft_loader ld, packed;
-    t0 = now_s();
+    t0 = bench_wall_s();
     if (sft_loader_init(&ld, &ds, 0, T, 0, &err)) {
         fprintf(stderr, "bench_data: %s\n", err.msg);
         sft_dataset_free(&ds);
         goto done;
     }
-    double init_s = now_s() - t0;
-    t0 = now_s();
+    double init_s = bench_wall_s() - t0;
+    t0 = bench_wall_s();
     if (sft_loader_init(&packed, &ds, 1, T, 0, &err)) {
         fprintf(stderr, "bench_data: %s\n", err.msg);
         sft_loader_free(&ld), sft_dataset_free(&ds);
         goto done;
     }
-    double init_packed_s = now_s() - t0;
+    double init_packed_s = bench_wall_s() - t0;
     sft_loader_free(&packed);
 
     /* Per step, as trainer.c's train_step does it before the forward. */
@@ -242,7 +237,7 @@ int main(int argc, char **argv) {
     double best_step_s = 1e30;
     int64_t checksum = 0;
     for (int rep = 0; rep < reps && items; rep++) {
-        t0 = now_s();
+        t0 = bench_wall_s();
         for (size_t s = 0; s < steps; s++) {
             sft_loader_set_epoch(&ld, &data_stream, rep);
             int64_t supervised = 0;
@@ -258,7 +253,7 @@ int main(int argc, char **argv) {
             buf.batch.step_supervised_tokens = supervised;
             checksum += buf.batch.tokens[0] + buf.supervised; /* keeps the work observable */
         }
-        double dt = (now_s() - t0) / (double)(steps ? steps : 1);
+        double dt = (bench_wall_s() - t0) / (double)(steps ? steps : 1);
         if (dt < best_step_s) best_step_s = dt;
     }
     if (steps) {

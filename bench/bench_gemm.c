@@ -30,32 +30,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_clock.h"
 #include "model/gemm_bf16.h"
 #include "model/ops.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* CPU seconds of the calling thread: on a shared machine, the time the
- * thread actually ran (single-threaded measurements). */
-static double thread_cpu_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *values, int n) {
-    qsort(values, (size_t)n, sizeof *values, cmp_double);
-    return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
-}
 
 /* ---- peak: independent multiply-adds, 24 chains, no memory operands ---- */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -72,17 +49,17 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static double pe
     __m512bh a = (__m512bh)_mm512_set1_epi32(0x3F803F80), b = (__m512bh)_mm512_set1_epi32(0x00000000);
     double tries_s[PEAK_TRIES];
     for (int try = 0; try < PEAK_TRIES; try++) {
-        double t0 = thread_cpu_s();
+        double t0 = bench_clock_s(CLOCK_THREAD_CPUTIME_ID);
         for (long it = 0; it < PEAK_ITERS; it++) {
 #pragma GCC unroll 24
             for (int i = 0; i < PEAK_CHAINS; i++)
                 acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
             __asm__ volatile("" : "+v"(a), "+v"(b)); /* keep the loop from being folded */
         }
-        double elapsed = thread_cpu_s() - t0;
+        double elapsed = bench_clock_s(CLOCK_THREAD_CPUTIME_ID) - t0;
         tries_s[try] = elapsed;
     }
-    double seconds = median(tries_s, PEAK_TRIES);
+    double seconds = bench_median(tries_s, PEAK_TRIES);
     float sink = 0;
     for (int i = 0; i < PEAK_CHAINS; i++)
         sink += _mm512_reduce_add_ps(acc[i]);
@@ -97,17 +74,17 @@ __attribute__((target("avx512f"))) static double peak_fma_gflops(void) {
     __m512 a = _mm512_set1_ps(1.0f), b = _mm512_set1_ps(0.0f);
     double tries_s[PEAK_TRIES];
     for (int try = 0; try < PEAK_TRIES; try++) {
-        double t0 = thread_cpu_s();
+        double t0 = bench_clock_s(CLOCK_THREAD_CPUTIME_ID);
         for (long it = 0; it < PEAK_ITERS; it++) {
 #pragma GCC unroll 24
             for (int i = 0; i < PEAK_CHAINS; i++)
                 acc[i] = _mm512_fmadd_ps(a, b, acc[i]);
             __asm__ volatile("" : "+v"(a), "+v"(b));
         }
-        double elapsed = thread_cpu_s() - t0;
+        double elapsed = bench_clock_s(CLOCK_THREAD_CPUTIME_ID) - t0;
         tries_s[try] = elapsed;
     }
-    double seconds = median(tries_s, PEAK_TRIES);
+    double seconds = bench_median(tries_s, PEAK_TRIES);
     float sink = 0;
     for (int i = 0; i < PEAK_CHAINS; i++)
         sink += _mm512_reduce_add_ps(acc[i]);
@@ -275,19 +252,20 @@ int main(int argc, char **argv) {
         float *A = random_floats(a_count), *B = random_floats(b_count), *C = random_floats(c_count);
         run_split(sft_gemm_bf16, threads, &s, A, B, C); /* warm-up: buffers, caches, clocks */
         run_split(sgemm, threads, &s, A, B, C);
-        double (*clock_s)(void) = threads == 1 ? thread_cpu_s : now_s;
+        /* one thread: its CPU time (what it ran on a shared machine); more: wall */
+        clockid_t clock = threads == 1 ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC;
         for (int r = 0; r < reps; r++) {
-            double t0 = clock_s();
+            double t0 = bench_clock_s(clock);
             run_split(sft_gemm_bf16, threads, &s, A, B, C);
-            double t1 = clock_s();
+            double t1 = bench_clock_s(clock);
             run_split(sgemm, threads, &s, A, B, C);
-            double t2 = clock_s();
+            double t2 = bench_clock_s(clock);
             bf16_s[r] = t1 - t0;
             sgemm_s[r] = t2 - t1;
         }
         double flop = 2.0 * s.M * s.N * s.K;
-        double bf16_gflops = flop / median(bf16_s, reps) * 1e-9,
-               sgemm_gflops = flop / median(sgemm_s, reps) * 1e-9;
+        double bf16_gflops = flop / bench_median(bf16_s, reps) * 1e-9,
+               sgemm_gflops = flop / bench_median(sgemm_s, reps) * 1e-9;
         printf("%-26s %5d %5d %5d  %9.1f %9.1f %6.2fx %5.0f%%\n", s.name, s.M, s.N, s.K, bf16_gflops,
                sgemm_gflops, bf16_gflops / sgemm_gflops, 100.0 * bf16_gflops / (peak_bf16 * threads));
         fflush(stdout);

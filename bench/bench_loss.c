@@ -25,28 +25,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_clock.h"
 #include "model/ops.h"
 
 enum { READ_FLOOR, RW_FLOOR, FORWARD, BACKWARD, FUSED, PASSES };
 static const char *const pass_names[PASSES] = {"memory read (floor)", "memory read-write (floor)",
                                                "cross-entropy forward", "cross-entropy backward",
                                                "fused forward-backward"};
-
-static double now_s(clockid_t clock) {
-    struct timespec ts;
-    clock_gettime(clock, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int compare_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, compare_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static float read_floor(const float *x, size_t n) {
     float sum = 0.0f;
@@ -111,7 +96,7 @@ int main(int argc, char **argv) {
     for (int rep = 0; rep < reps; rep++) {
         for (int pass = 0; pass < PASSES; pass++) {
             memcpy(work, logits, bytes);
-            double w0 = now_s(CLOCK_MONOTONIC), c0 = now_s(CLOCK_PROCESS_CPUTIME_ID);
+            double w0 = bench_clock_s(CLOCK_MONOTONIC), c0 = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID);
             switch (pass) {
             case READ_FLOOR:
                 sink += read_floor(logits, n);
@@ -129,8 +114,8 @@ int main(int argc, char **argv) {
                 sink += sft_cross_entropy_forward_backward(lse, work, targets, N, V, scale);
                 break;
             }
-            wall[pass * reps + rep] = now_s(CLOCK_MONOTONIC) - w0;
-            cpu[pass * reps + rep] = now_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
+            wall[pass * reps + rep] = bench_clock_s(CLOCK_MONOTONIC) - w0;
+            cpu[pass * reps + rep] = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
         }
     }
 
@@ -140,8 +125,8 @@ int main(int argc, char **argv) {
            "x floor wall", "x floor CPU");
     double floor_wall_ms[2] = {0, 0}, floor_cpu_ms[2] = {0, 0}, wall_ms[PASSES];
     for (int pass = 0; pass < PASSES; pass++) {
-        wall_ms[pass] = median(wall + pass * reps, reps) * 1e3;
-        double cpu_ms = median(cpu + pass * reps, reps) * 1e3;
+        wall_ms[pass] = bench_median(wall + pass * reps, reps) * 1e3;
+        double cpu_ms = bench_median(cpu + pass * reps, reps) * 1e3;
         int writes = pass == RW_FLOOR || pass == BACKWARD || pass == FUSED;
         double moved = (double)bytes * (writes ? 2 : 1);
         if (pass <= RW_FLOOR) floor_wall_ms[pass] = wall_ms[pass], floor_cpu_ms[pass] = cpu_ms;

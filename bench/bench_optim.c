@@ -27,27 +27,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_clock.h"
 #include "model/model.h"
 #include "model/ops.h"
 #include "train/optim.h"
 
 #define MAX_REPS 64
-
-static double clock_s(clockid_t id) {
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* GPT-2-124M's trainable tensors in the model's order: 12 layers of d = 768,
  * vocabulary 50257, 1024 positions. */
@@ -147,7 +132,7 @@ int main(int argc, char **argv) {
     for (int r = -1; r < reps; r++) {
         for (int pass = 0; pass < PASSES; pass++) {
             if (pass == TWO_PASS) memcpy(set.grad, grad_unclipped, bytes);
-            double w0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+            double w0 = bench_clock_s(CLOCK_MONOTONIC), c0 = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID);
             if (pass == STREAM)
                 sink += stream_pass(set.data, set.grad, opt.m, opt.v, n);
             else if (pass == TWO_PASS) {
@@ -155,7 +140,7 @@ int main(int argc, char **argv) {
                 sft_adamw_step(&opt, &set, 1e-4);
             } else
                 sink += sft_adamw_step_clipped(&opt, &set, 1e-4, 1.0, 1).grad_norm;
-            double w1 = clock_s(CLOCK_MONOTONIC), c1 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+            double w1 = bench_clock_s(CLOCK_MONOTONIC), c1 = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID);
             if (pass == STREAM) memset(opt.m, 0, bytes), memset(opt.v, 0, bytes); /* back to moments */
             if (r >= 0) wall[pass][r] = w1 - w0, cpu[pass][r] = c1 - c0;
         }
@@ -163,12 +148,12 @@ int main(int argc, char **argv) {
     printf("%-24s %10s %10s %8s\n", "pass", "wall ms", "CPU ms", "GB/s");
     double floor_s = 0.0;
     for (int pass = 0; pass < PASSES; pass++) {
-        double w = median(wall[pass], reps), c = median(cpu[pass], reps);
+        double w = bench_median(wall[pass], reps), c = bench_median(cpu[pass], reps);
         if (pass == STREAM) floor_s = w;
         printf("%-24s %10.1f %10.1f %8.1f\n", names[pass], w * 1e3, c * 1e3, traffic[pass] / w * 1e-9);
     }
     printf("fused at %.0f%% of the stream floor's speed (checksum %g)\n",
-           100.0 * floor_s / median(wall[FUSED], reps), sink);
+           100.0 * floor_s / bench_median(wall[FUSED], reps), sink);
     free(grad_unclipped);
     sft_adamw_free(&opt);
     sft_param_set_free(&set);

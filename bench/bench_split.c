@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_clock.h"
 #include "model/gemm_bf16.h"
 #include "model/ops.h"
 
@@ -78,39 +79,17 @@ static const product products[] = {
     {"6l   dW   lm_head ", 1, 0, 50257, 384, 2048},
 };
 
-static double wall_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double thread_cpu_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /* C = op(A) op(B) on `threads` threads, split by rows of C or by columns
  * (16-column granules, as ops.c slices them); returns the wall time and
  * adds the threads' CPU time in their products to *cpu. */
 static double run_split(gemm_fn *gemm, int threads, int by_columns, const product *p, const float *A,
                         const float *B, float *C, double *cpu) {
     int lda = p->trans_a ? p->M : p->K, ldb = p->trans_b ? p->K : p->N, ldc = p->N;
-    double cpu_sum = 0, t0 = wall_s();
+    double cpu_sum = 0, t0 = bench_wall_s();
 #pragma omp parallel num_threads(threads) reduction(+ : cpu_sum)
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        double c0 = thread_cpu_s();
+        double c0 = bench_clock_s(CLOCK_THREAD_CPUTIME_ID);
         if (by_columns) {
             int granules = (p->N + 15) / 16;
             int lo = 16 * (int)((long)granules * t / nt), hi = 16 * (int)((long)granules * (t + 1) / nt);
@@ -125,9 +104,9 @@ static double run_split(gemm_fn *gemm, int threads, int by_columns, const produc
                      p->trans_a ? A + lo : A + (size_t)lo * lda, lda, B, ldb, 0.0f, C + (size_t)lo * ldc,
                      ldc);
         }
-        cpu_sum += thread_cpu_s() - c0;
+        cpu_sum += bench_clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
     }
-    double elapsed = wall_s() - t0;
+    double elapsed = bench_wall_s() - t0;
     *cpu += cpu_sum;
     return elapsed;
 }
@@ -202,8 +181,8 @@ int main(int argc, char **argv) {
                     cpu[s][r] = 0;
                     wall[s][r] = run_split(gemm, threads, s, p, A, B, C, &cpu[s][r]);
                 }
-            double w_rows = median(wall[0], reps), w_cols = median(wall[1], reps);
-            double c_rows = median(cpu[0], reps), c_cols = median(cpu[1], reps);
+            double w_rows = bench_median(wall[0], reps), w_cols = bench_median(wall[1], reps);
+            double c_rows = bench_median(cpu[0], reps), c_cols = bench_median(cpu[1], reps);
             printf("%-18s %-5s %5d %5d %5d | %8.2f %8.2f | %8.2f %8.2f | %6.3f %4s %4s\n", p->name,
                    d == 0 ? "fp32" : "bf16", p->M, p->N, p->K, 1e3 * w_rows, 1e3 * w_cols, 1e3 * c_rows,
                    1e3 * c_cols, c_cols / c_rows, c_cols < c_rows ? "cols" : "rows",

@@ -53,6 +53,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_clock.h"
 #include "io/config.h"
 #include "model/gemm_bf16.h"
 #include "model/lora.h"
@@ -108,28 +109,6 @@ static void config_json(const bench_shape *s, char *buf, size_t cap) {
             " \"bos_token_id\": 1, \"eos_token_id\": 2, \"tie_word_embeddings\": true, \"dtype\": "
             "\"float32\"}\n",
             s->layers, s->dim, s->heads, s->kv_heads, s->ffn, s->positions, s->vocab);
-}
-
-static double wall_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double cpu_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* ------------------------------------------------ allocation counting
@@ -236,44 +215,44 @@ static int prof_vocab;
 static const sft_kernels *real;
 
 static void prof_add(int slot, double t0, double flops) {
-    prof_s[slot] += wall_s() - t0;
+    prof_s[slot] += bench_wall_s() - t0;
     prof_flops[slot] += flops;
     prof_calls[slot]++;
 }
 
 static void p_embedding_forward(float *o, const int32_t *t, const int32_t *p, const float *wte,
                                 const float *wpe, int N, int C) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     real->embedding_forward(o, t, p, wte, wpe, N, C);
     prof_add(P_EMBED_F, t0, 0);
 }
 static void p_embedding_backward(float *dwte, float *dwpe, const float *d, const int32_t *t, const int32_t *p,
                                  int N, int C) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     real->embedding_backward(dwte, dwpe, d, t, p, N, C);
     prof_add(P_EMBED_B, t0, 0);
 }
 static void p_layernorm_forward(float *o, float *mean, float *rstd, const float *in, const float *w,
                                 const float *b, int N, int C, float eps) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     real->layernorm_forward(o, mean, rstd, in, w, b, N, C, eps);
     prof_add(P_NORM_F, t0, 0);
 }
 static void p_layernorm_backward(float *din, float *dw, float *db, const float *d, const float *in,
                                  const float *w, const float *mean, const float *rstd, int N, int C) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     real->layernorm_backward(din, dw, db, d, in, w, mean, rstd, N, C);
     prof_add(P_NORM_B, t0, 0);
 }
 static void p_rmsnorm_forward(float *o, float *rstd, const float *in, const float *w, int N, int C,
                               float eps) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     real->rmsnorm_forward(o, rstd, in, w, N, C, eps);
     prof_add(P_NORM_F, t0, 0);
 }
 static void p_rmsnorm_backward(float *din, float *dw, const float *d, const float *in, const float *w,
                                const float *rstd, int N, int C) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     real->rmsnorm_backward(din, dw, d, in, w, rstd, N, C);
     prof_add(P_NORM_B, t0, 0);
 }
@@ -286,56 +265,56 @@ static int matmul_slot(int C, int OC, int backward) {
 }
 static void p_matmul_forward(float *o, const float *in, const float *w, const float *b, int N, int C, int OC,
                              int w_in_out) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     real->matmul_forward(o, in, w, b, N, C, OC, w_in_out);
     prof_add(matmul_slot(C, OC, 0), t0, 2.0 * N * C * OC);
 }
 static void p_matmul_forward_add(float *o, const float *in, const float *w, int N, int C, int OC) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     real->matmul_forward_add(o, in, w, N, C, OC);
     prof_add(matmul_slot(C, OC, 0), t0, 2.0 * N * C * OC);
 }
 static void p_matmul_backward(float *din, float *dw, float *db, const float *d, const float *in,
                               const float *w, int N, int C, int OC, int w_in_out) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     real->matmul_backward(din, dw, db, d, in, w, N, C, OC, w_in_out);
     prof_add(matmul_slot(C, OC, 1), t0, 2.0 * N * C * OC * ((din != NULL) + (dw != NULL)));
 }
 static void p_gelu_forward(float *o, const float *in, size_t n) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     real->gelu_forward(o, in, n);
     prof_add(P_ACT_F, t0, 0);
 }
 static void p_gelu_backward(float *din, const float *in, const float *d, size_t n) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     real->gelu_backward(din, in, d, n);
     prof_add(P_ACT_B, t0, 0);
 }
 static void p_swiglu_forward(float *o, const float *g, const float *u, size_t n) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     real->swiglu_forward(o, g, u, n);
     prof_add(P_ACT_F, t0, 0);
 }
 static void p_swiglu_backward(float *dg, float *du, const float *d, const float *g, const float *u,
                               size_t n) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     real->swiglu_backward(dg, du, d, g, u, n);
     prof_add(P_ACT_B, t0, 0);
 }
 static void p_rope_forward(float *x, const float *c, const float *s, int N, int H, int HD, int stride) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     real->rope_forward(x, c, s, N, H, HD, stride);
     prof_add(P_ROPE_F, t0, 0);
 }
 static void p_rope_backward(float *x, const float *c, const float *s, int N, int H, int HD, int stride) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     real->rope_backward(x, c, s, N, H, HD, stride);
     prof_add(P_ROPE_B, t0, 0);
 }
 static void p_attention_forward(float *o, float *stats, const float *q, int qs, const float *k, int ks,
                                 const float *v, int vs, const int32_t *seq, int B, int T, int NH, int NKV,
                                 int HD, int window, float dropout, uint64_t seed) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     real->attention_forward(o, stats, q, qs, k, ks, v, vs, seq, B, T, NH, NKV, HD, window, dropout, seed);
     /* q k^T and att v over the whole T x T square (the 12 L d T convention; causal skipping would halve it)
      */
@@ -345,37 +324,37 @@ static void p_attention_backward(float *dq, float *dk, float *dv, const float *d
                                  const float *q, int qs, const float *k, int ks, const float *v, int vs,
                                  const int32_t *seq, int B, int T, int NH, int NKV, int HD, int window,
                                  float dropout, uint64_t seed) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     real->attention_backward(dq, dk, dv, d, stats, q, qs, k, ks, v, vs, seq, B, T, NH, NKV, HD, window,
                              dropout, seed);
     /* model FLOPs (the 12 L d T convention): the recomputed scores are not counted */
     prof_add(P_ATT_B, t0, 8.0 * B * NH * (double)T * T * HD);
 }
 static void p_dropout_forward(float *x, size_t n, float p, uint64_t seed) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     real->dropout_forward(x, n, p, seed);
     prof_add(P_DROPOUT, t0, 0);
 }
 static void p_dropout_backward(float *x, size_t n, float p, uint64_t seed) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     real->dropout_backward(x, n, p, seed);
     prof_add(P_DROPOUT, t0, 0);
 }
 static double p_cross_entropy_forward(float *lse, const float *logits, const int32_t *targets, int N, int V) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     double r = real->cross_entropy_forward(lse, logits, targets, N, V);
     prof_add(P_CE_F, t0, 0);
     return r;
 }
 static void p_cross_entropy_backward(float *logits, const float *lse, const int32_t *targets, int N, int V,
                                      float scale) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     real->cross_entropy_backward(logits, lse, targets, N, V, scale);
     prof_add(P_CE_B, t0, 0);
 }
 static double p_cross_entropy_forward_backward(float *lse, float *logits, const int32_t *targets, int N, int V,
                                                float scale) {
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     double r = real->cross_entropy_forward_backward(lse, logits, targets, N, V, scale);
     prof_add(P_CE_FB, t0, 0);
     return r;
@@ -500,16 +479,16 @@ static int run_step(const bench_shape *s, const options *o) {
             memset(prof_calls, 0, sizeof prof_calls);
             atomic_store(&counting, 1);
         }
-        double t0 = wall_s(), c0 = cpu_s();
+        double t0 = bench_wall_s(), c0 = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID);
         sft_model_zero_grad(m);
-        double t1 = wall_s();
+        double t1 = bench_wall_s();
         /* The trainer's entry (lm_head and cross-entropy in row chunks, the logits never whole):
          * one call, so forward and backward are one phase. */
         if (sft_model_forward_backward(m, &batch, &loss, &err)) return fail(&err);
-        double t3 = wall_s();
+        double t3 = bench_wall_s();
         /* clip_grad_norm_(1.0) and AdamW in one pass, as the trainer runs them */
         sft_adamw_step_report rep = sft_adamw_step_clipped(&opt, m->trainable, 1e-4, 1.0, isfinite(loss));
-        double norm = rep.grad_norm, t5 = wall_s(), c5 = cpu_s();
+        double norm = rep.grad_norm, t5 = bench_wall_s(), c5 = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID);
         if (step == 0) loss0 = loss;
         fprintf(stderr, "sft %s %s %s step %d: %.0f ms (cpu %.0f ms) loss %.4f grad_norm %.3f\n", s->name,
                 o->mode, o->dtype, step, (t5 - t0) * 1e3, (c5 - c0) * 1e3, loss, norm);
@@ -529,8 +508,8 @@ static int run_step(const bench_shape *s, const options *o) {
     for (int i = 0, len = 0; i < o->steps && len < (int)sizeof step_list - 16; i++)
         len += snprintf(step_list + len, sizeof step_list - (size_t)len, "%s%.1f", i ? "," : "",
                         step_wall[i] * 1e3);
-    double ms = median(step_wall, o->steps) * 1e3, min_ms = step_wall[0] * 1e3; /* sorted by median() */
-    double cpu_ms = median(step_cpu, o->steps) * 1e3;
+    double ms = bench_median(step_wall, o->steps) * 1e3, min_ms = step_wall[0] * 1e3; /* sorted by bench_median() */
+    double cpu_ms = bench_median(step_cpu, o->steps) * 1e3;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("RESULT system=sft%s dtype=%s products=%s shape=%s mode=%s threads=%d B=%d T=%d ms=%.1f min_ms=%.1f "
@@ -663,12 +642,12 @@ static double time_product(int way, int threads, int form, int BT, int in, int o
     openblas_set_num_threads(way == WAY_THREADED ? threads : 1);
     double best = INFINITY;
     for (int rep = 0; rep <= reps; rep++) {
-        double t0 = wall_s();
+        double t0 = bench_wall_s();
         if (way == WAY_THREADED)
             sgemm_threaded(form, BT, in, out, a, b, c);
         else
             gemm_split(way == WAY_SPLIT_F32 ? gemm_f32 : sft_gemm_bf16, form, BT, in, out, a, b, c);
-        double dt = wall_s() - t0;
+        double dt = bench_wall_s() - t0;
         if (rep && dt < best) best = dt;
     }
     return best;

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_clock.h"
 #include "io/file.h"
 #include "io/json.h"
 #include "tok/template.h"
@@ -24,12 +25,6 @@
 
 #define REPEAT 20
 #define RUNS 5
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 typedef struct {
     sft_chat_message *messages;
@@ -81,7 +76,7 @@ int main(int argc, char **argv) {
         double encode_s = 1e30;
         for (int run = 0; run < RUNS; run++) {
             tokens = 0;
-            double t0 = now_s();
+            double t0 = bench_wall_s();
             for (int r = 0; r < REPEAT; r++) {
                 for (size_t i = 0; i < n; i++) {
                     if (sft_chat_encode(tmpl, tok, convs[i].messages, convs[i].count, 0, &enc, &err)) {
@@ -91,7 +86,7 @@ int main(int argc, char **argv) {
                     tokens += enc.tokens.count;
                 }
             }
-            double t = now_s() - t0;
+            double t = bench_wall_s() - t0;
             if (t < encode_s) encode_s = t;
         }
         /* Rendering and masking alone, over the last encoding's offsets
@@ -102,7 +97,7 @@ int main(int argc, char **argv) {
         sft_chat_render render = {0};
         double render_s = 1e30;
         for (int run = 0; run < RUNS; run++) {
-            double t0 = now_s();
+            double t0 = bench_wall_s();
             for (int r = 0; r < REPEAT; r++) {
                 for (size_t i = 0; i < n; i++) {
                     sft_chat_render_messages(tmpl, convs[i].messages, convs[i].count, 0, &render, &err);
@@ -110,7 +105,7 @@ int main(int argc, char **argv) {
                                             pre[i].tokens.offsets, pre[i].tokens.count, pre[i].assistant_mask);
                 }
             }
-            double t = now_s() - t0;
+            double t = bench_wall_s() - t0;
             if (t < render_s) render_s = t;
         }
         printf("%-12s %-12s %12.0f %14.0f %17.1f%%\n", name, sft_chat_template_name(tmpl), REPEAT * n / encode_s,

@@ -14,22 +14,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_clock.h"
 #include "io/file.h"
 #include "tok/tokenizer.h"
 
 #define RUNS 7
 #define MAX_DOCS 256
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "tests/fixtures/hf/models/gpt2-tiny";
@@ -87,7 +77,7 @@ int main(int argc, char **argv) {
     size_t tokens = 0;
     for (int r = 0; r < RUNS; r++) {
         tokens = 0;
-        double t0 = now_s();
+        double t0 = bench_wall_s();
         for (size_t rep = 0; rep < repeat; rep++)
             for (size_t k = 0; k < ndocs; k++) {
                 if (sft_tokenizer_encode(tok, docs[k], lens[k], 0, &enc, &err)) {
@@ -96,10 +86,10 @@ int main(int argc, char **argv) {
                 }
                 tokens += enc.count;
             }
-        rate[r] = (double)tokens / (now_s() - t0);
+        rate[r] = (double)tokens / (bench_wall_s() - t0);
     }
     double cold = rate[0];
-    qsort(rate + 1, RUNS - 1, sizeof rate[0], cmp_double);
+    qsort(rate + 1, RUNS - 1, sizeof rate[0], bench_cmp_double);
     printf("tokenizer %s: %zu documents, %zu bytes, %zu tokens per pass, %zu passes per run\n", dir, ndocs,
            bytes, tokens_once, repeat);
     printf("first run (cold word cache): %.0f tokens/s\n", cold);
