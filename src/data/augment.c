@@ -284,10 +284,7 @@ int sft_data_augment(const sft_data_io *io, const sft_augment_options *o, sft_au
         sft_each_summary each;
         rc = sft_data_each(io, 0, augment_one, &c, &each, err);
         s->skipped = each.skipped;
-        if (rc)
-            sft_writer_abort(c.out);
-        else
-            rc = sft_writer_commit(c.out, err);
+        rc = sft_writer_finish(c.out, rc, err);
     }
     free(c.system_prompts);
     free(c.system_text);

@@ -382,10 +382,7 @@ int sft_data_dedup(const sft_data_io *io, const sft_dedup_options *o, sft_dedup_
         s->kept = c.kept;
         if (c.near) s->candidates = sft_near_index_candidates(c.near);
         if (!rc && o->report) rc = write_dedup_report(&c, o->report, err);
-        if (rc)
-            sft_writer_abort(c.out);
-        else
-            rc = sft_writer_commit(c.out, err);
+        rc = sft_writer_finish(c.out, rc, err);
     }
     if (o->report) {
         for (size_t i = 0; i < c.kept && c.kept_origins; i++)

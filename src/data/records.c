@@ -768,6 +768,14 @@ void sft_writer_abort(sft_writer *w) {
     free(w);
 }
 
+int sft_writer_finish(sft_writer *w, int rc, sft_err *err) {
+    if (rc) {
+        sft_writer_abort(w);
+        return rc;
+    }
+    return sft_writer_commit(w, err);
+}
+
 /* -------------------------------------------------------------- conversion */
 
 static int is_format_key(sft_data_format f, const char *key) {

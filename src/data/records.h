@@ -154,6 +154,9 @@ int sft_writer_put_json(sft_writer *w, const json_t *json, sft_err *err);
 size_t sft_writer_count(const sft_writer *w);
 int sft_writer_commit(sft_writer *w, sft_err *err); /* frees w */
 void sft_writer_abort(sft_writer *w);               /* frees w; NULL is fine */
+/* The end of a write: commits when rc == 0, else aborts (the output never
+ * appears half-written); returns the final status. Frees w. */
+int sft_writer_finish(sft_writer *w, int rc, sft_err *err);
 
 /* Dumps a JSON value compactly on one line, keys in their original order and
  * integers as integers; malloc'ed. */

@@ -719,10 +719,7 @@ int sft_data_score(const sft_data_io *io, const sft_score_options *o, sft_score_
         if (!rc) rc = score_flush(&c, err);
         s->records = each.records;
         s->skipped = each.skipped;
-        if (rc)
-            sft_writer_abort(c.out);
-        else
-            rc = sft_writer_commit(c.out, err);
+        rc = sft_writer_finish(c.out, rc, err);
     }
     for (size_t i = 0; c.chunk && i < SCORE_CHUNK; i++)
         sft_record_free(&c.chunk[i]);

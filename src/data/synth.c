@@ -329,10 +329,7 @@ int sft_data_answer(const sft_data_io *io, const char *prompts_file, sft_data_fo
             s->records = each.records;
             s->skipped = each.skipped;
         }
-        if (rc)
-            sft_writer_abort(c.out);
-        else
-            rc = sft_writer_commit(c.out, err);
+        rc = sft_writer_finish(c.out, rc, err);
     }
     sft_session_close(&g.session);
     return rc;
@@ -935,10 +932,7 @@ int sft_data_evolve(const sft_data_io *io, const sft_evolve_options *eo, const s
         rc = sft_data_each(io, 0, evolve_one, &c, &each, err);
         s->records = each.records;
         s->skipped = each.skipped;
-        if (rc)
-            sft_writer_abort(c.out);
-        else
-            rc = sft_writer_commit(c.out, err);
+        rc = sft_writer_finish(c.out, rc, err);
     }
     sft_text_scratch_free(&c.x);
     sft_u64s_free(&c.a);
